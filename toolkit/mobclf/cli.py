@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
 
@@ -14,3 +17,146 @@ def main() -> None:
 @main.group()
 def data() -> None:
     """Read, check and split labelled news text into a dataset artifact."""
+
+
+# Stage modules import torch and transformers (seconds); they are imported inside each command so that
+# `mobclf --help` and option errors answer at once.
+
+PATH_IN = click.Path(exists=True, file_okay=False, path_type=Path)
+PATH_OUT = click.Path(path_type=Path)
+
+
+def training_options(epochs: int, lr: float, batch_size: int):
+    """Options every training stage shares, collected into a FitConfig."""
+
+    def decorate(command):
+        for option in reversed([
+            click.option("--epochs", default=epochs, show_default=True, type=click.IntRange(min=1)),
+            click.option("--batch-size", default=batch_size, show_default=True, type=click.IntRange(min=1)),
+            click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0, min_open=True)),
+            click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
+                         help="Early stopping: epochs without a better val micro-F1."),
+            click.option("--seed", default=42, show_default=True, type=int),
+            click.option("--pos-weight", "pos_weight_scheme", default="sqrt_inverse", show_default=True,
+                         type=click.Choice(["none", "inverse", "sqrt_inverse"]),
+                         help="Label weights of the BCE loss, from label frequency."),
+            click.option("--threshold-objective", default="micro", show_default=True,
+                         type=click.Choice(["micro", "macro"]), help="F1 that per-label threshold tuning maximises."),
+            click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda."),
+            click.option("--force", is_flag=True, help="Replace an existing --out artifact."),
+        ]):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def fit_config(epochs: int, batch_size: int, lr: float, patience: int, seed: int):
+    from mobclf.train.loop import FitConfig
+
+    return FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
+
+
+@main.command("train-teacher")
+@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact (from `mobclf data prepare`).")
+@click.option("--out", required=True, type=PATH_OUT, help="Teacher artifact directory to write.")
+@click.option("--init", type=PATH_IN, help="Local HF BERT checkpoint directory to start from (never the hub).")
+@click.option("--layers", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--hidden", default=768, show_default=True, type=click.IntRange(min=8))
+@click.option("--heads", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--intermediate", type=click.IntRange(min=8), help="FFN width [default: 4 × hidden].")
+@click.option("--head", default="cls_linear", show_default=True, type=click.Choice(["cls_linear", "cls_mlp", "cnn"]))
+@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]))
+@click.option("--vocab-size", type=click.IntRange(min=10), help="Largest vocabulary, most frequent tokens first.")
+@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-length", default=32, show_default=True, type=click.IntRange(min=4))
+@training_options(epochs=10, lr=1e-4, batch_size=32)
+def train_teacher_command(data, out, init, layers, hidden, heads, intermediate, head, tokenizer, vocab_size, min_freq,
+                          max_length, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective,
+                          device, force):
+    """Train a BERT teacher (from a config, or from a local checkpoint with --init)."""
+    from mobclf.train.teacher import TeacherConfig, train_teacher
+
+    config = TeacherConfig(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate, head=head,
+                           tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq, max_length=max_length)
+    artifact = train_teacher(data, out, config, fit_config(epochs, batch_size, lr, patience, seed), init=init,
+                             pos_weight_scheme=pos_weight_scheme, threshold_objective=threshold_objective,
+                             device=device, force=force)
+    click.echo(f"teacher written to {artifact.path}")
+
+
+def parse_loss_weights(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
+    weights = {}
+    for value in values:
+        name, sep, weight = value.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected NAME=WEIGHT, e.g. soft_kd=1.0") from None
+    return weights or {"soft_kd": 1.0, "hard_bce": 1.0}
+
+
+def parse_layers(ctx, param, value: str | None) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()] if value else []
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated layer numbers, e.g. 10,11,12") from None
+
+
+@main.command("distill")
+@click.option("--teacher", "teacher_dir", required=True, type=PATH_IN, help="Teacher artifact.")
+@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact the teacher was trained on.")
+@click.option("--out", required=True, type=PATH_OUT, help="Student artifact directory to write.")
+@click.option("--student", default="textcnn", show_default=True, type=click.Choice(["textcnn"]))
+@click.option("--loss", "losses", multiple=True, callback=parse_loss_weights, metavar="NAME=WEIGHT",
+              help="Repeatable: soft_kd, hard_bce, hint_mse, attention_transfer [default: soft_kd=1 hard_bce=1].")
+@click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--hint-layer", type=click.IntRange(min=0), help="Teacher layer for hint_mse [default: middle].")
+@click.option("--attention-layers", callback=parse_layers, help="Teacher layers for attention_transfer [default: last].")
+@click.option("--hint-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="FitNets stage 1: hint-only epochs before the full loss.")
+@click.option("--unlabeled", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Unlabelled transfer texts (.jsonl with 'text', or .txt); the teacher labels them softly.")
+@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]))
+@click.option("--vocab-size", type=click.IntRange(min=10))
+@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-length", type=click.IntRange(min=4), help="[default: the teacher's]")
+@click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--kernel-sizes", default="2,3,4", show_default=True, callback=parse_layers)
+@click.option("--filters", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--vectors", type=PATH_IN, help="Pretrained embeddings: a directory with vocab.txt + vectors.npy.")
+@training_options(epochs=20, lr=1e-3, batch_size=64)
+def distill_command(teacher_dir, data, out, student, losses, temperature, hint_layer, attention_layers, hint_epochs,
+                    unlabeled, tokenizer, vocab_size, min_freq, max_length, embedding_dim, kernel_sizes, filters,
+                    dropout, vectors, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective,
+                    device, force):
+    """Distil a teacher into a small student with KD, FitNets hints and attention transfer."""
+    from mobclf.distill.distill import DistillPlan, StudentConfig, distill
+
+    plan = DistillPlan(losses=losses, temperature=temperature, hint_layer=hint_layer,
+                       attention_layers=attention_layers, hint_epochs=hint_epochs)
+    student_config = StudentConfig(tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
+                                   max_length=max_length, embedding_dim=embedding_dim, kernel_sizes=kernel_sizes,
+                                   num_filters=filters, dropout=dropout, vectors=vectors)
+    artifact = distill(teacher_dir, data, out, plan, student_config, fit_config(epochs, batch_size, lr, patience, seed),
+                       unlabeled=unlabeled, threshold_objective=threshold_objective,
+                       pos_weight_scheme=pos_weight_scheme, device=device, force=force)
+    click.echo(f"student written to {artifact.path}")
+
+
+@main.command("eval")
+@click.option("--model", "model_dir", required=True, type=PATH_IN, help="Teacher or student artifact.")
+@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_out", type=PATH_OUT, help="Also write the metrics as JSON to this file.")
+def eval_command(model_dir, data, split, device, json_out):
+    """Micro/macro P/R/F1, subset accuracy and a per-label table."""
+    from mobclf.train.evaluate import evaluate
+
+    metrics = evaluate(model_dir, data, split, device)
+    if json_out:
+        if json_out.exists():
+            raise click.ClickException(f"{json_out}: already exists; choose another --json file")
+        json_out.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

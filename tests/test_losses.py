@@ -1,0 +1,141 @@
+"""Losses against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mobclf.distill.losses import (
+    LOSSES,
+    attention_transfer,
+    fitnets_hint,
+    get_loss,
+    register,
+    soft_target_kd,
+)
+from mobclf.errors import UserError
+from mobclf.train.losses import label_pos_weights, weighted_bce
+
+LN2 = math.log(2)
+
+
+def test_pos_weights_schemes():
+    counts, n = np.array([50, 10, 0, 99]), 100
+    # n_neg / n_pos: 50/50 = 1, 90/10 = 9, no positives -> max, 1/99 -> clipped up to 1
+    assert label_pos_weights(counts, n, "inverse").tolist() == [1.0, 9.0, 30.0, 1.0]
+    assert label_pos_weights(counts, n, "sqrt_inverse").tolist() == [1.0, 3.0, 30.0, 1.0]
+    assert label_pos_weights(counts, n, "none").tolist() == [1.0, 1.0, 1.0, 1.0]
+    # 1000 negatives per positive, clipped down to max_weight
+    assert label_pos_weights(np.array([1]), 1001, "inverse", max_weight=5.0).tolist() == [5.0]
+    with pytest.raises(UserError, match="sqrt_inverse"):
+        label_pos_weights(counts, n, "log")
+
+
+def test_weighted_bce_by_hand():
+    # -log(sigmoid(0)) = ln 2 for a positive; the same for a negative
+    assert weighted_bce(torch.zeros(1, 1), torch.ones(1, 1)).item() == pytest.approx(LN2)
+    # positive weighted 3: (3 ln 2 + ln 2) / 2 = 2 ln 2
+    loss = weighted_bce(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), pos_weight=torch.tensor([3.0, 3.0]))
+    assert loss.item() == pytest.approx(2 * LN2)
+
+
+def test_weighted_bce_example_mask():
+    logits = torch.tensor([[0.0], [2.0]], requires_grad=True)
+    targets = torch.ones(2, 1)
+    loss = weighted_bce(logits, targets, example_mask=torch.tensor([True, False]))
+    assert loss.item() == pytest.approx(LN2)
+    loss.backward()
+    # d/dz BCE(z, 1) = sigmoid(z) - 1 = -0.5 at z = 0; the masked example gets no gradient
+    assert logits.grad.tolist() == [[-0.5], [0.0]]
+
+    none = weighted_bce(logits, targets, example_mask=torch.tensor([False, False]))
+    assert none.item() == 0.0
+    none.backward()  # still part of the graph
+
+
+def test_soft_kd_single_label_by_hand():
+    s = torch.zeros(1, 2)
+    t = torch.tensor([[math.log(3), 0.0]])  # softmax -> [3/4, 1/4]
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert soft_target_kd(s, t, multi_label=False).item() == pytest.approx(kl, rel=1e-5)
+    # T = 2 on doubled logits gives the same distributions, times T^2 = 4
+    assert soft_target_kd(s, 2 * t, temperature=2.0, multi_label=False).item() == pytest.approx(4 * kl, rel=1e-5)
+    same = torch.randn(3, 4)
+    assert soft_target_kd(same, same.clone(), temperature=3.0, multi_label=False).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_soft_kd_multi_label_by_hand():
+    # student logit 0: -(p ln .5 + (1 - p) ln .5) = ln 2 for any target p
+    t = torch.tensor([[2 * math.log(3)]])  # sigmoid(t / 2) = 3/4
+    assert soft_target_kd(torch.zeros(1, 1), t, temperature=2.0).item() == pytest.approx(4 * LN2)
+
+
+def test_soft_kd_identical_logits_are_the_minimum():
+    t = torch.randn(4, 5)
+    s = t.clone().requires_grad_(True)
+    at_teacher = soft_target_kd(s, t, temperature=2.0)
+    at_teacher.backward()
+    assert s.grad.abs().max().item() < 1e-6
+    for _ in range(5):
+        moved = soft_target_kd(t + 0.3 * torch.randn_like(t), t, temperature=2.0)
+        assert moved.item() > at_teacher.item()
+
+
+def test_soft_kd_gradient_reaches_student_only():
+    s = torch.randn(2, 3, requires_grad=True)
+    t = torch.randn(2, 3, requires_grad=True)
+    soft_target_kd(s, t).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+def test_hint_mse_by_hand():
+    s = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]], requires_grad=True)
+    t = torch.zeros(1, 2, 2)
+    assert fitnets_hint(s, t).item() == pytest.approx((1 + 4 + 9 + 16) / 4)
+    masked = fitnets_hint(s, t, mask=torch.tensor([[1, 0]]))
+    assert masked.item() == pytest.approx((1 + 4) / 2)  # real position only, mean over its 2 features
+    masked.backward()
+    # d/ds (s^2 / 2) = s on the real position, 0 on padding
+    assert s.grad.tolist() == [[[1.0, 2.0], [0.0, 0.0]]]
+    # pooled [B, H] input
+    assert fitnets_hint(torch.tensor([[1.0, 3.0]]), torch.zeros(1, 2)).item() == pytest.approx(5.0)
+    assert fitnets_hint(s, t, mask=torch.zeros(1, 2)).item() == 0.0
+
+
+def test_attention_transfer_by_hand():
+    f = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]], requires_grad=True)
+    teacher = torch.tensor([[1.0, 0.0, 7.0]])
+    mask = torch.tensor([[1, 1, 0]])
+    # Q_s = [1, 1, (50 masked) 0] -> [1/√2, 1/√2, 0]; Q_t = [1, 0, (7 masked) 0] -> [1, 0, 0]
+    # ||[1/√2 - 1, 1/√2, 0]||² = (1 - 1/√2)² + 1/2 = 2 - √2
+    loss = attention_transfer(f, teacher, mask=mask)
+    assert loss.item() == pytest.approx(math.sqrt(2 - math.sqrt(2)), rel=1e-5)
+    loss.backward()
+    assert f.grad[0, 2].tolist() == [0.0, 0.0]
+    assert f.grad[0, :2].abs().sum() > 0
+
+
+def test_attention_transfer_identical_maps_and_scale():
+    f = torch.randn(2, 4, 3, requires_grad=True)
+    q = f.detach().pow(2).sum(-1)
+    # teacher attention matching the student's map up to scale costs nothing, with finite gradients
+    loss = attention_transfer(f, 10 * q)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    loss.backward()
+    assert torch.isfinite(f.grad).all()
+
+
+def test_registry():
+    assert set(LOSSES) >= {"soft_kd", "hard_bce", "hint_mse", "attention_transfer"}
+    assert get_loss("soft_kd") is soft_target_kd
+    assert get_loss("hard_bce") is weighted_bce
+    assert get_loss("hint_mse") is fitnets_hint
+    assert get_loss("attention_transfer") is attention_transfer
+    with pytest.raises(UserError, match="unknown distillation loss 'kd'.*attention_transfer.*soft_kd"):
+        get_loss("kd")
+    with pytest.raises(ValueError, match="already registered"):
+        register("soft_kd")(lambda: None)

@@ -1,0 +1,126 @@
+"""Distillation losses as plain functions of tensors, looked up by name.
+
+A distillation run names its losses as data (``{"loss": "hint_mse", "weight": 1.0, ...}``) and the trainer
+calls ``get_loss(name)``. Learned projections (student width → teacher width) belong to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mobclf.errors import UserError
+from mobclf.train.losses import weighted_bce
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Add a loss function to :data:`LOSSES` under ``name``."""
+
+    def add(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is already registered")
+        LOSSES[name] = fn
+        return fn
+
+    return add
+
+
+def get_loss(name: str) -> Callable[..., torch.Tensor]:
+    """The loss registered as ``name``; a :class:`UserError` listing the known names otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise UserError(f"unknown distillation loss {name!r}; known: {', '.join(sorted(LOSSES))}") from None
+
+
+@register("soft_kd")
+def soft_target_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    multi_label: bool = True,
+) -> torch.Tensor:
+    """Soft-target knowledge distillation (Hinton et al., 2015, "Distilling the Knowledge in a Neural Network").
+
+    Multi-label: per-label BCE between ``sigmoid(s/T)`` and the target ``sigmoid(t/T)``, mean over batch and
+    labels. Single-label: ``KL(softmax(t/T) || softmax(s/T))``, summed over classes and averaged over the batch.
+    Both are multiplied by ``T²`` so gradient scale does not depend on ``T``. The teacher is a fixed target
+    (detached). The multi-label loss is minimal, not zero, at ``s == t`` (it still contains the targets' entropy).
+
+        >>> s = torch.tensor([[1.0, -1.0]])
+        >>> soft_target_kd(s, s, multi_label=False)
+        tensor(0.)
+    """
+    t = temperature
+    teacher_logits = teacher_logits.detach().to(student_logits.dtype)
+    if multi_label:
+        loss = F.binary_cross_entropy_with_logits(student_logits / t, torch.sigmoid(teacher_logits / t))
+    else:
+        loss = F.kl_div(
+            F.log_softmax(student_logits / t, dim=-1),
+            F.log_softmax(teacher_logits / t, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
+    return loss * t * t
+
+
+register("hard_bce")(weighted_bce)
+
+
+@register("hint_mse")
+def fitnets_hint(
+    projected_student: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """FitNets hint loss (Romero et al., 2015, "FitNets: Hints for Thin Deep Nets").
+
+    Mean squared error between the student's intermediate features after the caller's learned projection
+    and the teacher's hidden state at the same positions (see :func:`mobclf.distill.alignment.align_hidden`),
+    both ``[B, L, H]`` (or ``[B, H]``, e.g. pooled, without a mask). With ``mask`` ``[B, L]`` the mean runs over
+    real positions × features only; no real position gives 0.
+
+        >>> fitnets_hint(torch.ones(1, 2, 2), torch.zeros(1, 2, 2), mask=torch.tensor([[1, 0]]))
+        tensor(1.)
+    """
+    sq = (projected_student - teacher_hidden.detach().to(projected_student.dtype)) ** 2
+    if mask is None:
+        return sq.mean()
+    m = mask.to(sq.dtype).unsqueeze(-1)
+    return (sq * m).sum() / (m.sum() * sq.shape[-1]).clamp_min(1.0)
+
+
+@register("attention_transfer")
+def attention_transfer(
+    student_features: torch.Tensor,
+    teacher_attention: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    p: float = 2.0,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """Activation-based attention transfer (Zagoruyko & Komodakis, 2017, "Paying More Attention to Attention").
+
+    The student's attention map over positions is ``Q_s[b, l] = Σ_c |F[b, l, c]|^p`` for a feature map
+    ``F`` ``[B, L, C]`` (e.g. a TextCNN convolution output); ``teacher_attention`` ``[B, L]`` is given, already
+    aligned to the student positions (see :func:`mobclf.distill.alignment.align_attention`). Both are zeroed
+    outside ``mask`` and L2-normalised over positions; the loss is the batch mean of
+    ``|| Q_s/||Q_s|| − Q_t/||Q_t|| ||_2`` — the paper's distance, not squared, without its ``β/2``
+    (the weight is the caller's).
+
+        >>> f = torch.tensor([[[1.0], [0.0]]])          # Q_s = [1, 0]
+        >>> attention_transfer(f, torch.tensor([[0.0, 1.0]]))  # ||[1, -1]|| = sqrt 2
+        tensor(1.4142)
+    """
+    q_s = student_features.abs().pow(p).sum(-1)
+    q_t = teacher_attention.detach().to(q_s.dtype)
+    if mask is not None:
+        m = mask.to(q_s.dtype)
+        q_s, q_t = q_s * m, q_t * m
+    q_s = F.normalize(q_s, dim=-1, eps=eps)
+    q_t = F.normalize(q_t, dim=-1, eps=eps)
+    return (q_s - q_t).norm(dim=-1).mean()

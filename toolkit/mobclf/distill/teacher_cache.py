@@ -1,0 +1,96 @@
+"""Teacher outputs for distillation, computed once and cached on disk.
+
+A BERT-base forward pass over 16k headlines takes minutes on a CPU, and every distillation run of an ablation needs
+the same outputs, so they are stored under ``$MOBCLF_CACHE`` (default ``~/.cache/mobclf``), keyed by the teacher's
+sha256, the texts and what is asked for. The cache never lives inside an artifact (that would break its checksums).
+
+Layer numbering follows ``hidden_states``: 0 is the embedding output, 1..N the transformer layers; attention of
+layer k is the attention computed inside layer k.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mobclf.artifacts import Artifact
+from mobclf.console import console, progress
+from mobclf.errors import UserError
+from mobclf.train.batching import batch_indices, encode_texts
+
+
+@dataclass
+class TeacherOutputs:
+    """Per text: logits [N, labels]; [CLS] attention over teacher tokens [N, Lt]; hint-layer states [N, Lt, H]."""
+
+    logits: torch.Tensor
+    cls_attention: torch.Tensor | None
+    hidden: torch.Tensor | None
+    offsets: list[list[tuple[int, int]]]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MOBCLF_CACHE", Path.home() / ".cache" / "mobclf")) / "teacher-outputs"
+
+
+def check_layers(num_layers: int, hint_layer: int | None, attention_layers: list[int]) -> None:
+    if hint_layer is not None and not 0 <= hint_layer <= num_layers:
+        raise UserError(f"--hint-layer {hint_layer} is outside the teacher's layers 0..{num_layers}")
+    bad = [layer for layer in attention_layers if not 1 <= layer <= num_layers]
+    if bad:
+        raise UserError(f"--attention-layers {bad} outside the teacher's layers 1..{num_layers}")
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: list[str], *,
+                    hint_layer: int | None = None, attention_layers: list[int] = (), device: str | torch.device = "cpu",
+                    batch_size: int = 64) -> TeacherOutputs:
+    """Run the teacher over ``texts`` (or read the cached result) and keep only what the losses need."""
+    attention_layers = list(attention_layers)
+    check_layers(model.bert.config.num_hidden_layers, hint_layer, attention_layers)
+    encoded = encode_texts(tokenizer, texts)
+    request = {"teacher": teacher.sha256, "hint_layer": hint_layer, "attention_layers": attention_layers,
+               "texts": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()}
+    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:32]
+    path = cache_dir() / f"{key}.safetensors"
+    if path.is_file():
+        console.log(f"teacher outputs: cached {path}")
+        stored = load_file(str(path))
+        return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
+
+    if attention_layers:
+        model.bert.set_attn_implementation("eager")  # sdpa returns no attention maps
+    model.to(device).eval()
+    width = encoded.input_ids.shape[1]
+    logits, attention, hidden = [], [], []
+    with progress() as bar:
+        task = bar.add_task("teacher outputs", total=len(texts), status="computed once, then cached")
+        for index in batch_indices(len(texts), batch_size):
+            batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
+            out = model.encode(**batch, output_hidden_states=hint_layer is not None,
+                               output_attentions=bool(attention_layers))
+            pad = width - batch["input_ids"].shape[1]
+            logits.append(out.logits.float().cpu())
+            if attention_layers:
+                cls_rows = torch.stack([out.attentions[layer - 1][:, :, 0, :].mean(1) for layer in attention_layers])
+                attention.append(torch.nn.functional.pad(cls_rows.mean(0).float().cpu(), (0, pad)))
+            if hint_layer is not None:
+                states = out.hidden_states[hint_layer].half().cpu()
+                hidden.append(torch.nn.functional.pad(states, (0, 0, 0, pad)))
+            bar.advance(task, len(index))
+    stored = {"logits": torch.cat(logits)}
+    if attention:
+        stored["cls_attention"] = torch.cat(attention)
+    if hidden:
+        stored["hidden"] = torch.cat(hidden)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file(stored, str(partial))
+    partial.replace(path)
+    return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)

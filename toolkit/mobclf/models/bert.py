@@ -1,0 +1,92 @@
+"""BERT teacher: a transformers ``BertModel`` encoder with a classification head over its token states.
+
+Heads: ``cls_linear`` (linear on [CLS], Devlin et al. 2019), ``cls_mlp`` ([CLS] → hidden → labels, as in seed
+paper 000) and ``cnn`` (Kim-style convolutions with max-over-time pooling over all token states, the BERT-CNN of
+seed papers 003/004). The encoder is built from a config (trained from scratch) or loaded from a local HF checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from mobclf.errors import UserError
+from mobclf.models.textcnn import ConvFeatures, masked_max_pool
+
+HEADS = ("cls_linear", "cls_mlp", "cnn")
+
+
+@dataclass
+class EncoderOutput:
+    """What distillation needs from a BERT: logits, and on request all hidden states and attention maps."""
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings + one per layer, each [B, L, H]
+    attentions: tuple[torch.Tensor, ...] | None = None  # one per layer, each [B, heads, L, L]
+
+
+class BertClassifier(nn.Module):
+    """BERT encoder + classification head; outputs one logit per label (sigmoid, multi-label first)."""
+
+    def __init__(self, config: dict, encoder: BertModel | None = None):
+        super().__init__()
+        self.config = config
+        self.bert = encoder or BertModel(BertConfig(**config["bert"]), add_pooling_layer=False)
+        hidden, labels, dropout = self.bert.config.hidden_size, config["num_labels"], config.get("dropout", 0.1)
+        head = config["head"]
+        if head == "cls_linear":
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, labels))
+        elif head == "cls_mlp":
+            width = config.get("head_hidden", hidden)
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, width), nn.Tanh(),
+                                      nn.Dropout(dropout), nn.Linear(width, labels))
+        elif head == "cnn":
+            self.convs = ConvFeatures(hidden, config.get("kernel_sizes", [2, 3, 4]), config.get("num_filters", 128))
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.convs.out_channels, labels))
+        else:
+            raise UserError(f"unknown teacher head {head!r}; choose one of {', '.join(HEADS)}")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path, config: dict) -> "BertClassifier":
+        """Start from a local HF checkpoint directory (never the hub); the head is new."""
+        if not (Path(checkpoint) / "config.json").is_file():
+            raise UserError("not a Hugging Face checkpoint directory (no config.json); give a local model dir",
+                            path=checkpoint)
+        encoder = BertModel.from_pretrained(str(checkpoint), local_files_only=True, add_pooling_layer=False)
+        config = {**config, "bert": _plain_config(encoder.config)}
+        return cls(config, encoder=encoder)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encode(input_ids, attention_mask).logits
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False,
+               output_attentions: bool = False) -> EncoderOutput:
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                        output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        states = out.last_hidden_state
+        if self.config["head"] == "cnn":
+            pooled = masked_max_pool(self.convs(states), attention_mask)
+        else:
+            pooled = states[:, 0]
+        return EncoderOutput(self.head(pooled), out.hidden_states, out.attentions)
+
+
+def _plain_config(config: BertConfig) -> dict:
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+            "type_vocab_size", "layer_norm_eps", "pad_token_id")
+    return {key: getattr(config, key) for key in keys}
+
+
+def bert_config(vocab_size: int, layers: int, hidden: int, heads: int, intermediate: int | None,
+                max_length: int) -> dict:
+    """A plain-dict BertConfig for a model trained from scratch."""
+    if hidden % heads:
+        raise UserError(f"--hidden {hidden} must be a multiple of --heads {heads}")
+    return _plain_config(BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                                    num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
+                                    max_position_embeddings=max(max_length, 64), pad_token_id=0))

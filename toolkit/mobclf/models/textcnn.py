@@ -1,0 +1,85 @@
+"""TextCNN student (Kim 2014, "Convolutional Neural Networks for Sentence Classification").
+
+Embedding → parallel 1-D convolutions of several kernel sizes (``same`` padding, so every token position keeps a
+feature vector for FitNets hints and attention transfer) → ReLU → max-over-time pooling over real tokens → dropout →
+linear, one logit per label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobclf.errors import UserError
+
+
+class ConvFeatures(nn.Module):
+    """Parallel ``same``-padded convolutions over a [B, L, D] sequence → ReLU feature map [B, L, C]."""
+
+    def __init__(self, in_channels: int, kernel_sizes: list[int], num_filters: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(in_channels, num_filters, k, padding="same") for k in kernel_sizes)
+        self.out_channels = num_filters * len(kernel_sizes)
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        channels_first = sequence.transpose(1, 2)
+        return torch.cat([torch.relu(conv(channels_first)) for conv in self.convs], dim=1).transpose(1, 2)
+
+
+def masked_max_pool(features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Max over time [B, L, C] → [B, C], ignoring padding (so a padded batch equals one-by-one inference)."""
+    return features.masked_fill(attention_mask[:, :, None] == 0, -1e4).amax(dim=1)
+
+
+class TextCNN(nn.Module):
+    """Kim's CNN over token embeddings; ``config``: vocab_size, embedding_dim, kernel_sizes, num_filters,
+    dropout, num_labels."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config["vocab_size"], config["embedding_dim"], padding_idx=0)
+        self.convs = ConvFeatures(config["embedding_dim"], config["kernel_sizes"], config["num_filters"])
+        self.dropout = nn.Dropout(config.get("dropout", 0.5))
+        self.classifier = nn.Linear(self.convs.out_channels, config["num_labels"])
+
+    @property
+    def feature_dim(self) -> int:
+        return self.convs.out_channels
+
+    def features(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Per-token conv activations [B, L, C]: the representation FitNets and attention transfer act on."""
+        return self.convs(self.embedding(input_ids))
+
+    def classify(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(masked_max_pool(features, attention_mask)))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(input_ids), attention_mask)
+
+
+def load_pretrained_vectors(vocab: list[str], vocab_file: Path, vectors_file: Path) -> tuple[torch.Tensor, float]:
+    """Embedding matrix for ``vocab`` from a ``vocab.txt`` + ``.npy`` pair; unknown tokens keep small random rows.
+
+    Returns the matrix and the fraction of non-special tokens that were found.
+    """
+    for path in (vocab_file, vectors_file):
+        if not Path(path).is_file():
+            raise UserError("pretrained vectors file not found; give a vocab.txt and a matching .npy", path=path)
+    words = Path(vocab_file).read_text(encoding="utf-8").split("\n")
+    vectors = np.load(vectors_file)
+    if vectors.ndim != 2 or vectors.shape[0] > len(words):
+        raise UserError(f"shape {vectors.shape} does not match {len(words)} lines of {vocab_file}", path=vectors_file)
+    index = {word: row for row, word in enumerate(words[: vectors.shape[0]]) if word}
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(len(vocab), vectors.shape[1], generator=generator) * float(vectors.std())
+    matrix[0] = 0.0
+    found = 0
+    for token_id, token in enumerate(vocab):
+        if token in index and not token.startswith("["):
+            matrix[token_id] = torch.from_numpy(vectors[index[token]].astype(np.float32))
+            found += 1
+    return matrix, found / max(1, sum(not t.startswith("[") for t in vocab))

@@ -1,0 +1,58 @@
+"""Tokenize once, then cut padded batches out of one tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mobclf.console import progress
+
+
+@dataclass
+class EncodedTexts:
+    """Token ids of many texts, padded to the longest one, with their lengths and character offsets."""
+
+    input_ids: torch.Tensor  # [N, L_max], padded with 0 ([PAD])
+    lengths: torch.Tensor  # [N]
+    offsets: list[list[tuple[int, int]]]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows ``index`` trimmed to their own longest length: input_ids and attention_mask."""
+        lengths = self.lengths[index]
+        width = int(lengths.max())
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        return {"input_ids": self.input_ids[index, :width], "attention_mask": mask}
+
+
+def encode_texts(tokenizer, texts: list[str]) -> EncodedTexts:
+    encodings = [tokenizer.encode(text) for text in texts]
+    width = max([len(e.ids) for e in encodings] + [1])
+    input_ids = torch.zeros(len(encodings), width, dtype=torch.long)
+    for row, encoding in enumerate(encodings):
+        input_ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids, dtype=torch.long)
+    lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.long)
+    return EncodedTexts(input_ids, lengths, [e.offsets for e in encodings])
+
+
+def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, encoded: EncodedTexts, batch_size: int = 128,
+                   device: torch.device | str = "cpu", description: str = "predicting") -> torch.Tensor:
+    """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order."""
+    model.eval()
+    outputs = []
+    with progress() as bar:
+        task = bar.add_task(description, total=len(encoded), status="")
+        for index in batch_indices(len(encoded), batch_size):
+            batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
+            outputs.append(model(**batch).float().cpu())
+            bar.advance(task, len(index))
+    return torch.cat(outputs) if outputs else torch.zeros(0)

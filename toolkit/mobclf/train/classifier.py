@@ -1,0 +1,66 @@
+"""What teachers and students share after training: probabilities, threshold tuning, scores, and the artifact."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobclf.artifacts import Artifact, lineage, load_artifact, write_artifact
+from mobclf.data.dataset import Dataset
+from mobclf.models import architecture_of, count_parameters, save_weights
+from mobclf.train.batching import encode_texts, predict_logits
+from mobclf.train.loop import FitConfig, FitResult
+from mobclf.train.metrics import classification_metrics
+from mobclf.train.thresholds import predict_labels, tune_thresholds
+
+
+def predict_probs(model: nn.Module, tokenizer, texts: list[str], device: torch.device | str = "cpu",
+                  batch_size: int = 128, description: str = "predicting") -> np.ndarray:
+    logits = predict_logits(model, encode_texts(tokenizer, texts), batch_size, device, description)
+    return torch.sigmoid(logits).numpy()
+
+
+def split_metrics(probs: np.ndarray, dataset: Dataset, split: str, thresholds: np.ndarray) -> dict:
+    predictions = predict_labels(probs, thresholds, single_label=not dataset.multi_label)
+    return classification_metrics(dataset.targets(split), predictions, dataset.labels)
+
+
+def tune_and_score(model: nn.Module, tokenizer, dataset: Dataset, objective: str, device: torch.device | str,
+                   batch_size: int = 128) -> tuple[np.ndarray, dict, dict]:
+    """Tune per-label thresholds on val, then score val and test: (thresholds, tuning info, metrics per split)."""
+    val_probs = predict_probs(model, tokenizer, dataset.texts("val"), device, batch_size, "val")
+    thresholds, info = tune_thresholds(val_probs, dataset.targets("val"), objective=objective)
+    metrics = {"val": split_metrics(val_probs, dataset, "val", thresholds)}
+    if dataset.texts("test"):
+        test_probs = predict_probs(model, tokenizer, dataset.texts("test"), device, batch_size, "test")
+        metrics["test"] = split_metrics(test_probs, dataset, "test", thresholds)
+    return thresholds, info, metrics
+
+
+def write_classifier(out: Path, kind: str, model: nn.Module, tokenizer, dataset: Dataset, parents: list[Artifact],
+                     thresholds: np.ndarray, threshold_info: dict, metrics: dict, fit_config: FitConfig,
+                     fit_result: FitResult, extra: dict, force: bool) -> Artifact:
+    """Save a trained classifier as a ``teacher``/``student`` artifact (weights, tokenizer, manifest)."""
+    with write_artifact(out, kind=kind, force=force) as artifact:
+        save_weights(model.cpu(), artifact.dir)
+        tokenizer.save(artifact.dir / "tokenizer")
+        artifact.manifest.update({
+            "architecture": architecture_of(model),
+            "params": count_parameters(model),
+            "tokenizer": tokenizer.spec,
+            "labels": dataset.labels,
+            "multi_label": dataset.multi_label,
+            "output_activation": "sigmoid",
+            "thresholds": [round(float(t), 4) for t in thresholds],
+            "threshold_tuning": threshold_info,
+            "metrics": metrics,
+            "training": {"config": asdict(fit_config), "best_epoch": fit_result.best_epoch,
+                         "seconds": fit_result.seconds, "history": fit_result.history},
+            **extra,
+            "lineage": lineage(parents, fit_config.seed),
+        })
+    return load_artifact(out)

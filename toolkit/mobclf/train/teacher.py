@@ -1,0 +1,84 @@
+"""``mobclf train-teacher``: a BERT classifier trained with label-weighted BCE, early stopping on val micro-F1 and
+per-label thresholds tuned on val."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobclf.artifacts import Artifact, check_output_dir
+from mobclf.console import console
+from mobclf.data.dataset import load_dataset
+from mobclf.errors import UserError
+from mobclf.models import count_parameters, resolve_device
+from mobclf.models.bert import BertClassifier, bert_config
+from mobclf.text import build_tokenizer, tokenizer_from_vocab
+from mobclf.train.batching import encode_texts
+from mobclf.train.classifier import predict_probs, split_metrics, tune_and_score, write_classifier
+from mobclf.train.loop import FitConfig, fit
+from mobclf.train.losses import label_pos_weights, weighted_bce
+
+
+@dataclass
+class TeacherConfig:
+    """Geometry and tokenizer of a teacher trained from scratch (ignored where ``--init`` gives them)."""
+
+    layers: int = 12
+    hidden: int = 768
+    heads: int = 12
+    intermediate: int | None = None
+    head: str = "cls_linear"
+    tokenizer: str = "char"
+    vocab_size: int | None = None
+    min_freq: int = 1
+    max_length: int = 32
+
+
+def train_teacher(data: Path, out: Path, config: TeacherConfig, fit_config: FitConfig, init: Path | None = None,
+                  pos_weight_scheme: str = "sqrt_inverse", threshold_objective: str = "micro",
+                  device: str = "auto", force: bool = False) -> Artifact:
+    """Train a BERT teacher on a dataset artifact and write a ``teacher`` artifact to ``out``."""
+    check_output_dir(out, force)
+    dataset = load_dataset(data)
+    torch.manual_seed(fit_config.seed)
+    train_texts = dataset.texts("train")
+    if init is not None:
+        vocab_file = Path(init) / "vocab.txt"
+        if not vocab_file.is_file():
+            raise UserError("no vocab.txt in the checkpoint directory; --init needs a BERT checkpoint with its vocab",
+                            path=init)
+        tokenizer = tokenizer_from_vocab(vocab_file, max_length=config.max_length, add_special_tokens=True)
+        model = BertClassifier.from_checkpoint(init, {"head": config.head, "num_labels": len(dataset.labels)})
+    else:
+        tokenizer = build_tokenizer(config.tokenizer, train_texts, max_length=config.max_length,
+                                    add_special_tokens=True, vocab_size=config.vocab_size, min_freq=config.min_freq)
+        encoder = bert_config(len(tokenizer.vocab), config.layers, config.hidden, config.heads, config.intermediate,
+                              config.max_length)
+        model = BertClassifier({"bert": encoder, "head": config.head, "num_labels": len(dataset.labels)})
+    run_device = resolve_device(device)
+    model.to(run_device)
+    console.log(f"teacher: {count_parameters(model):,} parameters, vocab {len(tokenizer.vocab):,}, on {run_device}")
+
+    encoded = encode_texts(tokenizer, train_texts)
+    targets = torch.from_numpy(dataset.targets("train"))
+    pos_weight = label_pos_weights(dataset.label_counts("train"), len(train_texts), pos_weight_scheme).to(run_device)
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
+        return weighted_bce(model(**batch), targets[index].to(run_device), pos_weight)
+
+    def validate() -> float:
+        probs = predict_probs(model, tokenizer, dataset.texts("val"), run_device, description="val")
+        return split_metrics(probs, dataset, "val", np.full(len(dataset.labels), 0.5))["micro_f1"]
+
+    result = fit(model, len(train_texts), batch_loss, validate, fit_config, "teacher")
+    thresholds, info, metrics = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
+    console.log(f"teacher: best epoch {result.best_epoch}, val micro-F1 {metrics['val']['micro_f1']:.4f}"
+                + (f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else ""))
+    extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme},
+             "init": str(init) if init else None}
+    return write_classifier(out, "teacher", model, tokenizer, dataset, [dataset.artifact], thresholds, info, metrics,
+                            fit_config, result, extra, force)
