@@ -1,6 +1,6 @@
 """TextCNN student (Kim 2014, "Convolutional Neural Networks for Sentence Classification").
 
-Embedding → parallel 1-D convolutions of several kernel sizes (``same`` padding, so every token position keeps a
+Embedding → parallel 1-D convolutions of several kernel sizes ("same" padding, so every token position keeps a
 feature vector for FitNets hints and attention transfer) → ReLU → max-over-time pooling over real tokens → dropout →
 linear, one logit per label.
 """
@@ -12,21 +12,29 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mobclf.errors import UserError
 
 
 class ConvFeatures(nn.Module):
-    """Parallel ``same``-padded convolutions over a [B, L, D] sequence → ReLU feature map [B, L, C]."""
+    """Parallel convolutions over a [B, L, D] sequence → ReLU feature map [B, L, C].
+
+    Each input is zero-padded by (k-1)//2 on the left and k//2 on the right (what ``padding="same"`` does, spelled
+    out so that even kernel sizes need no hidden copy and export as a plain pad + conv).
+    """
 
     def __init__(self, in_channels: int, kernel_sizes: list[int], num_filters: int):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv1d(in_channels, num_filters, k, padding="same") for k in kernel_sizes)
+        self.kernel_sizes = list(kernel_sizes)
+        self.convs = nn.ModuleList(nn.Conv1d(in_channels, num_filters, k) for k in kernel_sizes)
         self.out_channels = num_filters * len(kernel_sizes)
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         channels_first = sequence.transpose(1, 2)
-        return torch.cat([torch.relu(conv(channels_first)) for conv in self.convs], dim=1).transpose(1, 2)
+        maps = [torch.relu(conv(F.pad(channels_first, ((k - 1) // 2, k // 2))))
+                for k, conv in zip(self.kernel_sizes, self.convs)]
+        return torch.cat(maps, dim=1).transpose(1, 2)
 
 
 def masked_max_pool(features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,352 @@
+"""The data stage: readers, checks, filtering, splits, the dataset artifact and `mobclf data prepare`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mobclf.artifacts import MANIFEST
+from mobclf.cli import main
+from mobclf.data import splits as splits_module
+from mobclf.data.dataset import Example, load_dataset, read_texts
+from mobclf.data.prepare import detect_language, prepare_dataset
+from mobclf.data.readers import detect_format, read_labelled
+from mobclf.data.splits import carve_splits
+from mobclf.errors import UserError
+
+SINGLE = [(f"news {label} number {i}", [label]) for label in ("sports", "finance", "games") for i in range(20)]
+MULTI = [(f"story {i}", labels) for i, labels in enumerate(
+    [["earn"]] * 30 + [["acq"]] * 20 + [["acq", "earn"]] * 10 + [["grain", "wheat"]] * 12 + [["grain"]] * 8
+    + [["crude", "ship"]] * 6 + [["ship"]] * 4)]
+
+
+def write_jsonl(path: Path, items, **extra) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": text, "labels": labels, **extra}, ensure_ascii=False) + "\n"
+                            for text, labels in items), encoding="utf-8")
+    return path
+
+
+def read_split(out: Path, split: str) -> list[tuple[str, tuple[str, ...]]]:
+    lines = (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(record["text"], tuple(record["labels"])) for record in map(json.loads, lines)]
+
+
+@pytest.fixture
+def indir(tmp_path) -> Path:
+    (tmp_path / "in").mkdir()
+    return tmp_path / "in"
+
+
+# --- readers ---------------------------------------------------------------------------------------------------------
+
+def test_jsonl_reader_accepts_list_or_string_labels_and_skips_blank_lines(indir):
+    path = indir / "a.jsonl"
+    path.write_text('{"text": "one", "labels": ["x", "y"]}\n\n{"text": "two", "labels": "x"}\n', encoding="utf-8")
+    rows = read_labelled(path)
+    assert [(row.text, row.labels, row.line) for row in rows] == [("one", ("x", "y"), 1), ("two", ("x",), 3)]
+    assert rows[1].path == path
+
+
+def test_csv_reader_with_label_separator_and_quoted_multiline_text(indir):
+    path = indir / "a.csv"
+    path.write_text('id,title,tags\n1,"first, quoted\nover two lines",a|b\n2,second,b\n', encoding="utf-8")
+    rows = read_labelled(path, text_column="title", label_column="tags", label_sep="|")
+    assert [(row.text, row.labels, row.line) for row in rows] == [
+        ("first, quoted\nover two lines", ("a", "b"), 2), ("second", ("b",), 4)]
+
+
+def test_tsv_reader_keeps_a_cell_as_one_label_by_default(indir):
+    path = indir / "a.tsv"
+    path.write_text("text\tlabels\nhello\tx,y\n", encoding="utf-8")
+    assert [row.labels for row in read_labelled(path)] == [("x,y",)]
+    assert [row.labels for row in read_labelled(path, label_sep=",")] == [("x", "y")]
+
+
+def test_thucnews_reader_maps_ids_to_class_names(indir):
+    path = indir / "train.txt"
+    path.write_text("体育新闻标题\t1\n财经新闻标题\t0\n", encoding="utf-8")
+    rows = read_labelled(path, class_names=["finance", "sports"])
+    assert [(row.text, row.labels) for row in rows] == [("体育新闻标题", ("sports",)), ("财经新闻标题", ("finance",))]
+
+
+def test_format_comes_from_the_extension_unless_given(indir):
+    assert [detect_format(Path(name)) for name in ("a.jsonl", "a.JSON", "a.csv", "a.tsv", "a.txt")] == [
+        "jsonl", "jsonl", "csv", "tsv", "thucnews"]
+    path = write_jsonl(indir / "data.txt", [("hello", ["x"])])
+    assert read_labelled(path, "jsonl")[0].labels == ("x",)
+    with pytest.raises(UserError, match="--format"):
+        detect_format(indir / "data.xml")
+
+
+BAD_INPUTS = {
+    "empty text": ("a.jsonl", '{"text": "ok", "labels": ["x"]}\n{"text": "  ", "labels": ["x"]}\n', 2, "empty text"),
+    "missing field": ("a.jsonl", '{"text": "ok", "labels": ["x"]}\n{"text": "no labels"}\n', 2, "missing field"),
+    "empty labels": ("a.jsonl", '{"text": "ok", "labels": []}\n', 1, "label"),
+    "malformed json": ("a.jsonl", '{"text": "ok", "labels": ["x"]}\n{"text": "ok", \n', 2, "malformed JSON"),
+    "invalid utf-8": ("a.jsonl", '{"text": "ok", "labels": ["x"]}\n'.encode() * 2 + b'{"text": "\xff"}\n', 3,
+                      "invalid UTF-8"),
+    "missing column": ("a.csv", "title,labels\nhello,x\n", 1, "no column 'text'"),
+    "wrong field count": ("a.csv", "text,labels\nhello,x\nhello, world,x\n", 3, "3 fields, but the header has 2"),
+    "unknown label id": ("a.txt", "标题一\t0\n标题二\t7\n", 2, "unknown label id '7'"),
+    "thucnews field count": ("a.txt", "标题一\t0\t1\n", 1, "3 tab-separated fields"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_names_file_and_line(indir, case):
+    name, content, line, message = case
+    path = indir / name
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    with pytest.raises(UserError, match=message) as caught:
+        read_labelled(path, class_names=["finance", "sports"])
+    assert str(caught.value.message).startswith(f"{path}:{line}: ")
+    assert (caught.value.path, caught.value.line) == (path, line)
+
+
+def test_thucnews_without_class_file_is_refused(indir, tmp_path):
+    path = indir / "train.txt"
+    path.write_text("标题\t0\n", encoding="utf-8")
+    with pytest.raises(UserError, match="--class-file"):
+        prepare_dataset(train=path, out=tmp_path / "out")
+
+
+def test_label_too_rare_to_stratify_names_label_count_and_fix(indir, tmp_path):
+    path = write_jsonl(indir / "a.jsonl", SINGLE + [("lonely", ["rare"]), ("lonely too", ["rare"])])
+    with pytest.raises(UserError, match=r"label 'rare' has 2 example\(s\).*--min-label-count 3") as caught:
+        prepare_dataset(train=path, out=tmp_path / "out")
+    assert caught.value.line == len(SINGLE) + 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_too_small_to_stratify_is_a_user_error(indir, tmp_path):
+    path = write_jsonl(indir / "a.jsonl", SINGLE[:3] + SINGLE[20:23] + SINGLE[40:43])
+    with pytest.raises(UserError, match=f"{path}: cannot stratify the split"):
+        prepare_dataset(train=path, out=tmp_path / "out")
+
+
+def test_class_file_needs_thucnews_input(indir, tmp_path):
+    (indir / "class.txt").write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(UserError, match="--class-file is only for THUCNews"):
+        prepare_dataset(train=write_jsonl(indir / "a.jsonl", SINGLE), class_file=indir / "class.txt",
+                        out=tmp_path / "out")
+
+
+# --- duplicates ------------------------------------------------------------------------------------------------------
+
+def test_exact_duplicates_dropped_and_conflicts_warned(indir, tmp_path, capsys):
+    items = SINGLE + [SINGLE[0], SINGLE[0], (SINGLE[1][0], ["finance"])]
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out")
+    assert art.manifest["duplicates"] == {"dropped": 2, "conflicting": 1}
+    assert sum(art.manifest["splits"].values()) == len(SINGLE) + 1
+    warnings = art.manifest["warnings"]
+    assert warnings[0].startswith("dropped 2 exact duplicate rows") and warnings[0].endswith("first at line 61")
+    assert warnings[1].startswith(f"1 rows of {indir / 'a.jsonl'} repeat an earlier text with other labels "
+                                  "(first: line 63 ['finance'] vs line 2 ['sports'])")
+    assert " ".join(capsys.readouterr().err.split()) == " ".join(f"warning: {line}" for line in warnings)
+
+
+# --- splits ----------------------------------------------------------------------------------------------------------
+
+def test_single_file_single_label_stratified_split(indir, tmp_path):
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", SINGLE), out=tmp_path / "out")
+    out = art.path
+    parts = {name: read_split(out, name) for name in ("train", "val", "test")}
+    assert sorted(row for rows in parts.values() for row in rows) == sorted((t, tuple(l)) for t, l in SINGLE)
+    assert art.manifest["splits"] == {"train": 48, "val": 6, "test": 6}
+    assert art.manifest["split"]["how"] == "stratified"
+    assert art.manifest["multi_label"] is False
+    for rows in parts.values():  # 20 per label, 80/10/10: exactly proportional
+        assert set(Counter(labels for _, labels in rows).values()) == {len(rows) // 3}
+
+
+def test_multi_label_split_uses_iterative_stratification(indir, tmp_path, monkeypatch):
+    calls = []
+
+    class Spy(splits_module.MultilabelStratifiedShuffleSplit):
+        def split(self, X, y, groups=None):
+            calls.append(y.shape)
+            return super().split(X, y, groups)
+
+    monkeypatch.setattr(splits_module, "MultilabelStratifiedShuffleSplit", Spy)
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
+    assert len(calls) == 2 and calls[0] == (len(MULTI), 6)
+    assert art.manifest["split"]["how"] == "iterative-stratification"
+    assert art.manifest["multi_label"] is True
+    parts = {name: read_split(art.path, name) for name in ("train", "val", "test")}
+    assert sorted(row for rows in parts.values() for row in rows) == sorted((t, tuple(l)) for t, l in MULTI)
+    assert {label for _, labels in parts["train"] for label in labels} == set(art.manifest["labels"])
+    stats = art.manifest["stats"]
+    assert stats["splits"]["train"]["max_labels"] == 2
+    assert stats["head"][0] == {"label": "earn", "count": stats["splits"]["train"]["label_counts"]["earn"]}
+    assert art.manifest["labels"][:2] == ["earn", "acq"]
+
+
+def test_carve_splits_partitions_rows_and_keeps_every_label_in_train():
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        targets = (rng.random((60, 12)) < 0.15).astype(np.int8)
+        targets[np.arange(60), rng.integers(0, 12, 60)] = 1  # every row has a label
+        targets[:, 11] = 0
+        targets[rng.integers(0, 60), 11] = 1  # a label with one example
+        parts = carve_splits(targets, ["val", "test"], {"train": .6, "val": .2, "test": .2}, seed, multi_label=True)
+        assert sorted(np.concatenate(list(parts.values()))) == list(range(60))
+        assert (targets[parts["train"]].sum(axis=0) > 0).all()
+
+
+def test_given_splits_are_kept_as_they_are(indir, tmp_path):
+    paths = {name: write_jsonl(indir / f"{name}.jsonl", SINGLE[offset::3]) for offset, name in
+             enumerate(("train", "val", "test"))}
+    art = prepare_dataset(**paths, out=tmp_path / "out")
+    assert art.manifest["split"]["how"] == "given"
+    for offset, name in enumerate(("train", "val", "test")):
+        assert read_split(art.path, name) == [(text, tuple(labels)) for text, labels in SINGLE[offset::3]]
+    assert [source["split"] for source in art.manifest["sources"]] == ["train", "val", "test"]
+
+
+def test_train_and_test_given_val_carved_from_train(indir, tmp_path):
+    train = [item for index, item in enumerate(SINGLE) if index % 4]
+    test = [item for index, item in enumerate(SINGLE) if not index % 4]
+    art = prepare_dataset(train=write_jsonl(indir / "train.jsonl", train),
+                          test=write_jsonl(indir / "test.jsonl", test), out=tmp_path / "out")
+    assert read_split(art.path, "test") == [(text, tuple(labels)) for text, labels in test]
+    assert sorted(read_split(art.path, "train") + read_split(art.path, "val")) == sorted(
+        (text, tuple(labels)) for text, labels in train)
+    assert art.manifest["split"] == {"how": "stratified", "given": ["train", "test"], "carved": ["val"],
+                                     "ratios": {"train": .8, "val": .1, "test": .1}, "seed": 42}
+    assert art.manifest["splits"]["val"] == 5  # 45 * 0.1 / 0.9
+
+
+# --- filtering -------------------------------------------------------------------------------------------------------
+
+def test_min_label_count_drops_labels_and_rows_left_without_labels(indir, tmp_path):
+    items = SINGLE + [(f"rare {i}", ["rare"]) for i in range(4)] + [("mixed", ["rare", "sports"])]
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", min_label_count=6)
+    filtering = art.manifest["filtering"]
+    assert filtering["dropped_labels"] == {"rare": 5}
+    assert filtering["dropped_rows"] == {"train": 4}
+    assert "count >= 6" in filtering["rule"]
+    assert "rare" not in art.manifest["labels"]
+    assert ("mixed", ("sports",)) in [row for name in ("train", "val", "test") for row in read_split(art.path, name)]
+
+
+def test_filter_std_drops_labels_below_mean_minus_k_std(indir, tmp_path):
+    counts = {"a": 30, "b": 30, "c": 30, "d": 3}
+    items = [(f"{label} {i}", [label]) for label, n in counts.items() for i in range(n)]
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", filter_std=1.0)
+    values = np.array(list(counts.values()), dtype=float)
+    filtering = art.manifest["filtering"]
+    assert filtering["std_threshold"] == pytest.approx(values.mean() - values.std())
+    assert filtering["dropped_labels"] == {"d": 3}
+    assert art.manifest["labels"] == ["a", "b", "c"]
+
+
+def test_labels_without_training_examples_are_dropped_from_every_split(indir, tmp_path):
+    test = SINGLE[::5] + [("only in test", ["weather"])]
+    art = prepare_dataset(train=write_jsonl(indir / "train.jsonl", SINGLE), val=write_jsonl(indir / "val.jsonl",
+                          SINGLE[::7]), test=write_jsonl(indir / "test.jsonl", test), out=tmp_path / "out")
+    assert art.manifest["filtering"]["dropped_labels"] == {"weather": 0}
+    assert art.manifest["filtering"]["dropped_rows"] == {"train": 0, "val": 0, "test": 1}
+    assert art.manifest["splits"]["test"] == len(test) - 1
+
+
+# --- output safety ---------------------------------------------------------------------------------------------------
+
+def test_refuses_to_overwrite_without_force(indir, tmp_path):
+    path = write_jsonl(indir / "a.jsonl", SINGLE)
+    out = tmp_path / "out"
+    prepare_dataset(train=path, out=out)
+    manifest = (out / MANIFEST).read_text()
+    with pytest.raises(UserError, match="--force"):
+        prepare_dataset(train=path, out=out, seed=1)
+    assert (out / MANIFEST).read_text() == manifest
+    assert prepare_dataset(train=path, out=out, seed=1, force=True).manifest["split"]["seed"] == 1
+
+
+@pytest.mark.parametrize("where", [".", ".."])
+def test_never_writes_over_an_input_folder(indir, where):
+    path = write_jsonl(indir / "a.jsonl", SINGLE)
+    before = sorted(p.name for p in indir.parent.rglob("*"))
+    with pytest.raises(UserError, match="holds the input"):
+        prepare_dataset(train=path, out=indir / where, force=True)
+    assert sorted(p.name for p in indir.parent.rglob("*")) == before
+    assert path.read_text(encoding="utf-8").count("\n") == len(SINGLE)
+
+
+# --- dataset artifact ------------------------------------------------------------------------------------------------
+
+def test_load_dataset_gives_examples_and_multi_hot_targets(indir, tmp_path):
+    prepare_dataset(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
+    data = load_dataset(tmp_path / "out")
+    assert data.multi_label and data.language == "en"
+    examples = data.examples("train")
+    assert isinstance(examples[0], Example) and data.texts("train") == [example.text for example in examples]
+    targets = data.targets("train")
+    assert targets.dtype == np.float32 and targets.shape == (len(examples), len(data.labels))
+    for example, row in zip(examples, targets):
+        assert [data.labels[i] for i in np.flatnonzero(row)] == sorted(example.labels, key=data.labels.index)
+    assert data.label_counts("train").tolist() == [
+        data.artifact.manifest["stats"]["splits"]["train"]["label_counts"][label] for label in data.labels]
+    with pytest.raises(UserError, match="no split 'dev'"):
+        data.examples("dev")
+
+
+def test_thucnews_dataset_keeps_class_file_order_and_detects_chinese(indir, tmp_path):
+    classes = ["体育", "财经", "游戏"]
+    (indir / "class.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+    lines = [f"第{i}条{classes[i % 3]}新闻标题\t{i % 3}" for i in range(30)]
+    (indir / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    art = prepare_dataset(train=indir / "train.txt", class_file=indir / "class.txt", out=tmp_path / "out")
+    assert art.manifest["labels"] == classes
+    assert art.manifest["language"] == "zh"
+    assert {source["format"] for source in art.manifest["sources"]} == {"thucnews", "class-list"}
+    assert "体育" in (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8")
+
+
+def test_detect_language():
+    assert detect_language(["股市今日大涨 A股收盘", "CBA联赛 第3轮"]) == "zh"
+    assert detect_language(["Stocks rallied on Monday", "Oil prices fell 3%"]) == "en"
+
+
+def test_read_texts_from_jsonl_and_txt(indir):
+    jsonl = indir / "u.jsonl"
+    jsonl.write_text('{"text": "one", "labels": ["x"]}\n\n{"text": "two"}\n', encoding="utf-8")
+    txt = indir / "u.txt"
+    txt.write_text("first\n\n  \nsecond\n", encoding="utf-8")
+    assert read_texts(jsonl) == ["one", "two"]
+    assert read_texts(txt) == ["first", "second"]
+    jsonl.write_text('{"text": "one"}\n{"body": "two"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=f"{jsonl}:2: missing field 'text'"):
+        read_texts(jsonl)
+
+
+# --- command line ----------------------------------------------------------------------------------------------------
+
+def test_cli_prepare_prints_statistics(indir, tmp_path):
+    path = write_jsonl(indir / "a.jsonl", MULTI)
+    result = CliRunner().invoke(main, ["data", "prepare", str(path), "--out", str(tmp_path / "out"),
+                                       "--split", "0.7", "0.15", "0.15", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "iterative-stratification" in result.output and "earn" in result.output
+    assert load_dataset(tmp_path / "out").artifact.manifest["split"]["seed"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{bad}", "--out", "{out}"], "{bad}:2: malformed JSON"),
+    (["{bad}", "--train", "{bad}", "--out", "{out}"], "either as INPUT or as --train"),
+    (["{good}", "--out", "{out}", "--split", "0.5", "0.1", "0.1"], "sum to 1"),
+])
+def test_cli_bad_input_exits_2_with_one_line(indir, tmp_path, args, message):
+    good = write_jsonl(indir / "good.jsonl", SINGLE)
+    bad = indir / "bad.jsonl"
+    bad.write_text('{"text": "a", "labels": "x"}\n{"text": oops}\n', encoding="utf-8")
+    names = {"good": good, "bad": bad, "out": tmp_path / "out"}
+    result = CliRunner().invoke(main, ["data", "prepare", *(arg.format(**names) for arg in args)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert message.format(**names) in result.output and "Traceback" not in result.output

@@ -1,0 +1,210 @@
+"""The data stage: read labelled text, check it, filter labels, split, and write a dataset artifact.
+
+    art = prepare_dataset(train=Path("news.jsonl"), out=Path("runs/data"))           # one file: 80/10/10 split
+    art = prepare_dataset(train=Path("train.jsonl"), test=Path("test.jsonl"), out=...)  # val carved from train
+
+The artifact holds ``train.jsonl``, ``val.jsonl`` and ``test.jsonl`` (``{"text", "labels"}`` per line) and a
+manifest with the label list, label statistics, what filtering and de-duplication dropped, the sources and how the
+split was made. Load it with :func:`mobclf.data.dataset.load_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from rich.text import Text
+
+from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
+from mobclf.console import console
+from mobclf.data.readers import Row, detect_format, read_class_file, read_labelled
+from mobclf.data.splits import SPLITS, carve_splits, min_examples_to_stratify
+from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
+from mobclf.errors import UserError
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def detect_language(texts: list[str], sample: int = 1000) -> str:
+    """"zh" when most letters of the first ``sample`` texts are CJK characters, else "en"."""
+    joined = "".join(texts[:sample])
+    return "zh" if 2 * len(_CJK.findall(joined)) > sum(char.isalpha() for char in joined) else "en"
+
+
+def _refuse_input_location(out: Path, inputs: list[Path]) -> None:
+    """Refuse an ``out`` that is, or contains, the folder of an input: replacing it would remove the input."""
+    target = out.resolve()
+    for path in inputs:
+        if target in path.resolve().parents:
+            raise UserError(f"holds the input {path}; choose an --out that is not an input's folder", path=out)
+
+
+def _ratios(ratios: tuple[float, float, float]) -> dict[str, float]:
+    if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
+        raise UserError(f"--split needs three positive train/val/test ratios that sum to 1, got {tuple(ratios)}")
+    return dict(zip(SPLITS, map(float, ratios)))
+
+
+def _drop_duplicates(rows: list[Row], warn: Callable[[str], None]) -> tuple[list[Row], int, int]:
+    """Drop rows repeating an earlier text with the same labels; keep (and warn about) ones with other labels."""
+    first_by_text: dict[str, Row] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    kept, dropped, conflicts = [], [], []
+    for row in rows:
+        key = (row.text, frozenset(row.labels))
+        if key in seen:
+            dropped.append(row)
+            continue
+        seen.add(key)
+        kept.append(row)
+        first = first_by_text.setdefault(row.text, row)
+        if first is not row:
+            conflicts.append((row, first))
+    if dropped:
+        warn(f"dropped {len(dropped)} exact duplicate rows (same text and labels) of {rows[0].path}, "
+             f"first at line {dropped[0].line}")
+    if conflicts:
+        row, first = conflicts[0]
+        warn(f"{len(conflicts)} rows of {rows[0].path} repeat an earlier text with other labels (first: line "
+             f"{row.line} {list(row.labels)} vs line {first.line} {list(first.labels)}); they are kept")
+    return kept, len(dropped), len(conflicts)
+
+
+def _warn_shared_texts(splits: dict[str, list[Row]], warn: Callable[[str], None]) -> None:
+    train_by_text = {row.text: row for row in splits["train"]}
+    shared = [(row, train_by_text[row.text]) for name in ("val", "test") for row in splits[name]
+              if row.text in train_by_text]
+    if shared:
+        row, twin = shared[0]
+        warn(f"{len(shared)} val/test texts also occur in train (first: {row.where} = {twin.where}); they are kept")
+
+
+def _multi_hot(rows: list[Row], labels: list[str]) -> np.ndarray:
+    index = {label: position for position, label in enumerate(labels)}
+    targets = np.zeros((len(rows), len(labels)), dtype=np.int8)
+    for position, row in enumerate(rows):
+        targets[position, [index[label] for label in row.labels]] = 1
+    return targets
+
+
+def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: int, multi_label: bool,
+           path: Path) -> dict[str, list[Row]]:
+    """Split the train rows into train plus the ``carve`` splits, refusing labels too rare to stratify."""
+    counts = label_counts(rows)
+    labels = rank_labels(counts)
+    needed = min_examples_to_stratify(len(carve) + 1, multi_label)
+    too_rare = [label for label in labels if counts[label] < needed]
+    if too_rare:
+        rarest = too_rare[-1]
+        first = next(row for row in rows if rarest in row.labels)
+        raise UserError(
+            f"label {rarest!r} has {counts[rarest]} example(s) (first here), too few to stratify into "
+            f"{'/'.join(['train', *carve])}, which needs {needed} per label ({len(too_rare)} labels have fewer); "
+            f"pass --min-label-count {needed} to drop such labels",
+            path=first.path,
+            line=first.line,
+        )
+    try:
+        parts = carve_splits(_multi_hot(rows, labels), carve, ratios, seed, multi_label)
+    except ValueError as err:
+        raise UserError(f"cannot stratify the split ({err}); add data, change --split or use --min-label-count",
+                        path=path) from None
+    return {name: [rows[i] for i in indices] for name, indices in parts.items()}
+
+
+def prepare_dataset(
+    *,
+    out: Path,
+    train: Path,
+    val: Path | None = None,
+    test: Path | None = None,
+    fmt: str | None = None,
+    text_column: str = "text",
+    label_column: str = "labels",
+    label_sep: str | None = None,
+    class_file: Path | None = None,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    min_label_count: int | None = None,
+    filter_std: float | None = None,
+    force: bool = False,
+) -> Artifact:
+    """Read, check, de-duplicate, filter and split labelled text into a dataset artifact at ``out``.
+
+    ``train`` alone is split into train/val/test by ``ratios``; a missing ``val`` or ``test`` is carved from
+    ``train`` the same way; given files are kept as they are. Multi-label data is split by iterative
+    stratification, single-label data by sklearn's stratified split, both with ``seed``. Filtering is described in
+    :func:`mobclf.data.stats.filter_labels`. Refuses to write into an input's folder, or over ``out`` unless
+    ``force``.
+    """
+    out = Path(out)
+    given = {name: Path(path) for name, path in zip(SPLITS, (train, val, test)) if path is not None}
+    class_file = Path(class_file) if class_file is not None else None
+    _refuse_input_location(out, [*given.values(), *([class_file] if class_file else [])])
+    check_output_dir(out, force)
+    ratio_by_split = _ratios(ratios)
+    formats = {name: fmt or detect_format(path) for name, path in given.items()}
+    class_names = read_class_file(class_file) if class_file else None
+    if class_names is not None and "thucnews" not in formats.values():
+        raise UserError("--class-file is only for THUCNews text<TAB>label_id input (.txt or --format thucnews)",
+                        path=class_file)
+
+    notes: list[str] = []
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        console.print(Text.assemble(("warning: ", "bold yellow"), message))
+
+    splits, duplicates = {}, {"dropped": 0, "conflicting": 0}
+    for name, path in given.items():
+        rows = read_labelled(path, formats[name], text_column=text_column, label_column=label_column,
+                             label_sep=label_sep, class_names=class_names)
+        splits[name], dropped, conflicting = _drop_duplicates(rows, warn)
+        duplicates["dropped"] += dropped
+        duplicates["conflicting"] += conflicting
+
+    splits, filtering = filter_labels(splits, class_names, min_label_count, filter_std)
+    if len(label_counts(splits["train"])) < 2:
+        raise UserError("fewer than two labels left to learn after filtering; lower --min-label-count/--filter-std",
+                        path=given["train"])
+    multi_label = any(len(row.labels) != 1 for rows in splits.values() for row in rows)
+    carve = [name for name in SPLITS if name not in given]
+    if carve:
+        splits.update(_carve(splits["train"], carve, ratio_by_split, seed, multi_label, given["train"]))
+    splits = {name: splits[name] for name in SPLITS}
+    _warn_shared_texts(splits, warn)
+
+    train_counts = label_counts(splits["train"])
+    labels = [name for name in class_names if name in train_counts] if class_names else rank_labels(train_counts)
+    sources = [{"path": str(path.resolve()), "sha256": sha256_file(path), "format": formats[name], "split": name}
+               for name, path in given.items()]
+    if class_file:
+        sources.append({"path": str(class_file.resolve()), "sha256": sha256_file(class_file), "format": "class-list"})
+    with write_artifact(out, kind="dataset", force=force) as art:
+        for name, rows in splits.items():
+            with open(art.dir / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps({"text": row.text, "labels": list(row.labels)}, ensure_ascii=False) + "\n")
+        art.manifest.update(
+            labels=labels,
+            multi_label=multi_label,
+            language=detect_language([row.text for row in splits["train"]]),
+            splits={name: len(rows) for name, rows in splits.items()},
+            stats=label_stats(splits, labels),
+            filtering=filtering,
+            duplicates=duplicates,
+            warnings=notes,
+            sources=sources,
+            split={
+                "how": "given" if not carve else "iterative-stratification" if multi_label else "stratified",
+                "given": list(given),
+                "carved": carve,
+                "ratios": ratio_by_split if carve else None,
+                "seed": seed,
+            },
+            lineage=lineage([], seed),
+        )
+    return load_artifact(out, kind="dataset")
