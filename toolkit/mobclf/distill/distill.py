@@ -173,7 +173,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                 f"{metrics['agreement_with_teacher']['val']:.4f}")
     extra = {"distillation": {"plan": {**asdict(plan), "hint_layer": hint_layer, "attention_layers": attention_layers},
                               "teacher": {"path": str(teacher_artifact.path), "sha256": teacher_artifact.sha256,
-                                          "metrics": teacher_artifact.manifest.get("metrics")},
+                                          "micro_f1": {split: scores["micro_f1"] for split, scores
+                                                       in teacher_artifact.manifest["metrics"].items()}},
                               "unlabeled_texts": len(extra_texts), "stages": schedule,
                               "vectors": str(student_config.vectors) if student_config.vectors else None,
                               "vectors_coverage": vectors_coverage}}

@@ -52,7 +52,7 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     result = FitResult(best_score=-math.inf, best_epoch=0)
-    best_state, stale, start = None, 0, time.perf_counter()
+    best_state, stale, start, last_val = None, 0, time.perf_counter(), ""
     with progress() as bar:
         task = bar.add_task(description, total=total_steps, status="")
         for epoch in range(1, config.epochs + 1):
@@ -67,13 +67,16 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                 optimizer.step()
                 scheduler.step()
                 running += loss.item()
-                bar.update(task, advance=1, status=f"epoch {epoch} loss {running / step:.4f}")
+                bar.update(task, advance=1, status=f"epoch {epoch} loss {running / step:.4f}{last_val}")
+                if not console.is_terminal and step % max(1, len(batches) // 10) == 0:  # a log file sees no bar
+                    console.log(f"{description}: epoch {epoch} step {step}/{len(batches)} loss {running / step:.4f}")
             module.eval()
             score = validate() if validate else None
             result.history.append({"epoch": epoch, "train_loss": running / len(batches), "val_score": score,
                                    "seconds": round(time.perf_counter() - epoch_start, 2)})
             console.log(f"{description}: epoch {epoch} loss {running / len(batches):.4f}"
                         + (f" val micro-F1 {score:.4f}" if validate else ""))
+            last_val = f" | val micro-F1 {score:.4f}" if score is not None else ""
             if score is None:
                 result.best_epoch = epoch
             elif score > result.best_score:
