@@ -1,0 +1,121 @@
+"""End to end on a tiny generated corpus: prepare → teacher → student (every loss) → eval, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from transformers import BertConfig, BertModel
+
+from mobclf.artifacts import load_artifact
+from mobclf.cli import main
+from mobclf.data.demo_corpus import generate_demo_corpus
+from mobclf.distill.teacher_cache import cache_dir
+
+TINY_TEACHER = ["--layers", "1", "--hidden", "48", "--heads", "4", "--max-length", "40", "--batch-size", "32",
+                "--lr", "2e-3", "--epochs", "6"]
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    generate_demo_corpus(root / "corpus" / "news.jsonl", n_items=1200, seed=3)
+    assert run("data", "prepare", root / "corpus" / "news.jsonl", "--out", root / "data").exit_code == 0
+    assert run("train-teacher", "--data", root / "data", "--out", root / "teacher", *TINY_TEACHER).exit_code == 0
+    return root
+
+
+def chance_micro_f1(root) -> float:
+    """Micro-F1 of always predicting the most frequent label (a floor any learned model must beat)."""
+    dataset = load_artifact(root / "data")
+    rows = [json.loads(line)["labels"] for line in (root / "data" / "test.jsonl").read_text("utf-8").splitlines()]
+    top = dataset.labels[0]
+    hits = sum(top in labels for labels in rows)
+    return 2 * hits / (len(rows) + sum(len(labels) for labels in rows))
+
+
+def test_teacher_learns_and_records_thresholds_metrics_and_lineage(workdir):
+    teacher = load_artifact(workdir / "teacher", kind="teacher")
+    manifest = teacher.manifest
+    assert manifest["architecture"]["name"] == "bert" and manifest["multi_label"] is True
+    assert len(manifest["thresholds"]) == len(manifest["labels"])
+    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir) + 0.2
+    assert manifest["lineage"]["parents"][0]["sha256"] == load_artifact(workdir / "data").sha256
+    assert manifest["tokenizer"]["type"] == "char" and manifest["tokenizer"]["add_special_tokens"] is True
+
+
+def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdir):
+    unlabeled = workdir / "unlabeled.txt"
+    unlabeled.write_text("\n".join(["苹果发布新款手机 股价上涨", "国足客场战平对手", "央行宣布降息"]), "utf-8")
+    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out", workdir / "student",
+                 "--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--loss",
+                 "attention_transfer=1", "--hint-epochs", "1", "--tokenizer", "jieba", "--epochs", "12",
+                 "--batch-size", "32", "--lr", "3e-3", "--embedding-dim", "48", "--filters", "32",
+                 "--unlabeled", unlabeled)
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(workdir / "student", kind="student").manifest
+    assert manifest["architecture"]["name"] == "textcnn" and manifest["tokenizer"]["type"] == "jieba"
+    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir) + 0.2
+    assert manifest["metrics"]["agreement_with_teacher"]["test"] > 0.6
+    plan = manifest["distillation"]["plan"]
+    assert plan["hint_layer"] == 0 and plan["attention_layers"] == [1]  # middle and last of a 1-layer teacher
+    assert manifest["distillation"]["unlabeled_texts"] == 3
+    assert manifest["distillation"]["stages"][0]["stage"] == "hint"
+    assert [p["kind"] for p in manifest["lineage"]["parents"]] == ["teacher", "dataset"]
+
+    result = run("eval", "--model", workdir / "student", "--data", workdir / "data", "--json", workdir / "eval.json")
+    assert result.exit_code == 0
+    evaluated = json.loads((workdir / "eval.json").read_text())
+    assert evaluated["micro_f1"] == pytest.approx(manifest["metrics"]["test"]["micro_f1"])
+
+
+def test_teacher_outputs_are_cached_once_and_reused(workdir):
+    before = sorted(cache_dir().glob("*.safetensors"))
+    assert before  # written by the distillation above
+    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
+                 workdir / "student-kd", "--epochs", "1", "--filters", "8", "--embedding-dim", "16")
+    assert result.exit_code == 0
+    assert len(sorted(cache_dir().glob("*.safetensors"))) == len(before) + 1  # logits only: one new entry
+
+
+def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set("".join(
+        json.loads(line)["text"] for line in (workdir / "data" / "train.jsonl").read_text("utf-8").splitlines())))
+    checkpoint = tmp_path / "ckpt"
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(checkpoint)
+    (checkpoint / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    result = run("train-teacher", "--data", workdir / "data", "--out", tmp_path / "t", "--init", checkpoint,
+                 "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(tmp_path / "t").manifest
+    assert manifest["tokenizer"]["type"] == "wordpiece" and manifest["architecture"]["config"]["bert"]["hidden_size"] == 32
+    assert manifest["init"] == str(checkpoint)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "fancy_kd=1"], "unknown"),
+    (["--loss", "hint_mse=1", "--hint-layer", "5"], "--hint-layer 5"),
+    (["--loss", "soft_kd=x"], "NAME=WEIGHT"),
+    (["--loss", "soft_kd=0"], "non-zero weight"),
+])
+def test_bad_distillation_options_are_one_line_errors(workdir, tmp_path, args, message):
+    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out", tmp_path / "s",
+                 *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_dataset_is_not_a_teacher_and_outputs_are_not_overwritten(workdir):
+    result = run("distill", "--teacher", workdir / "data", "--data", workdir / "data", "--out", workdir / "x")
+    assert result.exit_code == 2 and "dataset artifact, but a teacher artifact is needed" in result.output
+    result = run("train-teacher", "--data", workdir / "data", "--out", workdir / "teacher", *TINY_TEACHER)
+    assert result.exit_code == 2 and "--force" in result.output
+    assert np.isfinite(load_artifact(workdir / "teacher").manifest["metrics"]["test"]["micro_f1"])
