@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from mobclf.artifacts import load_artifact
 from mobclf.console import console
 from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.data.prepare import prepare_dataset
@@ -66,12 +67,13 @@ def run_demo(out: Path, n_items: int = 3000, teacher_epochs: int = 6, student_ep
 
 def _print_summary(out: Path, paths: dict, results: dict, timings: dict) -> None:
     table = Table(title="mobclf demo: test set")
-    for column in ("model", "micro-F1", "macro-F1", "subset acc.", "artifact"):
+    for column in ("model", "micro-F1", "macro-F1", "subset acc.", "agreement with teacher", "artifact"):
         table.add_column(column)
-    for name in ("teacher", "student"):
+    agreement = load_artifact(paths["student"]).manifest["metrics"]["agreement_with_teacher"]["test"]
+    for name, agrees in (("teacher", 1.0), ("student", agreement)):
         metrics = results[name]
         table.add_row(name, f"{metrics['micro_f1']:.4f}", f"{metrics['macro_f1']:.4f}",
-                      f"{metrics['subset_accuracy']:.4f}", str(paths[name]))
+                      f"{metrics['subset_accuracy']:.4f}", f"{agrees:.4f}", str(paths[name]))
     console.print(table)
     console.print("time: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timings.items()))
     console.print(f"corpus {paths['corpus']}, dataset {paths['dataset']}; next: `mobclf eval --model "
