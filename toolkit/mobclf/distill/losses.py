@@ -1,7 +1,7 @@
 """Distillation losses as plain functions of tensors, looked up by name.
 
-A distillation run names its losses as data (``{"loss": "hint_mse", "weight": 1.0, ...}``) and the trainer
-calls ``get_loss(name)``. Learned projections (student width → teacher width) belong to the caller.
+A distillation run names its losses and their weights as data (``DistillPlan.losses``, e.g.
+``{"soft_kd": 1.0, "hint_mse": 1.0}``) and the trainer calls ``get_loss(name)`` for each. Learned projections (student width → teacher width) belong to the caller.
 """
 
 from __future__ import annotations
