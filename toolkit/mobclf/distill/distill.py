@@ -133,22 +133,22 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     teacher_logits = outputs.logits
 
     def batch_loss(index: torch.Tensor, only: tuple[str, ...] | None = None) -> torch.Tensor:
+        chosen = {name: term for name, term in losses.items() if only is None or name in only}
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
         width, mask = batch["input_ids"].shape[1], batch["attention_mask"]
         features = student.features(batch["input_ids"])
+        logits = student.classify(features, mask) if {"soft_kd", "hard_bce"} & set(chosen) else None
         inputs = {
-            "soft_kd": lambda: dict(student_logits=student.classify(features, mask),
-                                    teacher_logits=teacher_logits[index].to(run_device),
+            "soft_kd": lambda: dict(student_logits=logits, teacher_logits=teacher_logits[index].to(run_device),
                                     temperature=plan.temperature, multi_label=dataset.multi_label),
-            "hard_bce": lambda: dict(logits=student.classify(features, mask), targets=targets[index].to(run_device),
-                                     pos_weight=pos_weight, example_mask=has_label[index].to(run_device)),
+            "hard_bce": lambda: dict(logits=logits, targets=targets[index].to(run_device), pos_weight=pos_weight,
+                                     example_mask=has_label[index].to(run_device)),
             "hint_mse": lambda: dict(projected_student=projection(features),
                                      teacher_hidden=teacher_hidden[index, :width].float().to(run_device), mask=mask),
             "attention_transfer": lambda: dict(student_features=features,
                                                teacher_attention=teacher_attention[index, :width].to(run_device),
                                                mask=mask),
         }
-        chosen = {name: term for name, term in losses.items() if only is None or name in only}
         return sum(weight * fn(**inputs[name]()) for name, (fn, weight) in chosen.items())
 
     val_texts = dataset.texts("val")
