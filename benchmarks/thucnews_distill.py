@@ -24,8 +24,11 @@ from mobclf.artifacts import load_artifact
 from mobclf.data.dataset import load_dataset
 from mobclf.data.prepare import prepare_dataset
 from mobclf.distill.distill import DistillPlan, StudentConfig, distill
+from mobclf.distill.teacher_cache import teacher_predictions
 from mobclf.errors import UserError
+from mobclf.models import load_classifier
 from mobclf.models.tfidf import fit_tfidf_baseline
+from mobclf.text import load_tokenizer
 from mobclf.train.loop import FitConfig
 from mobclf.train.metrics import agreement, classification_metrics
 from mobclf.train.teacher import TeacherConfig, train_teacher
@@ -81,18 +84,9 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
     teacher_seconds = teacher_seconds or teacher.manifest["training"]["seconds"]
     test_targets = dataset.targets("test")
 
-    def teacher_test_predictions():
-        from mobclf.distill.teacher_cache import teacher_outputs
-        from mobclf.models import load_classifier
-        from mobclf.text import load_tokenizer
-        from mobclf.train.thresholds import predict_labels
-
-        logits = teacher_outputs(teacher, load_classifier(teacher), load_tokenizer(teacher.file("tokenizer")),
-                                 dataset.texts("test")).logits
-        return predict_labels(torch.sigmoid(logits).numpy(), torch.tensor(teacher.manifest["thresholds"]).numpy(),
-                              single_label=not dataset.multi_label)
-
-    teacher_predictions = teacher_test_predictions()
+    teacher_test_predictions = teacher_predictions(teacher, load_classifier(teacher),
+                                                   load_tokenizer(teacher.file("tokenizer")), dataset.texts("test"),
+                                                   single_label=not dataset.multi_label)
     rows = [row("teacher-bert-base-fp32", "teacher", "bert", teacher.manifest["metrics"]["test"], 1.0, teacher,
                 seconds=teacher_seconds)]
 
@@ -106,7 +100,7 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
         baseline_predictions = baseline.predict(dataset.texts("test"))
         rows.append(row(name, "baseline", "tfidf-lr",
                         classification_metrics(test_targets, baseline_predictions, dataset.labels),
-                        agreement(baseline_predictions, teacher_predictions), params=baseline.params,
+                        agreement(baseline_predictions, teacher_test_predictions), params=baseline.params,
                         size_bytes=baseline.size_bytes, seconds=time.perf_counter() - start))
 
     vectors = data_root / "char_embeddings_tencent"

@@ -22,17 +22,16 @@ from mobclf.console import console
 from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.distill.alignment import align_attention, align_hidden, batch_alignment
 from mobclf.distill.losses import get_loss
-from mobclf.distill.teacher_cache import TeacherOutputs, teacher_outputs
+from mobclf.distill.teacher_cache import TeacherOutputs, teacher_outputs, teacher_predictions
 from mobclf.errors import UserError
 from mobclf.models import count_parameters, load_classifier, resolve_device
 from mobclf.models.textcnn import TextCNN, load_pretrained_vectors
 from mobclf.text import build_tokenizer, load_tokenizer
 from mobclf.train.batching import EncodedTexts, encode_texts
-from mobclf.train.classifier import predict_probs, split_metrics, tune_and_score, write_classifier
+from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.train.loop import FitConfig, fit
 from mobclf.train.losses import label_pos_weights
 from mobclf.train.metrics import agreement
-from mobclf.train.thresholds import predict_labels
 
 
 @dataclass
@@ -151,12 +150,6 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
         }
         return sum(weight * fn(**inputs[name]()) for name, (fn, weight) in chosen.items())
 
-    val_texts = dataset.texts("val")
-
-    def validate() -> float:
-        probs = predict_probs(student, tokenizer, val_texts, run_device, description="val")
-        return split_metrics(probs, dataset, "val", np.full(len(dataset.labels), 0.5))["micro_f1"]
-
     schedule = []
     if plan.hint_epochs and hint_layer is not None:
         hint_config = FitConfig(**{**asdict(fit_config), "epochs": plan.hint_epochs})
@@ -164,11 +157,12 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
         stage = fit(lower, len(texts), lambda index: batch_loss(index, only=("hint_mse",)), None, hint_config,
                     "FitNets hint stage")
         schedule.append({"stage": "hint", "epochs": stage.best_epoch, "seconds": stage.seconds})
-    result = fit(trainable, len(texts), batch_loss, validate, fit_config, "student")
+    result = fit(trainable, len(texts), batch_loss, lambda: val_micro_f1(student, tokenizer, dataset, run_device),
+                 fit_config, "student")
     student.cpu()
-    thresholds, info, metrics = tune_and_score(student, tokenizer, dataset, threshold_objective, "cpu")
-    metrics.update(_agreement_with_teacher(student, tokenizer, thresholds, teacher, teacher_artifact,
-                                           teacher_tokenizer, dataset, run_device))
+    thresholds, info, metrics, predictions = tune_and_score(student, tokenizer, dataset, threshold_objective, "cpu")
+    metrics["agreement_with_teacher"] = _agreement_with_teacher(predictions, teacher, teacher_artifact,
+                                                                teacher_tokenizer, dataset, run_device)
     console.log(f"student: val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher on val "
                 f"{metrics['agreement_with_teacher']['val']:.4f}")
     extra = {"distillation": {"plan": {**asdict(plan), "hint_layer": hint_layer, "attention_layers": attention_layers},
@@ -182,18 +176,9 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                             thresholds, info, metrics, fit_config, result, extra, force)
 
 
-def _agreement_with_teacher(student, tokenizer, thresholds, teacher, teacher_artifact, teacher_tokenizer, dataset,
+def _agreement_with_teacher(student_predictions: dict, teacher, teacher_artifact, teacher_tokenizer, dataset,
                             device) -> dict:
-    """Fraction of val/test texts on which student and teacher predict the same label set."""
-    scores = {}
-    single = not dataset.multi_label
-    teacher_thresholds = np.asarray(teacher_artifact.manifest["thresholds"])
-    for split in ("val", "test"):
-        texts = dataset.texts(split)
-        if not texts:
-            continue
-        ours = predict_labels(predict_probs(student, tokenizer, texts), thresholds, single_label=single)
-        logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=device).logits
-        theirs = predict_labels(torch.sigmoid(logits).numpy(), teacher_thresholds, single_label=single)
-        scores[split] = agreement(ours, theirs)
-    return {"agreement_with_teacher": scores}
+    """Per split, the fraction of texts on which student and teacher predict the same label set."""
+    return {split: agreement(ours, teacher_predictions(teacher_artifact, teacher, teacher_tokenizer,
+                                                       dataset.texts(split), not dataset.multi_label, device))
+            for split, ours in student_predictions.items()}

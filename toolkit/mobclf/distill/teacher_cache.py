@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -23,6 +24,7 @@ from mobclf.artifacts import Artifact
 from mobclf.console import console, progress
 from mobclf.errors import UserError
 from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.thresholds import predict_labels
 
 
 @dataclass
@@ -94,3 +96,10 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
     save_file(stored, str(partial))
     partial.replace(path)
     return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
+
+
+def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: list[str],
+                        single_label: bool, device: str | torch.device = "cpu") -> np.ndarray:
+    """The teacher's predicted label matrix for ``texts`` with its own thresholds (logits from the cache)."""
+    logits = teacher_outputs(teacher, model, tokenizer, texts, device=device).logits
+    return predict_labels(torch.sigmoid(logits).numpy(), np.asarray(teacher.manifest["thresholds"]), single_label)

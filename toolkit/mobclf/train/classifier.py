@@ -29,16 +29,28 @@ def split_metrics(probs: np.ndarray, dataset: Dataset, split: str, thresholds: n
     return classification_metrics(dataset.targets(split), predictions, dataset.labels)
 
 
+def val_micro_f1(model: nn.Module, tokenizer, dataset: Dataset, device: torch.device | str) -> float:
+    """The early-stopping score: val micro-F1 at threshold 0.5 (argmax for single-label data)."""
+    probs = predict_probs(model, tokenizer, dataset.texts("val"), device, description="val")
+    return split_metrics(probs, dataset, "val", np.full(len(dataset.labels), 0.5))["micro_f1"]
+
+
 def tune_and_score(model: nn.Module, tokenizer, dataset: Dataset, objective: str, device: torch.device | str,
-                   batch_size: int = 128) -> tuple[np.ndarray, dict, dict]:
-    """Tune per-label thresholds on val, then score val and test: (thresholds, tuning info, metrics per split)."""
+                   batch_size: int = 128) -> tuple[np.ndarray, dict, dict, dict]:
+    """Tune per-label thresholds on val, then score val and test.
+
+    Returns the thresholds, the tuning info, metrics per split and the predicted label matrices per split.
+    """
     val_probs = predict_probs(model, tokenizer, dataset.texts("val"), device, batch_size, "val")
     thresholds, info = tune_thresholds(val_probs, dataset.targets("val"), objective=objective)
-    metrics = {"val": split_metrics(val_probs, dataset, "val", thresholds)}
+    probs = {"val": val_probs}
     if dataset.texts("test"):
-        test_probs = predict_probs(model, tokenizer, dataset.texts("test"), device, batch_size, "test")
-        metrics["test"] = split_metrics(test_probs, dataset, "test", thresholds)
-    return thresholds, info, metrics
+        probs["test"] = predict_probs(model, tokenizer, dataset.texts("test"), device, batch_size, "test")
+    predictions = {split: predict_labels(p, thresholds, single_label=not dataset.multi_label)
+                   for split, p in probs.items()}
+    metrics = {split: classification_metrics(dataset.targets(split), predicted, dataset.labels)
+               for split, predicted in predictions.items()}
+    return thresholds, info, metrics, predictions
 
 
 def write_classifier(out: Path, kind: str, model: nn.Module, tokenizer, dataset: Dataset, parents: list[Artifact],

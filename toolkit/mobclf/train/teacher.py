@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mobclf.artifacts import Artifact, check_output_dir
@@ -17,7 +16,7 @@ from mobclf.models import count_parameters, resolve_device
 from mobclf.models.bert import BertClassifier, bert_config
 from mobclf.text import build_tokenizer, tokenizer_from_vocab
 from mobclf.train.batching import encode_texts
-from mobclf.train.classifier import predict_probs, split_metrics, tune_and_score, write_classifier
+from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.train.loop import FitConfig, fit
 from mobclf.train.losses import label_pos_weights, weighted_bce
 
@@ -70,12 +69,9 @@ def train_teacher(data: Path, out: Path, config: TeacherConfig, fit_config: FitC
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
         return weighted_bce(model(**batch), targets[index].to(run_device), pos_weight)
 
-    def validate() -> float:
-        probs = predict_probs(model, tokenizer, dataset.texts("val"), run_device, description="val")
-        return split_metrics(probs, dataset, "val", np.full(len(dataset.labels), 0.5))["micro_f1"]
-
-    result = fit(model, len(train_texts), batch_loss, validate, fit_config, "teacher")
-    thresholds, info, metrics = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
+    result = fit(model, len(train_texts), batch_loss, lambda: val_micro_f1(model, tokenizer, dataset, run_device),
+                 fit_config, "teacher")
+    thresholds, info, metrics, _ = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
     console.log(f"teacher: best epoch {result.best_epoch}, val micro-F1 {metrics['val']['micro_f1']:.4f}"
                 + (f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else ""))
     extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme},
