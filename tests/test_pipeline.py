@@ -78,11 +78,14 @@ def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdi
 
 def test_teacher_outputs_are_cached_once_and_reused(workdir):
     before = sorted(cache_dir().glob("*.safetensors"))
-    assert before  # written by the distillation above
-    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
-                 workdir / "student-kd", "--epochs", "1", "--filters", "8", "--embedding-dim", "16")
+    assert len(before) == 3  # train + unlabeled texts with every layer, val and test logits: from the run above
+    args = ["--teacher", workdir / "teacher", "--data", workdir / "data", "--epochs", "1", "--filters", "8"]
+    result = run("distill", *args, "--out", workdir / "student-kd", "--unlabeled", workdir / "unlabeled.txt")
     assert result.exit_code == 0
-    assert len(sorted(cache_dir().glob("*.safetensors"))) == len(before) + 1  # logits only: one new entry
+    assert sorted(cache_dir().glob("*.safetensors")) == before  # fewer layers: served by the entry with all of them
+    result = run("distill", *args, "--out", workdir / "student-kd-labelled-only")
+    assert result.exit_code == 0
+    assert len(sorted(cache_dir().glob("*.safetensors"))) == len(before) + 1  # other texts: one new entry
 
 
 def test_teacher_from_a_local_checkpoint(workdir, tmp_path):

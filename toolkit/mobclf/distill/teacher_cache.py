@@ -2,7 +2,8 @@
 
 A BERT-base forward pass over 16k headlines takes minutes on a CPU, and every distillation run of an ablation needs
 the same outputs, so they are stored under ``$MOBCLF_CACHE`` (default ``~/.cache/mobclf``), keyed by the teacher's
-sha256, the texts and what is asked for. The cache never lives inside an artifact (that would break its checksums).
+sha256 and the texts; an entry also serves requests for fewer layers than it holds. The cache never lives inside
+an artifact (that would break its checksums).
 
 Layer numbering follows ``hidden_states``: 0 is the embedding output, 1..N the transformer layers; attention of
 layer k is the attention computed inside layer k.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mobclf.artifacts import Artifact
@@ -49,6 +51,20 @@ def check_layers(num_layers: int, hint_layer: int | None, attention_layers: list
         raise UserError(f"--attention-layers {bad} outside the teacher's layers 1..{num_layers}")
 
 
+def _find_cached(source: str, layers: dict) -> Path | None:
+    """A cache entry for the same teacher and texts holding at least the requested layers (a run with every loss
+    serves later runs with fewer)."""
+    for path in sorted(cache_dir().glob(f"{source}-*.safetensors")):
+        with safe_open(str(path), framework="pt") as entry:
+            stored = json.loads(entry.metadata()["layers"])
+        if layers["hint_layer"] not in (None, stored["hint_layer"]):
+            continue
+        if layers["attention_layers"] and layers["attention_layers"] != stored["attention_layers"]:
+            continue
+        return path
+    return None
+
+
 @torch.no_grad()
 def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: list[str], *,
                     hint_layer: int | None = None, attention_layers: list[int] = (), device: str | torch.device = "cpu",
@@ -57,14 +73,15 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
     attention_layers = list(attention_layers)
     check_layers(model.bert.config.num_hidden_layers, hint_layer, attention_layers)
     encoded = encode_texts(tokenizer, texts)
-    request = {"teacher": teacher.sha256, "hint_layer": hint_layer, "attention_layers": attention_layers,
-               "texts": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()}
-    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:32]
-    path = cache_dir() / f"{key}.safetensors"
-    if path.is_file():
-        console.log(f"teacher outputs: cached {path}")
-        stored = load_file(str(path))
-        return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
+    source = hashlib.sha256("\n".join([teacher.sha256, *texts]).encode("utf-8")).hexdigest()[:32]
+    layers = {"hint_layer": hint_layer, "attention_layers": attention_layers}
+    cached = _find_cached(source, layers)
+    if cached is not None:
+        console.log(f"teacher outputs: cached {cached}")
+        stored = load_file(str(cached))
+        return TeacherOutputs(stored["logits"], stored["cls_attention"] if attention_layers else None,
+                              stored["hidden"] if hint_layer is not None else None, encoded.offsets)
+    path = cache_dir() / f"{source}-{hashlib.sha256(json.dumps(layers).encode()).hexdigest()[:16]}.safetensors"
 
     if attention_layers:
         model.bert.set_attn_implementation("eager")  # sdpa returns no attention maps
@@ -93,7 +110,7 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
         stored["hidden"] = torch.cat(hidden)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    save_file(stored, str(partial))
+    save_file(stored, str(partial), metadata={"layers": json.dumps(layers)})
     partial.replace(path)
     return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
 
