@@ -46,13 +46,21 @@ UNLABELED_STUDENT = "textcnn-all-unlabeled"  # all losses + 20k unlabelled TNEWS
 
 
 def reuse_or_run(path: Path, kind: str, step):
-    """Load ``path`` if it is a verified artifact of ``kind``; otherwise run ``step`` (which writes it)."""
+    """Load ``path`` if it is a verified artifact of ``kind`` (wall time None: not measured in this run);
+    otherwise run ``step``, which writes it, and time it."""
     try:
-        return load_artifact(path, kind=kind), 0.0
+        return load_artifact(path, kind=kind), None
     except UserError:
         start = time.perf_counter()
         artifact = step()
         return artifact, time.perf_counter() - start
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    return models[0] if models else platform.processor() or platform.machine()
 
 
 def row(name, kind, arch, metrics, agreement_score, artifact=None, params=None, size_bytes=None, seconds=None):
@@ -123,9 +131,10 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
     rows.extend(student_rows[name] for name in students)
 
     report = {"dataset": "thucnews", "split": "test", "baseline": "teacher-bert-base-fp32",
-              "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-              "steps": {"data_s": round(data_seconds, 1), "teacher_train_s": round(teacher_seconds, 1),
+              "steps": {"data_s": None if data_seconds is None else round(data_seconds, 1),
+                        "teacher_train_s": round(teacher_seconds, 1),
                         "teacher_epochs": teacher.manifest["training"]["best_epoch"]},
               "rows": rows}
     results.mkdir(parents=True, exist_ok=True)
