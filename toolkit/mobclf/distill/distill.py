@@ -60,8 +60,8 @@ class StudentConfig:
 
 def _aligned_targets(outputs: TeacherOutputs, student: EncodedTexts, chunk: int = 512) -> tuple:
     """Teacher attention and hidden states moved onto student token positions, for every text."""
-    width_s, width_t = student.input_ids.shape[1], (outputs.cls_attention if outputs.cls_attention is not None
-                                                    else outputs.hidden).shape[1]
+    teacher_side = outputs.cls_attention if outputs.cls_attention is not None else outputs.hidden
+    width_s, width_t = student.input_ids.shape[1], teacher_side.shape[1]
     attention, hidden = [], []
     for start in range(0, len(student), chunk):
         stop = min(start + chunk, len(student))
