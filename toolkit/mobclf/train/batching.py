@@ -13,7 +13,7 @@ from mobclf.console import progress
 class EncodedTexts:
     """Token ids of many texts, padded to the longest one, with their lengths and character offsets."""
 
-    input_ids: torch.Tensor  # [N, L_max], padded with 0 ([PAD])
+    input_ids: torch.Tensor  # [N, L_max], padded with the tokenizer's [PAD] id
     lengths: torch.Tensor  # [N]
     offsets: list[list[tuple[int, int]]]
 
@@ -29,13 +29,8 @@ class EncodedTexts:
 
 
 def encode_texts(tokenizer, texts: list[str]) -> EncodedTexts:
-    encodings = [tokenizer.encode(text) for text in texts]
-    width = max([len(e.ids) for e in encodings] + [1])
-    input_ids = torch.zeros(len(encodings), width, dtype=torch.long)
-    for row, encoding in enumerate(encodings):
-        input_ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids, dtype=torch.long)
-    lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.long)
-    return EncodedTexts(input_ids, lengths, [e.offsets for e in encodings])
+    batch = tokenizer.encode_batch(texts)
+    return EncodedTexts(batch["input_ids"], batch["attention_mask"].sum(dim=1), batch["offsets"])
 
 
 def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[torch.Tensor]:
