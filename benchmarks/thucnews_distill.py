@@ -23,7 +23,8 @@ import torch
 from mobclf.artifacts import load_artifact
 from mobclf.data.dataset import load_dataset
 from mobclf.data.prepare import prepare_dataset
-from mobclf.distill.distill import DistillPlan, StudentConfig, distill
+from mobclf.distill.distill import DistillPlan, distill
+from mobclf.distill.textcnn_student import TextCnnConfig
 from mobclf.distill.teacher_cache import teacher_predictions
 from mobclf.errors import UserError
 from mobclf.models import load_classifier
@@ -120,10 +121,10 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
     # "all" runs first: its teacher pass caches every layer, which then serves the runs with fewer losses.
     for name in sorted(students, key=lambda student_name: student_name != "textcnn-all"):
         losses = students[name]
-        plan = DistillPlan(losses=losses, temperature=2.0, hint_epochs=2 if "hint_mse" in losses else 0)
+        plan = DistillPlan(losses=losses, temperature=2.0, intermediate_epochs=2 if "hint_mse" in losses else 0)
         unlabeled = data_root / "tnews_fewclue" / "unlabeled.jsonl" if name == UNLABELED_STUDENT else None
         student, seconds = reuse_or_run(work / name, "student", lambda: distill(
-            teacher.path, dataset_artifact.path, work / name, plan, StudentConfig(tokenizer="char", vectors=vectors),
+            teacher.path, dataset_artifact.path, work / name, plan, TextCnnConfig(tokenizer="char", vectors=vectors),
             FitConfig(epochs=student_epochs, batch_size=64, lr=1e-3, patience=3), unlabeled=unlabeled))
         student_rows[name] = row(name, "student", "textcnn", student.manifest["metrics"]["test"],
                                  student.manifest["metrics"]["agreement_with_teacher"]["test"], student,

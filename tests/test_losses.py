@@ -10,6 +10,7 @@ import torch
 
 from mobclf.distill.losses import (
     LOSSES,
+    attention_mse,
     attention_transfer,
     fitnets_hint,
     get_loss,
@@ -139,3 +140,25 @@ def test_registry():
         get_loss("kd")
     with pytest.raises(ValueError, match="already registered"):
         register("soft_kd")(lambda: None)
+
+
+def test_attention_mse_matched_heads_by_hand():
+    student = torch.zeros(1, 2, 2, 2)
+    teacher = torch.zeros(1, 2, 2, 2)
+    teacher[0, 0, 0, 0] = 2.0  # head 0, pair (0, 0): squared error 4
+    teacher[0, 1, 1, 1] = 6.0  # head 1, pair (1, 1): padded, not counted with the mask
+    # 2 heads × 4 pairs = 8 entries: (4 + 36) / 8 = 5
+    assert attention_mse(student, teacher).item() == pytest.approx(5.0)
+    # mask [1, 0]: only pair (0, 0) of each head counts: (4 + 0) / 2 = 2
+    assert attention_mse(student, teacher, mask=torch.tensor([[1, 0]])).item() == pytest.approx(2.0)
+
+
+def test_attention_mse_averages_heads_when_counts_differ():
+    student = torch.zeros(1, 1, 1, 1)
+    teacher = torch.tensor([1.0, 3.0, 5.0, 7.0]).reshape(1, 4, 1, 1)  # head mean 4
+    assert attention_mse(student, teacher).item() == pytest.approx(16.0)
+    assert attention_mse(student.requires_grad_(), teacher.requires_grad_()).grad_fn is not None
+
+
+def test_tinybert_layer_losses_are_the_fitnets_regression():
+    assert get_loss("embedding_mse") is fitnets_hint and get_loss("hidden_mse") is fitnets_hint

@@ -9,7 +9,7 @@ from transformers import BertConfig, BertModel
 
 from mobclf.errors import UserError
 from mobclf.models import architecture_of, build_model
-from mobclf.models.bert import HEADS, BertClassifier, bert_config
+from mobclf.models.bert import HEADS, BertClassifier, TinyBertClassifier, attention_scores, bert_config
 from mobclf.models.textcnn import TextCNN, load_pretrained_vectors
 
 TEXTCNN = {"vocab_size": 50, "embedding_dim": 16, "kernel_sizes": [2, 3, 5], "num_filters": 8, "dropout": 0.0,
@@ -72,3 +72,19 @@ def test_pretrained_vectors_fill_known_tokens(tmp_path):
     assert matrix[2].tolist() == [2.0, 3.0] and matrix[3].tolist() == [0.0, 1.0] and matrix[0].abs().sum() == 0
     with pytest.raises(UserError, match="not found"):
         load_pretrained_vectors(["a"], tmp_path / "missing.txt", tmp_path / "vectors.npy")
+
+
+def test_tinybert_is_its_own_architecture_and_its_recomputed_scores_are_the_attention_logits():
+    config = {"bert": bert_config(50, layers=2, hidden=16, heads=4, intermediate=32, max_length=16),
+              "head": "cls_linear", "num_labels": 3}
+    model = TinyBertClassifier(config).eval()
+    assert architecture_of(model)["name"] == "tinybert"
+    assert type(build_model(architecture_of(model))) is TinyBertClassifier
+    model.bert.set_attn_implementation("eager")
+    ids, mask = batch_with_padding()
+    out = model.encode(ids, mask, output_hidden_states=True, output_attentions=True)
+    for layer in (1, 2):
+        scores = attention_scores(model.bert.encoder.layer[layer - 1], out.hidden_states[layer - 1])
+        assert scores.shape == (2, 4, 6, 6)
+        masked = scores + (1 - mask[:, None, None, :].float()) * torch.finfo(scores.dtype).min
+        torch.testing.assert_close(masked.softmax(-1), out.attentions[layer - 1])

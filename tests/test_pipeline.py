@@ -67,7 +67,7 @@ def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdi
     plan = manifest["distillation"]["plan"]
     assert plan["hint_layer"] == 0 and plan["attention_layers"] == [1]  # middle and last of a 1-layer teacher
     assert manifest["distillation"]["unlabeled_texts"] == 3
-    assert manifest["distillation"]["stages"][0]["stage"] == "hint"
+    assert manifest["distillation"]["stages"][0]["stage"] == "intermediate"
     assert [p["kind"] for p in manifest["lineage"]["parents"]] == ["teacher", "dataset"]
 
     result = run("eval", "--model", workdir / "student", "--data", workdir / "data", "--json", workdir / "eval.json")
@@ -105,9 +105,16 @@ def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--loss", "fancy_kd=1"], "unknown"),
-    (["--loss", "hint_mse=1", "--hint-layer", "5"], "--hint-layer 5"),
+    (["--loss", "soft_kd=1", "--loss", "hint_mse=1", "--hint-layer", "5"], "--hint-layer 5"),
     (["--loss", "soft_kd=x"], "NAME=WEIGHT"),
     (["--loss", "soft_kd=0"], "non-zero weight"),
+    (["--loss", "hint_mse=1"], "needs soft_kd or hard_bce"),
+    (["--student", "tinybert", "--loss", "soft_kd=1", "--loss", "hint_mse=1"], "does not apply to a tinybert"),
+    (["--student", "textcnn", "--loss", "soft_kd=1", "--loss", "attention_mse=1"], "does not apply to a textcnn"),
+    (["--student", "tinybert", "--loss", "soft_kd=1", "--loss", "hidden_mse=1", "--layer-map", "1:7"],
+     "teacher layer 7"),
+    (["--student", "tinybert", "--general-epochs", "1"], "general distillation needs"),
+    (["--student", "tinybert", "--heads", "5"], "multiple of --heads 5"),
 ])
 def test_bad_distillation_options_are_one_line_errors(workdir, tmp_path, args, message):
     result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out", tmp_path / "s",
@@ -122,3 +129,24 @@ def test_a_dataset_is_not_a_teacher_and_outputs_are_not_overwritten(workdir):
     result = run("train-teacher", "--data", workdir / "data", "--out", workdir / "teacher", *TINY_TEACHER)
     assert result.exit_code == 2 and "--force" in result.output
     assert np.isfinite(load_artifact(workdir / "teacher").manifest["metrics"]["test"]["micro_f1"])
+
+
+TINY_TINYBERT = ["--student", "tinybert", "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--batch-size", "32", "--lr", "3e-3"]
+
+
+def test_tinybert_with_every_layer_loss_agrees_with_its_teacher(workdir):
+    """Teacher 4 heads, student 2: attention_mse averages heads; two stages as in TinyBERT."""
+    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
+                 workdir / "tinybert", "--loss", "soft_kd=1", "--loss", "embedding_mse=1", "--loss", "hidden_mse=1",
+                 "--loss", "attention_mse=1", "--intermediate-epochs", "2", "--epochs", "10", *TINY_TINYBERT)
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(workdir / "tinybert", kind="student").manifest
+    assert manifest["architecture"]["name"] == "tinybert"
+    assert manifest["tokenizer"] == load_artifact(workdir / "teacher").manifest["tokenizer"]
+    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir) + 0.2
+    assert manifest["metrics"]["agreement_with_teacher"]["test"] > 0.6
+    stages = manifest["distillation"]["stages"]
+    assert [stage["stage"] for stage in stages] == ["intermediate", "main"]
+    assert stages[0]["losses"] == ["attention_mse", "embedding_mse", "hidden_mse"] and stages[1]["losses"] == ["soft_kd"]
+    assert manifest["distillation"]["plan"]["layer_pairs"] == [[1, 1]]

@@ -151,40 +151,64 @@ def parse_layers(ctx, param, value: str | None) -> list[int]:
 @click.option("--teacher", "teacher_dir", required=True, type=PATH_IN, help="Teacher artifact.")
 @click.option("--data", required=True, type=PATH_IN, help="Dataset artifact the teacher was trained on.")
 @click.option("--out", required=True, type=PATH_OUT, help="Student artifact directory to write.")
-@click.option("--student", default="textcnn", show_default=True, type=click.Choice(["textcnn"]))
+@click.option("--student", default="textcnn", show_default=True, type=click.Choice(["textcnn", "tinybert"]))
 @click.option("--loss", "losses", multiple=True, callback=parse_loss_weights, metavar="NAME=WEIGHT",
-              help="Repeatable: soft_kd, hard_bce, hint_mse, attention_transfer [default: soft_kd=1 hard_bce=1].")
+              help="Repeatable. Any student: soft_kd, hard_bce. TextCNN: hint_mse, attention_transfer. TinyBERT: "
+                   "embedding_mse, hidden_mse, attention_mse [default: soft_kd=1 hard_bce=1].")
 @click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--hint-layer", type=click.IntRange(min=0), help="Teacher layer for hint_mse [default: middle].")
-@click.option("--attention-layers", callback=parse_layers, help="Teacher layers for attention_transfer [default: last].")
-@click.option("--hint-epochs", default=0, show_default=True, type=click.IntRange(min=0),
-              help="FitNets stage 1: hint-only epochs before the full loss.")
+@click.option("--intermediate-epochs", "--hint-epochs", "intermediate_epochs", default=0, show_default=True,
+              type=click.IntRange(min=0), help="Epochs of intermediate losses alone before the main stage "
+              "(FitNets' hint stage; TinyBERT's intermediate-layer stage, after which only prediction losses train).")
 @click.option("--unlabeled", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Unlabelled transfer texts (.jsonl with 'text', or .txt); the teacher labels them softly.")
-@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]))
-@click.option("--vocab-size", type=click.IntRange(min=10))
-@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-length", type=click.IntRange(min=4), help="[default: the teacher's]")
-@click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(min=1))
-@click.option("--kernel-sizes", default="2,3,4", show_default=True, callback=parse_layers)
-@click.option("--filters", default=128, show_default=True, type=click.IntRange(min=1))
-@click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True))
-@click.option("--vectors", type=PATH_IN, help="Pretrained embeddings: a directory with vocab.txt + vectors.npy.")
+@click.option("--hint-layer", type=click.IntRange(min=0), help="TextCNN: teacher layer for hint_mse [default: middle].")
+@click.option("--attention-layers", callback=parse_layers,
+              help="TextCNN: teacher layers for attention_transfer [default: last].")
+@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]),
+              help="TextCNN (a TinyBERT student reads the teacher's tokens).")
+@click.option("--vocab-size", type=click.IntRange(min=10), help="TextCNN.")
+@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
+@click.option("--max-length", type=click.IntRange(min=4), help="TextCNN [default: the teacher's].")
+@click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
+@click.option("--kernel-sizes", default="2,3,4", show_default=True, callback=parse_layers, help="TextCNN.")
+@click.option("--filters", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
+@click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="TextCNN.")
+@click.option("--vectors", type=PATH_IN, help="TextCNN: pretrained embeddings, a directory with vocab.txt + vectors.npy.")
+@click.option("--layers", default=4, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
+@click.option("--hidden", default=312, show_default=True, type=click.IntRange(min=8), help="TinyBERT.")
+@click.option("--heads", default=12, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
+@click.option("--intermediate", default=1200, show_default=True, type=click.IntRange(min=8), help="TinyBERT FFN width.")
+@click.option("--init", type=PATH_IN, help="TinyBERT: start from a `mobclf pretrain` artifact or a TinyBERT student "
+              "(same vocabulary as the teacher); its geometry replaces --layers/--hidden/--heads/--intermediate.")
+@click.option("--layer-map", default="uniform", show_default=True,
+              help="TinyBERT: student:teacher layer pairs for hidden_mse/attention_mse, e.g. 1:3,2:6,3:9,4:12.")
+@click.option("--general-texts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TinyBERT general distillation: unlabelled texts for intermediate losses before task distillation.")
+@click.option("--general-epochs", default=0, show_default=True, type=click.IntRange(min=0))
 @training_options(epochs=20, lr=1e-3, batch_size=64)
-def distill_command(teacher_dir, data, out, student, losses, temperature, hint_layer, attention_layers, hint_epochs,
-                    unlabeled, tokenizer, vocab_size, min_freq, max_length, embedding_dim, kernel_sizes, filters,
-                    dropout, vectors, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective,
+def distill_command(teacher_dir, data, out, student, losses, temperature, intermediate_epochs, unlabeled, hint_layer,
+                    attention_layers, tokenizer, vocab_size, min_freq, max_length, embedding_dim, kernel_sizes,
+                    filters, dropout, vectors, layers, hidden, heads, intermediate, init, layer_map, general_texts,
+                    general_epochs, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective,
                     device, force):
-    """Distil a teacher into a small student with KD, FitNets hints and attention transfer."""
-    from mobclf.distill.distill import DistillPlan, StudentConfig, distill
+    """Distil a teacher into a small student: KD, FitNets hints and attention transfer (TextCNN) or TinyBERT's
+    layer-wise losses (TinyBERT; use a lower --lr, e.g. 1e-4 from a pretrained --init, 5e-4 from scratch)."""
+    from mobclf.distill.distill import DistillPlan, distill
+    from mobclf.distill.textcnn_student import TextCnnConfig
+    from mobclf.distill.tinybert_student import TinyBertConfig
 
     plan = DistillPlan(losses=losses, temperature=temperature, hint_layer=hint_layer,
-                       attention_layers=attention_layers, hint_epochs=hint_epochs)
-    student_config = StudentConfig(tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
-                                   max_length=max_length, embedding_dim=embedding_dim, kernel_sizes=kernel_sizes,
-                                   num_filters=filters, dropout=dropout, vectors=vectors)
+                       attention_layers=attention_layers, layer_map=layer_map,
+                       intermediate_epochs=intermediate_epochs, general_epochs=general_epochs)
+    if student == "textcnn":
+        student_config = TextCnnConfig(tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
+                                       max_length=max_length, embedding_dim=embedding_dim, kernel_sizes=kernel_sizes,
+                                       num_filters=filters, dropout=dropout, vectors=vectors)
+    else:
+        student_config = TinyBertConfig(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate,
+                                        init=init)
     artifact = distill(teacher_dir, data, out, plan, student_config, fit_config(epochs, batch_size, lr, patience, seed),
-                       unlabeled=unlabeled, threshold_objective=threshold_objective,
+                       unlabeled=unlabeled, general_texts=general_texts, threshold_objective=threshold_objective,
                        pos_weight_scheme=pos_weight_scheme, device=device, force=force)
     click.echo(f"student written to {artifact.path}")
 

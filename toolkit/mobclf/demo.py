@@ -15,7 +15,8 @@ from mobclf.artifacts import load_artifact
 from mobclf.console import console
 from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.data.prepare import prepare_dataset
-from mobclf.distill.distill import DistillPlan, StudentConfig, distill
+from mobclf.distill.distill import DistillPlan, distill
+from mobclf.distill.textcnn_student import TextCnnConfig
 from mobclf.errors import UserError
 from mobclf.train.evaluate import evaluate
 from mobclf.train.loop import FitConfig
@@ -24,7 +25,7 @@ from mobclf.train.teacher import TeacherConfig, train_teacher
 MARKER = ".mobclf-demo"
 DEMO_TEACHER = TeacherConfig(layers=2, hidden=128, heads=4, intermediate=256, max_length=40)
 DEMO_PLAN = DistillPlan(losses={"soft_kd": 1.0, "hard_bce": 1.0, "hint_mse": 1.0, "attention_transfer": 1.0},
-                        temperature=2.0, hint_epochs=1)
+                        temperature=2.0, intermediate_epochs=1)
 
 
 def _claim_workdir(out: Path, force: bool) -> None:
@@ -55,7 +56,7 @@ def run_demo(out: Path, n_items: int = 3000, teacher_epochs: int = 6, student_ep
                             FitConfig(epochs=teacher_epochs, batch_size=32, lr=5e-4, seed=seed), force=True).path
     timings["teacher"] = time.perf_counter() - start - sum(timings.values())
 
-    student = distill(teacher, dataset, out / "student-textcnn", DEMO_PLAN, StudentConfig(),
+    student = distill(teacher, dataset, out / "student-textcnn", DEMO_PLAN, TextCnnConfig(),
                       FitConfig(epochs=student_epochs, batch_size=32, lr=2e-3, seed=seed), force=True).path
     timings["student"] = time.perf_counter() - start - sum(timings.values())
 

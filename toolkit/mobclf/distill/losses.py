@@ -1,7 +1,12 @@
 """Distillation losses as plain functions of tensors, looked up by name.
 
 A distillation run names its losses and their weights as data (``DistillPlan.losses``, e.g.
-``{"soft_kd": 1.0, "hint_mse": 1.0}``) and the trainer calls ``get_loss(name)`` for each. Learned projections (student width → teacher width) belong to the caller.
+``{"soft_kd": 1.0, "hint_mse": 1.0}``) and the trainer calls ``get_loss(name)`` for each. Learned projections
+(student width → teacher width) belong to the caller.
+
+TextCNN students use ``hint_mse`` and ``attention_transfer``; TinyBERT students use TinyBERT's layer-wise losses
+``embedding_mse`` and ``hidden_mse`` (the FitNets regression below, applied to the embedding output and to each
+mapped layer) and ``attention_mse``. ``soft_kd`` and ``hard_bce`` serve every student.
 """
 
 from __future__ import annotations
@@ -73,12 +78,17 @@ register("hard_bce")(weighted_bce)
 
 
 @register("hint_mse")
+@register("hidden_mse")
+@register("embedding_mse")
 def fitnets_hint(
     projected_student: torch.Tensor,
     teacher_hidden: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FitNets hint loss (Romero et al., 2015, "FitNets: Hints for Thin Deep Nets").
+
+    Registered three times: ``hint_mse`` (TextCNN features → a teacher layer), and TinyBERT's ``embedding_mse``
+    and ``hidden_mse`` (Jiao et al., 2020: ``MSE(H_s W, H_t)`` on the embedding output and on each mapped layer).
 
     Mean squared error between the student's intermediate features after the caller's learned projection
     and the teacher's hidden state at the same positions (see :func:`mobclf.distill.alignment.align_hidden`),
@@ -124,3 +134,31 @@ def attention_transfer(
     q_s = F.normalize(q_s, dim=-1, eps=eps)
     q_t = F.normalize(q_t, dim=-1, eps=eps)
     return (q_s - q_t).norm(dim=-1).mean()
+
+
+@register("attention_mse")
+def attention_mse(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TinyBERT attention loss (Jiao et al., 2020, "TinyBERT: Distilling BERT for Natural Language Understanding").
+
+    Mean squared error between student and teacher attention scores (before the softmax,
+    :func:`mobclf.models.bert.attention_scores`), ``[B, heads, L, L]``. Heads are matched one to one when the
+    counts agree; otherwise both sides are averaged over their heads first. With ``mask`` ``[B, L]`` only pairs of
+    two real tokens count (TinyBERT's code zeroes the masked scores instead, which would pull padded scores to 0).
+
+        >>> s, t = torch.zeros(1, 2, 2, 2), torch.ones(1, 4, 2, 2)   # 2 vs 4 heads: averaged
+        >>> attention_mse(s, t, mask=torch.tensor([[1, 0]]))          # one real pair, (0 - 1)²
+        tensor(1.)
+    """
+    teacher_scores = teacher_scores.detach().to(student_scores.dtype)
+    if student_scores.shape[1] != teacher_scores.shape[1]:
+        student_scores, teacher_scores = student_scores.mean(1, keepdim=True), teacher_scores.mean(1, keepdim=True)
+    sq = (student_scores - teacher_scores) ** 2
+    if mask is None:
+        return sq.mean()
+    m = mask.to(sq.dtype)
+    pairs = (m[:, :, None] * m[:, None, :])[:, None]  # [B, 1, L, L]
+    return (sq * pairs).sum() / (pairs.sum() * sq.shape[1]).clamp_min(1.0)

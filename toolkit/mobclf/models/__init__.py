@@ -11,10 +11,10 @@ from torch import nn
 
 from mobclf.artifacts import Artifact
 from mobclf.errors import UserError
-from mobclf.models.bert import BertClassifier
+from mobclf.models.bert import BertClassifier, TinyBertClassifier
 from mobclf.models.textcnn import TextCNN
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"bert": BertClassifier, "textcnn": TextCNN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"bert": BertClassifier, "tinybert": TinyBertClassifier, "textcnn": TextCNN}
 WEIGHTS = "model.safetensors"
 
 
@@ -26,7 +26,7 @@ def build_model(architecture: dict) -> nn.Module:
 
 
 def architecture_of(model: nn.Module) -> dict:
-    name = next(key for key, cls in ARCHITECTURES.items() if isinstance(model, cls))
+    name = next(key for key, cls in ARCHITECTURES.items() if type(model) is cls)
     return {"name": name, "config": model.config}
 
 

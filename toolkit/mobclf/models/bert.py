@@ -1,8 +1,10 @@
-"""BERT teacher: a transformers ``BertModel`` encoder with a classification head over its token states.
+"""BERT classifiers: a transformers ``BertModel`` encoder with a classification head over its token states.
 
 Heads: ``cls_linear`` (linear on [CLS], Devlin et al. 2019), ``cls_mlp`` ([CLS] → hidden → labels, as in seed
 paper 000) and ``cnn`` (Kim-style convolutions with max-over-time pooling over all token states, the BERT-CNN of
 seed papers 003/004). The encoder is built from a config (trained from scratch) or loaded from a local HF checkpoint.
+The teacher is a ``BertClassifier``; the TinyBERT student (``TinyBertClassifier``) is the same module at a small
+geometry, registered under its own name so artifacts, reports and export say which is which.
 """
 
 from __future__ import annotations
@@ -73,6 +75,25 @@ class BertClassifier(nn.Module):
         else:
             pooled = states[:, 0]
         return EncoderOutput(self.head(pooled), out.hidden_states, out.attentions)
+
+
+class TinyBertClassifier(BertClassifier):
+    """TinyBERT student (Jiao et al., 2020, "TinyBERT: Distilling BERT for Natural Language Understanding"):
+    a narrow, shallow BERT with a linear head on [CLS]; default geometry :data:`TINYBERT_4`."""
+
+
+TINYBERT_4 = {"layers": 4, "hidden": 312, "heads": 12, "intermediate": 1200}
+
+
+def attention_scores(layer: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:
+    """Pre-softmax attention scores ``Q Kᵀ / √d`` [B, heads, L, L] of one ``BertLayer``, recomputed from the hidden
+    states that enter it (``hidden_states[k - 1]`` for layer k), so they do not depend on the attention kernel
+    (sdpa returns no maps). No mask is added: callers mask padded positions themselves."""
+    attention = layer.attention.self
+    shape = (*layer_input.shape[:-1], -1, attention.attention_head_size)
+    query = attention.query(layer_input).view(shape).transpose(1, 2)
+    key = attention.key(layer_input).view(shape).transpose(1, 2)
+    return query @ key.transpose(-1, -2) * attention.scaling
 
 
 def _plain_config(config: BertConfig) -> dict:

@@ -1,0 +1,105 @@
+"""The TextCNN student recipe: its own tokenizer (char or jieba words), optional pretrained vectors, a FitNets hint
+from one teacher layer and activation attention transfer from the teacher's [CLS] attention.
+
+Teacher and student tokens are aligned by their character spans (characters summed into words), and the teacher's
+hint states and attention are computed once and cached (``teacher_cache``). The intermediate stage is FitNets'
+stage 1: embedding, convolutions and projection learn the hint alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mobclf.console import console
+from mobclf.distill.alignment import align_attention, align_hidden, batch_alignment
+from mobclf.distill.student import PREDICTION_LOSSES, PreparedStudent
+from mobclf.distill.teacher_cache import TeacherOutputs, teacher_outputs
+from mobclf.models import count_parameters
+from mobclf.models.textcnn import TextCNN, load_pretrained_vectors
+from mobclf.text import build_tokenizer
+from mobclf.train.batching import EncodedTexts, encode_texts
+
+INTERMEDIATE_LOSSES = ("hint_mse", "attention_transfer")
+
+
+@dataclass
+class TextCnnConfig:
+    tokenizer: str = "char"
+    vocab_size: int | None = None
+    min_freq: int = 1
+    max_length: int | None = None  # None → the teacher's
+    embedding_dim: int = 128
+    kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
+    num_filters: int = 128
+    dropout: float = 0.5
+    vectors: Path | None = None  # directory with vocab.txt + vectors.npy (pretrained embeddings)
+
+
+def _aligned_targets(outputs: TeacherOutputs, student: EncodedTexts, chunk: int = 512) -> tuple:
+    """Teacher attention and hidden states moved onto student token positions, for every text."""
+    teacher_side = outputs.cls_attention if outputs.cls_attention is not None else outputs.hidden
+    width_s, width_t = student.input_ids.shape[1], teacher_side.shape[1]
+    attention, hidden = [], []
+    for start in range(0, len(student), chunk):
+        stop = min(start + chunk, len(student))
+        matrix = batch_alignment(student.offsets[start:stop], outputs.offsets[start:stop], width_s, width_t)
+        if outputs.cls_attention is not None:
+            attention.append(align_attention(outputs.cls_attention[start:stop], matrix))
+        if outputs.hidden is not None:
+            hidden.append(align_hidden(outputs.hidden[start:stop].float(), matrix).half())
+    return (torch.cat(attention) if attention else None), (torch.cat(hidden) if hidden else None)
+
+
+def prepare_textcnn(config: TextCnnConfig, plan, losses: set[str], teacher_artifact, teacher, teacher_tokenizer,
+                    texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
+    layers = teacher.bert.config.num_hidden_layers
+    hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in losses else None
+    attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in losses else []
+    outputs = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, hint_layer=hint_layer,
+                              attention_layers=attention_layers, device=device)
+
+    tokenizer = build_tokenizer(config.tokenizer, texts, max_length=config.max_length or teacher_tokenizer.max_length,
+                                add_special_tokens=False, vocab_size=config.vocab_size, min_freq=config.min_freq)
+    encoded = encode_texts(tokenizer, texts)
+    teacher_attention, teacher_hidden = (_aligned_targets(outputs, encoded)
+                                         if hint_layer is not None or attention_layers else (None, None))
+    model_config = {"vocab_size": len(tokenizer.vocab), "embedding_dim": config.embedding_dim,
+                    "kernel_sizes": list(config.kernel_sizes), "num_filters": config.num_filters,
+                    "dropout": config.dropout, "num_labels": num_labels}
+    vectors_coverage = None
+    if config.vectors:
+        matrix, vectors_coverage = load_pretrained_vectors(tokenizer.vocab, Path(config.vectors) / "vocab.txt",
+                                                           Path(config.vectors) / "vectors.npy")
+        model_config["embedding_dim"] = matrix.shape[1]
+    student = TextCNN(model_config)
+    if config.vectors:
+        student.embedding.weight.data.copy_(matrix)
+        console.log(f"student: {vectors_coverage:.1%} of the vocabulary initialised from {config.vectors}")
+    projection = (nn.Linear(student.feature_dim, teacher.config["bert"]["hidden_size"]) if hint_layer is not None
+                  else nn.Identity())
+    console.log(f"student: TextCNN, {count_parameters(student):,} parameters, vocab {len(tokenizer.vocab):,}")
+
+    def forward(index, batch, names):
+        width, mask = batch["input_ids"].shape[1], batch["attention_mask"]
+        features = student.features(batch["input_ids"])
+        inputs = {}
+        if "hint_mse" in names:
+            inputs["hint_mse"] = dict(projected_student=projection(features), mask=mask,
+                                      teacher_hidden=teacher_hidden[index, :width].float().to(features.device))
+        if "attention_transfer" in names:
+            inputs["attention_transfer"] = dict(student_features=features, mask=mask,
+                                                teacher_attention=teacher_attention[index, :width].to(features.device))
+        logits = student.classify(features, mask) if names & set(PREDICTION_LOSSES) else None
+        return logits, inputs
+
+    lower = nn.ModuleDict({"embedding": student.embedding, "convs": student.convs, "projection": projection})
+    return PreparedStudent(model=student, tokenizer=tokenizer, encoded=encoded, teacher_logits=outputs.logits,
+                           projections=projection, intermediate_module=lower, forward=forward,
+                           prediction_only_after_intermediate=False,
+                           plan_details={"hint_layer": hint_layer, "attention_layers": attention_layers,
+                                         "vectors": str(config.vectors) if config.vectors else None,
+                                         "vectors_coverage": vectors_coverage})

@@ -1,0 +1,126 @@
+"""The TinyBERT student recipe (Jiao et al., 2020, "TinyBERT: Distilling BERT for Natural Language Understanding").
+
+The student is a small BERT that reads the teacher's tokens, so its layers can be compared with the teacher's
+position by position: ``embedding_mse`` on the embedding outputs, ``hidden_mse`` on each mapped layer's output and
+``attention_mse`` on each mapped layer's attention scores (``layer_map``, e.g. uniform 1→3, 2→6, 3→9, 4→12). Student
+widths are mapped to the teacher's by one learned linear projection shared by the embedding and hidden losses, as in
+TinyBERT's code. The intermediate losses need every mapped teacher layer, too much to cache for real data sets, so
+the teacher runs alongside the student (no gradients); the teacher's logits come from the cache.
+
+Initialisation: from scratch (``TINYBERT_4`` geometry by default), from a ``mobclf pretrain`` artifact (MLM
+pre-trained at student size) or from an earlier TinyBERT student (e.g. after general distillation); both must share
+the teacher's vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mobclf.artifacts import load_artifact
+from mobclf.console import console
+from mobclf.distill.layer_map import parse_layer_map
+from mobclf.distill.student import PREDICTION_LOSSES, PreparedStudent
+from mobclf.distill.teacher_cache import teacher_outputs
+from mobclf.errors import UserError
+from mobclf.models import count_parameters, load_classifier
+from mobclf.models.bert import TINYBERT_4, TinyBertClassifier, attention_scores, bert_config
+from mobclf.text import load_tokenizer
+from mobclf.train.batching import encode_texts
+
+INTERMEDIATE_LOSSES = ("embedding_mse", "hidden_mse", "attention_mse")
+
+
+@dataclass
+class TinyBertConfig:
+    layers: int = TINYBERT_4["layers"]
+    hidden: int = TINYBERT_4["hidden"]
+    heads: int = TINYBERT_4["heads"]
+    intermediate: int = TINYBERT_4["intermediate"]
+    init: Path | None = None  # a `pretrained` artifact or a TinyBERT `student` artifact; geometry then comes from it
+
+
+def _same_vocabulary(tokenizer, teacher_tokenizer, path: Path) -> None:
+    if tokenizer.vocab != teacher_tokenizer.vocab:
+        raise UserError("its vocabulary differs from the teacher's, so its token ids would mean other tokens; "
+                        "pretrain with --tokenizer-dir <teacher>/tokenizer", path=path)
+
+
+def _initial_student(config: TinyBertConfig, teacher_tokenizer, num_labels: int) -> tuple[TinyBertClassifier, list]:
+    """The student before distillation, and the artifact it starts from (for the lineage)."""
+    head = {"head": "cls_linear", "num_labels": num_labels}
+    if config.init is None:
+        encoder = bert_config(len(teacher_tokenizer.vocab), config.layers, config.hidden, config.heads,
+                              config.intermediate, teacher_tokenizer.max_length)
+        return TinyBertClassifier({"bert": encoder, **head}), []
+    artifact = load_artifact(config.init, kind=("pretrained", "student"))
+    if artifact.kind == "pretrained":
+        from mobclf.train.pretrain import open_pretrained
+
+        _, checkpoint, tokenizer = open_pretrained(config.init, teacher_tokenizer.max_length)
+        _same_vocabulary(tokenizer, teacher_tokenizer, config.init)
+        student = TinyBertClassifier.from_checkpoint(checkpoint, head)
+    else:
+        if artifact.manifest["architecture"]["name"] != "tinybert":
+            raise UserError("is not a TinyBERT student; --init takes a pretrain artifact or a TinyBERT student",
+                            path=config.init)
+        _same_vocabulary(load_tokenizer(artifact.file("tokenizer")), teacher_tokenizer, config.init)
+        encoder = load_classifier(artifact).bert
+        student = TinyBertClassifier({"bert": artifact.manifest["architecture"]["config"]["bert"], **head},
+                                     encoder=encoder)
+    console.log(f"student: initialised from {artifact.kind} artifact {config.init}")
+    return student, [artifact]
+
+
+def prepare_tinybert(config: TinyBertConfig, plan, losses: set[str], teacher_artifact, teacher, teacher_tokenizer,
+                     texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
+    student, parents = _initial_student(config, teacher_tokenizer, num_labels)
+    student_bert, teacher_bert = student.bert.config, teacher.bert.config
+    pairs = (parse_layer_map(plan.layer_map, student_bert.num_hidden_layers, teacher_bert.num_hidden_layers)
+             if {"hidden_mse", "attention_mse"} & losses else [])
+    projection = (nn.Linear(student_bert.hidden_size, teacher_bert.hidden_size)
+                  if {"embedding_mse", "hidden_mse"} & losses else nn.Identity())
+    logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=device).logits
+    teacher.to(device).eval()
+    console.log(f"student: TinyBERT {student_bert.num_hidden_layers}×{student_bert.hidden_size}, "
+                f"{count_parameters(student):,} parameters; layer map {pairs or '-'}")
+
+    def stacked(states, layers, mask):
+        """Several layers' tensors concatenated along the batch, with the mask repeated: one loss call averages
+        the mapped layers (TinyBERT sums them; the loss weight absorbs the factor)."""
+        return torch.cat([states[layer] for layer in layers]), mask.repeat(len(layers), 1)
+
+    def forward(index, batch, names):
+        mask = batch["attention_mask"]
+        intermediate = names & set(INTERMEDIATE_LOSSES)
+        out = student.encode(**batch, output_hidden_states=bool(intermediate))
+        inputs = {}
+        if intermediate:
+            with torch.no_grad():
+                target = teacher.encode(**batch, output_hidden_states=True).hidden_states
+        if "embedding_mse" in names:
+            inputs["embedding_mse"] = dict(projected_student=projection(out.hidden_states[0]),
+                                           teacher_hidden=target[0], mask=mask)
+        if "hidden_mse" in names:
+            ours, masks = stacked(out.hidden_states, [s for s, _ in pairs], mask)
+            theirs, _ = stacked(target, [t for _, t in pairs], mask)
+            inputs["hidden_mse"] = dict(projected_student=projection(ours), teacher_hidden=theirs, mask=masks)
+        if "attention_mse" in names:
+            ours = torch.cat([attention_scores(student.bert.encoder.layer[s - 1], out.hidden_states[s - 1])
+                              for s, _ in pairs])
+            with torch.no_grad():
+                theirs = torch.cat([attention_scores(teacher.bert.encoder.layer[t - 1], target[t - 1])
+                                    for _, t in pairs])
+            inputs["attention_mse"] = dict(student_scores=ours, teacher_scores=theirs, mask=mask.repeat(len(pairs), 1))
+        return (out.logits if names & set(PREDICTION_LOSSES) else None), inputs
+
+    return PreparedStudent(model=student, tokenizer=teacher_tokenizer, encoded=encode_texts(teacher_tokenizer, texts),
+                           teacher_logits=logits, projections=projection,
+                           intermediate_module=nn.ModuleDict({"bert": student.bert, "projection": projection}),
+                           forward=forward, prediction_only_after_intermediate=True,
+                           plan_details={"layer_map": plan.layer_map, "layer_pairs": pairs,
+                                         "init": str(config.init) if config.init else None},
+                           parents=parents)
