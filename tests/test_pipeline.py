@@ -150,3 +150,37 @@ def test_tinybert_with_every_layer_loss_agrees_with_its_teacher(workdir):
     assert [stage["stage"] for stage in stages] == ["intermediate", "main"]
     assert stages[0]["losses"] == ["attention_mse", "embedding_mse", "hidden_mse"] and stages[1]["losses"] == ["soft_kd"]
     assert manifest["distillation"]["plan"]["layer_pairs"] == [[1, 1]]
+
+
+def test_tinybert_on_single_label_data_with_general_distillation_and_init_from_a_student(tmp_path):
+    """Softmax KD on single-label data; general distillation on unlabelled texts; a second student starting from the
+    first one's encoder."""
+    multi = tmp_path / "multi.jsonl"
+    generate_demo_corpus(multi, n_items=600, seed=5)
+    rows = [json.loads(line) for line in multi.read_text("utf-8").splitlines()]
+    single = tmp_path / "single.jsonl"
+    single.write_text("".join(json.dumps({"text": r["text"], "labels": r["labels"][:1]}, ensure_ascii=False) + "\n"
+                              for r in rows), "utf-8")
+    general = tmp_path / "general.txt"
+    general.write_text("\n".join(r["text"] for r in rows[:100]), "utf-8")
+    assert run("data", "prepare", single, "--out", tmp_path / "data").exit_code == 0
+    assert load_artifact(tmp_path / "data").manifest["multi_label"] is False
+    assert run("train-teacher", "--data", tmp_path / "data", "--out", tmp_path / "teacher",
+               *TINY_TEACHER).exit_code == 0
+    common = ["--teacher", tmp_path / "teacher", "--data", tmp_path / "data", "--epochs", "6", *TINY_TINYBERT]
+    result = run("distill", *common, "--out", tmp_path / "general", "--loss", "soft_kd=1", "--loss", "hidden_mse=1",
+                 "--loss", "attention_mse=1", "--general-texts", general, "--general-epochs", "1")
+    assert result.exit_code == 0, result.output
+    first = load_artifact(tmp_path / "general").manifest
+    assert [stage["stage"] for stage in first["distillation"]["stages"]] == ["general", "main"]
+    assert first["distillation"]["stages"][0]["texts"] == 100
+    result = run("distill", *common, "--out", tmp_path / "student", "--init", tmp_path / "general", "--loss",
+                 "soft_kd=1", "--loss", "hard_bce=1")
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(tmp_path / "student").manifest
+    assert manifest["multi_label"] is False and manifest["distillation"]["plan"]["init"] == str(tmp_path / "general")
+    assert load_artifact(tmp_path / "general").sha256 in [p["sha256"] for p in manifest["lineage"]["parents"]]
+    assert manifest["metrics"]["agreement_with_teacher"]["test"] > 0.6
+    # a teacher artifact is neither a pretrain artifact nor a TinyBERT student
+    result = run("distill", *common, "--out", tmp_path / "bad", "--init", tmp_path / "teacher")
+    assert result.exit_code == 2 and "pretrained or student artifact is needed" in result.output
