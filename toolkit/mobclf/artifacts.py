@@ -31,7 +31,7 @@ from mobclf.errors import UserError
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
-KINDS = ("dataset", "teacher", "student", "pruned", "quantized", "export", "report")
+KINDS = ("dataset", "pretrained", "teacher", "student", "pruned", "quantized", "export", "report")
 _VERSIONED_PACKAGES = ("mobclf", "torch", "transformers", "tokenizers", "jieba", "numpy", "executorch")
 
 

@@ -126,20 +126,21 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
         stage_config = FitConfig(**{**asdict(fit_config), "epochs": plan.general_epochs})
         result = fit(prepared.intermediate_module, len(general),
                      lambda index: batch_loss(index, intermediate, encoded=general), None, stage_config,
-                     "general distillation")
+                     "general distillation", lengths=general.lengths)
         stages.append({"stage": "general", "texts": len(general), "epochs": result.best_epoch,
                        "seconds": result.seconds})
     main_losses = set(weights)
     if plan.intermediate_epochs and intermediate:
         stage_config = FitConfig(**{**asdict(fit_config), "epochs": plan.intermediate_epochs})
         result = fit(prepared.intermediate_module, len(texts), lambda index: batch_loss(index, intermediate), None,
-                     stage_config, "intermediate stage")
+                     stage_config, "intermediate stage", lengths=prepared.encoded.lengths)
         stages.append({"stage": "intermediate", "losses": sorted(intermediate), "epochs": result.best_epoch,
                        "seconds": result.seconds})
         if prepared.prediction_only_after_intermediate:
             main_losses -= intermediate
     result = fit(trainable, len(texts), lambda index: batch_loss(index, main_losses),
-                 lambda: val_micro_f1(student, prepared.tokenizer, dataset, run_device), fit_config, "student")
+                 lambda: val_micro_f1(student, prepared.tokenizer, dataset, run_device), fit_config, "student",
+                 lengths=prepared.encoded.lengths)
     stages.append({"stage": "main", "losses": sorted(main_losses), "epochs": result.best_epoch,
                    "seconds": result.seconds})
     student.cpu()

@@ -32,8 +32,11 @@ def build_tokenizer(kind: str, texts: Iterable[str], *, max_length: int, add_spe
                                   vocab_size=vocab_size, min_freq=min_freq, lowercase=lowercase, **jieba_options)
 
 
-def load_tokenizer(directory: Path) -> Tokenizer:
-    """Rebuild a tokenizer from the files ``Tokenizer.save`` wrote, and from nothing else."""
+def load_tokenizer(directory: Path, max_length: int | None = None) -> Tokenizer:
+    """Rebuild a tokenizer from the files ``Tokenizer.save`` wrote, and from nothing else.
+
+    ``max_length`` replaces the saved one (a teacher of length 32 reusing the tokenizer of a model pre-trained at 128).
+    """
     spec_path = Path(directory) / SPEC_FILE
     try:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
@@ -52,6 +55,8 @@ def load_tokenizer(directory: Path) -> Tokenizer:
         if len(vocab) != spec["num_tokens"]:
             raise UserError(f"{len(vocab)} tokens where {SPEC_FILE} says {spec['num_tokens']}; the file is damaged",
                             path=vocab_path)
+        if max_length is not None:
+            spec = {**spec, "max_length": max_length}
         return TOKENIZERS[spec["type"]].from_saved(spec_path.parent, spec, vocab)
     except KeyError as err:
         raise UserError(f"the field {err} is missing; rebuild the tokenizer", path=spec_path) from None

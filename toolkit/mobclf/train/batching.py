@@ -33,9 +33,21 @@ def encode_texts(tokenizer, texts: list[str]) -> EncodedTexts:
     return EncodedTexts(batch["input_ids"], batch["attention_mask"].sum(dim=1), batch["offsets"])
 
 
-def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[torch.Tensor]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
-    return list(order.split(batch_size))
+def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
+                  lengths: torch.Tensor | None = None, pool_batches: int = 50) -> list[torch.Tensor]:
+    """Row indices of each batch, in order or shuffled with ``seed``.
+
+    With ``lengths`` (when shuffling) texts of similar length share a batch, so short headlines are not padded to
+    the length of a long article: the shuffled rows are cut into pools of ``pool_batches`` batches, each pool is
+    sorted by length and cut into batches, and the batches are shuffled.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if not shuffle or lengths is None:
+        return list(order.split(batch_size))
+    batches = [batch for pool in order.split(batch_size * pool_batches)
+               for batch in pool[lengths[pool].argsort(stable=True)].split(batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
 @torch.no_grad()

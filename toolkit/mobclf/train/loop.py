@@ -1,12 +1,15 @@
 """The one training loop: AdamW, linear warmup + cosine decay, gradient clipping, early stopping on a validation
-score with the best weights kept. Teachers and students both train through ``fit``."""
+score with the best weights kept, and resumable from a checkpoint of its whole state. Teachers, students and
+pre-training all train through ``fit``."""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -14,6 +17,7 @@ from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
 from mobclf.console import console, progress
+from mobclf.errors import UserError
 from mobclf.train.batching import batch_indices
 
 
@@ -35,15 +39,24 @@ class FitResult:
     best_epoch: int
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    resumed_from: int | None = None  # the global step a resumed run started at
 
 
 def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
-        validate: Callable[[], float] | None, config: FitConfig, description: str) -> FitResult:
+        validate: Callable[[], float] | None, config: FitConfig, description: str, *,
+        checkpoint: Path | None = None, save_every: int = 0, score_name: str = "val micro-F1",
+        lengths: torch.Tensor | None = None) -> FitResult:
     """Train every parameter of ``module`` (the model plus any learned projections) on ``batch_loss(indices)``.
 
-    After each epoch ``validate()`` returns a score to maximise (val micro-F1); training stops after ``patience``
-    epochs without improvement and ``module`` ends holding the weights of its best epoch. Without ``validate``
-    (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
+    After each epoch ``validate()`` returns a score to maximise (``score_name``, val micro-F1 by default);
+    training stops after ``patience`` epochs without improvement and ``module`` ends holding the weights of its
+    best epoch. Without ``validate`` (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
+    With the examples' token ``lengths``, batches group texts of similar length (see ``batch_indices``).
+
+    With ``checkpoint`` the whole training state is saved there every ``save_every`` optimizer steps (0: at epoch
+    ends only) and at every epoch end, and a run that finds the file continues where it stopped: the batches of an
+    epoch depend only on seed and epoch, and the torch RNG state is restored, so ``batch_loss`` sees what an
+    uninterrupted run would have seen.
     """
     torch.manual_seed(config.seed)
     parameters = [p for p in module.parameters() if p.requires_grad]
@@ -52,14 +65,47 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     result = FitResult(best_score=-math.inf, best_epoch=0)
-    best_state, stale, start, last_val = None, 0, time.perf_counter(), ""
+    best_state, stale, first_epoch, skip, running = None, 0, 1, 0, 0.0
+    fingerprint = {"config": asdict(config), "n_examples": n_examples}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state["fingerprint"] != fingerprint:
+            raise UserError("is the training state of another configuration or data; delete it to start over",
+                            path=checkpoint)
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        result = FitResult(**state["result"])
+        best_state, stale, first_epoch, skip, running = (state[key] for key in (
+            "best_state", "stale", "epoch", "step", "running"))
+        result.resumed_from = (first_epoch - 1) * steps_per_epoch + skip
+        console.log(f"{description}: resuming from epoch {first_epoch} step {skip}")
+
+    def save(epoch: int, step: int) -> None:
+        """The state after ``step`` optimizer steps of ``epoch``, written to a temporary file, then renamed."""
+        result.seconds = round(time.perf_counter() - start, 2)
+        state = {"fingerprint": fingerprint, "module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                 "result": asdict(result), "best_state": best_state, "stale": stale, "epoch": epoch, "step": step,
+                 "running": running}
+        partial = Path(checkpoint).with_name(Path(checkpoint).name + ".tmp")
+        torch.save(state, partial)
+        os.replace(partial, checkpoint)
+
+    start = time.perf_counter() - result.seconds
+    last_val = f" | {score_name} {result.history[-1]['val_score']:.4f}" if validate and result.history else ""
     with progress() as bar:
-        task = bar.add_task(description, total=total_steps, status="")
-        for epoch in range(1, config.epochs + 1):
+        task = bar.add_task(description, total=total_steps, completed=result.resumed_from or 0, status="")
+        for epoch in range(first_epoch, config.epochs + 1):
             module.train()
-            epoch_start, running = time.perf_counter(), 0.0
-            batches = batch_indices(n_examples, config.batch_size, shuffle=True, seed=config.seed + epoch)
-            for step, index in enumerate(batches, start=1):
+            epoch_start = time.perf_counter()
+            batches = batch_indices(n_examples, config.batch_size, shuffle=True, seed=config.seed + epoch,
+                                    lengths=lengths)
+            for step, index in enumerate(batches[skip:], start=skip + 1):
                 loss = batch_loss(index)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -70,13 +116,16 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                 bar.update(task, advance=1, status=f"epoch {epoch} loss {running / step:.4f}{last_val}")
                 if not console.is_terminal and step % max(1, len(batches) // 10) == 0:  # a log file sees no bar
                     console.log(f"{description}: epoch {epoch} step {step}/{len(batches)} loss {running / step:.4f}")
+                if checkpoint is not None and save_every and ((epoch - 1) * steps_per_epoch + step) % save_every == 0:
+                    save(epoch, step)
             module.eval()
             score = validate() if validate else None
             result.history.append({"epoch": epoch, "train_loss": running / len(batches), "val_score": score,
                                    "seconds": round(time.perf_counter() - epoch_start, 2)})
             console.log(f"{description}: epoch {epoch} loss {running / len(batches):.4f}"
-                        + (f" val micro-F1 {score:.4f}" if validate else ""))
-            last_val = f" | val micro-F1 {score:.4f}" if score is not None else ""
+                        + (f" {score_name} {score:.4f}" if validate else ""))
+            last_val = f" | {score_name} {score:.4f}" if score is not None else ""
+            skip, running, stop = 0, 0.0, False
             if score is None:
                 result.best_epoch = epoch
             elif score > result.best_score:
@@ -87,7 +136,11 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                 if stale >= config.patience:
                     console.log(f"{description}: early stop, no improvement for {stale} epochs")
                     bar.update(task, total=epoch * steps_per_epoch)
-                    break
+                    stop = True
+            if checkpoint is not None:
+                save(config.epochs + 1 if stop else epoch + 1, 0)  # a stopped run resumes with nothing left to do
+            if stop:
+                break
     if best_state is not None:
         module.load_state_dict(best_state)
     result.seconds = round(time.perf_counter() - start, 2)

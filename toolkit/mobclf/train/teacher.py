@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mobclf.artifacts import Artifact, check_output_dir
+from mobclf.artifacts import MANIFEST, Artifact, check_output_dir
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
@@ -19,6 +19,7 @@ from mobclf.train.batching import encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.train.loop import FitConfig, fit
 from mobclf.train.losses import label_pos_weights, weighted_bce
+from mobclf.train.pretrain import open_pretrained
 
 
 @dataclass
@@ -39,18 +40,27 @@ class TeacherConfig:
 def train_teacher(data: Path, out: Path, config: TeacherConfig, fit_config: FitConfig, init: Path | None = None,
                   pos_weight_scheme: str = "sqrt_inverse", threshold_objective: str = "micro",
                   device: str = "auto", force: bool = False) -> Artifact:
-    """Train a BERT teacher on a dataset artifact and write a ``teacher`` artifact to ``out``."""
+    """Train a BERT teacher on a dataset artifact and write a ``teacher`` artifact to ``out``.
+
+    ``init`` is a ``pretrained`` artifact (its encoder and tokenizer; it joins the lineage) or a local HF BERT
+    checkpoint directory with its ``vocab.txt``.
+    """
     check_output_dir(out, force)
     dataset = load_dataset(data)
     torch.manual_seed(fit_config.seed)
     train_texts = dataset.texts("train")
+    parents = [dataset.artifact]
     if init is not None:
-        vocab_file = Path(init) / "vocab.txt"
-        if not vocab_file.is_file():
-            raise UserError("no vocab.txt in the checkpoint directory; --init needs a BERT checkpoint with its vocab",
-                            path=init)
-        tokenizer = tokenizer_from_vocab(vocab_file, max_length=config.max_length, add_special_tokens=True)
-        model = BertClassifier.from_checkpoint(init, {"head": config.head, "num_labels": len(dataset.labels)})
+        if (Path(init) / MANIFEST).is_file():
+            pretrained, checkpoint, tokenizer = open_pretrained(init, config.max_length)
+            parents.append(pretrained)
+        else:
+            checkpoint, vocab_file = Path(init), Path(init) / "vocab.txt"
+            if not vocab_file.is_file():
+                raise UserError("no vocab.txt in the checkpoint directory; --init needs a BERT checkpoint with its "
+                                "vocab", path=init)
+            tokenizer = tokenizer_from_vocab(vocab_file, max_length=config.max_length, add_special_tokens=True)
+        model = BertClassifier.from_checkpoint(checkpoint, {"head": config.head, "num_labels": len(dataset.labels)})
     else:
         tokenizer = build_tokenizer(config.tokenizer, train_texts, max_length=config.max_length,
                                     add_special_tokens=True, vocab_size=config.vocab_size, min_freq=config.min_freq)
@@ -70,11 +80,11 @@ def train_teacher(data: Path, out: Path, config: TeacherConfig, fit_config: FitC
         return weighted_bce(model(**batch), targets[index].to(run_device), pos_weight)
 
     result = fit(model, len(train_texts), batch_loss, lambda: val_micro_f1(model, tokenizer, dataset, run_device),
-                 fit_config, "teacher")
+                 fit_config, "teacher", lengths=encoded.lengths)
     thresholds, info, metrics, _ = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
     console.log(f"teacher: best epoch {result.best_epoch}, val micro-F1 {metrics['val']['micro_f1']:.4f}"
                 + (f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else ""))
     extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme},
              "init": str(init) if init else None}
-    return write_classifier(out, "teacher", model, tokenizer, dataset, [dataset.artifact], thresholds, info, metrics,
+    return write_classifier(out, "teacher", model, tokenizer, dataset, parents, thresholds, info, metrics,
                             fit_config, result, extra, force)

@@ -1,0 +1,202 @@
+"""``mobclf pretrain``: BERT masked-LM pre-training (Devlin et al. 2019) on unlabelled text, with whole-word masking
+for Chinese (Cui et al. 2019/2021, "Pre-Training with Whole Word Masking for Chinese BERT"), resumable.
+
+The ``pretrained`` artifact holds ``checkpoint/`` (a standard local HF checkpoint: config.json, safetensors weights,
+vocab.txt) and ``tokenizer/``; ``mobclf train-teacher --init <artifact>`` starts a teacher from both. While it
+trains, the run's state lives in ``.<out name>.pretrain-state`` next to ``out``, so the same command run again
+continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertForMaskedLM
+
+from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
+from mobclf.console import console
+from mobclf.data.dataset import Dataset, load_dataset, read_texts
+from mobclf.errors import UserError
+from mobclf.models import count_parameters, resolve_device
+from mobclf.models.bert import bert_config
+from mobclf.text import Tokenizer, build_tokenizer, load_tokenizer
+from mobclf.text.base import VOCAB_FILE
+from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.loop import FitConfig, fit
+from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
+
+CHECKPOINT = "checkpoint"
+MAX_VAL_TEXTS = 2000
+
+
+def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokenizer_dir: Path | None = None,
+             tokenizer: str = "char", vocab_size: int | None = None, min_freq: int = 1, max_length: int = 128,
+             layers: int = 4, hidden: int = 256, heads: int = 4, intermediate: int | None = None,
+             mask_prob: float = 0.15, whole_word: bool = True, val_fraction: float = 0.02, fit_config: FitConfig,
+             save_every: int = 500, restart: bool = False, device: str = "auto", force: bool = False) -> Artifact:
+    """Pre-train a BERT masked LM on the ``corpus`` files plus the train texts of ``data``; write ``out``.
+
+    Early stopping and the kept weights follow the MLM loss on ``val_fraction`` of the texts (at most 2,000),
+    masked once with a fixed seed. The state is saved every ``save_every`` steps; a run with the same settings
+    resumes it, ``restart`` discards it.
+    """
+    out = Path(out)
+    check_output_dir(out, force)
+    texts, files, dataset = _read_corpus(corpus, data)
+    settings = {"corpus": [str(Path(path).resolve()) for path in corpus],
+                "data": str(Path(data).resolve()) if data else None,
+                "tokenizer_dir": str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
+                "tokenizer": tokenizer, "vocab_size": vocab_size, "min_freq": min_freq, "max_length": max_length,
+                "layers": layers, "hidden": hidden, "heads": heads, "intermediate": intermediate,
+                "mask_prob": mask_prob, "whole_word": whole_word, "val_fraction": val_fraction,
+                "fit": asdict(fit_config),
+                "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
+    state = out.parent / f".{out.name}.pretrain-state"
+    if restart:
+        shutil.rmtree(state, ignore_errors=True)
+    resume = _saved_settings(state, settings)
+    if resume:
+        text_tokenizer = load_tokenizer(state / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
+    elif tokenizer_dir is not None:
+        text_tokenizer = load_tokenizer(tokenizer_dir, max_length=max_length)
+        if not text_tokenizer.add_special_tokens:
+            raise UserError("this tokenizer adds no [CLS]/[SEP]; BERT pre-training needs one that does",
+                            path=tokenizer_dir)
+    else:
+        text_tokenizer = build_tokenizer(tokenizer, texts, max_length=max_length, add_special_tokens=True,
+                                         vocab_size=vocab_size, min_freq=min_freq)
+
+    n_val = min(MAX_VAL_TEXTS, max(1, round(val_fraction * len(texts))))
+    if len(texts) <= n_val:
+        raise UserError(f"{len(texts)} distinct text(s) are too few to hold {n_val} out for validation; "
+                        "give more text")
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(fit_config.seed)).tolist()
+    val_texts, train_texts = [texts[i] for i in order[:n_val]], [texts[i] for i in order[n_val:]]
+    masking = {"mask_prob": mask_prob, "mask_id": text_tokenizer.mask_id,
+               "replacements": replacement_ids(text_tokenizer)}
+    encoded = encode_texts(text_tokenizer, train_texts)
+    words = word_ids(train_texts, encoded, whole_word)
+    val_encoded = encode_texts(text_tokenizer, val_texts)
+    val_inputs, val_labels = mask_tokens(val_encoded.input_ids, word_ids(val_texts, val_encoded, whole_word),
+                                         generator=torch.Generator().manual_seed(fit_config.seed), **masking)
+    if not (val_labels != IGNORE).any():
+        raise UserError(f"no token of the {n_val} validation text(s) was masked; raise --val-fraction or --mask-prob")
+    if not resume:
+        state.mkdir(parents=True)
+        text_tokenizer.save(state / "tokenizer")
+        (state / "settings.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+    torch.manual_seed(fit_config.seed)
+    architecture = bert_config(len(text_tokenizer.vocab), layers, hidden, heads, intermediate, max_length)
+    model = BertForMaskedLM(BertConfig(**architecture))
+    run_device = resolve_device(device)
+    model.to(run_device)
+    console.log(f"pretrain: {count_parameters(model):,} parameters, vocab {len(text_tokenizer.vocab):,}, "
+                f"{len(train_texts):,} train / {n_val:,} val texts, on {run_device}")
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        batch = encoded.batch(index)
+        inputs, labels = mask_tokens(batch["input_ids"], words[index, :batch["input_ids"].shape[1]], **masking)
+        logits, targets = _masked_logits(model, inputs, batch["attention_mask"], labels, run_device)
+        return F.cross_entropy(logits, targets, reduction="sum") / max(1, len(targets))
+
+    @torch.no_grad()
+    def val_mlm() -> tuple[float, float]:
+        """MLM loss and accuracy over the masked tokens of the validation texts (the same masks every time)."""
+        model.eval()
+        loss, correct, count = 0.0, 0, 0
+        for index in batch_indices(len(val_texts), 128):
+            batch = val_encoded.batch(index)
+            width = batch["input_ids"].shape[1]
+            logits, targets = _masked_logits(model, val_inputs[index, :width], batch["attention_mask"],
+                                             val_labels[index, :width], run_device)
+            loss += F.cross_entropy(logits.float(), targets, reduction="sum").item()
+            correct += int((logits.argmax(dim=-1) == targets).sum())
+            count += len(targets)
+        return loss / count, correct / count
+
+    initial_loss = val_mlm()[0]
+    console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}")
+    result = fit(model, len(train_texts), batch_loss, lambda: -val_mlm()[0], fit_config, "pretrain",
+                 checkpoint=state / "state.pt", save_every=save_every, score_name="val -MLM loss",
+                 lengths=encoded.lengths)
+    val_loss, val_accuracy = val_mlm()
+    console.log(f"pretrain: best epoch {result.best_epoch}, val MLM loss {initial_loss:.4f} → {val_loss:.4f}, "
+                f"masked-token accuracy {val_accuracy:.4f}")
+
+    with write_artifact(out, kind="pretrained", force=force) as artifact:
+        model.cpu().save_pretrained(artifact.dir / CHECKPOINT)
+        text_tokenizer.save(artifact.dir / "tokenizer")
+        shutil.copyfile(artifact.dir / "tokenizer" / VOCAB_FILE, artifact.dir / CHECKPOINT / VOCAB_FILE)
+        artifact.manifest.update({
+            "architecture": {"name": "bert-mlm", "config": architecture},
+            "params": count_parameters(model),
+            "tokenizer": text_tokenizer.spec,
+            "corpus": files,
+            "dataset_texts": len(dataset.texts("train")) if dataset else None,
+            "distinct_texts": len(texts),
+            "masking": {"mask_prob": mask_prob, "whole_word": whole_word, "segmenter": "jieba (HMM off)"},
+            "metrics": {"val_mlm_loss_initial": initial_loss, "val_mlm_loss": val_loss,
+                        "val_masked_accuracy": val_accuracy, "val_texts": n_val},
+            "training": {"config": asdict(fit_config), "best_epoch": result.best_epoch, "seconds": result.seconds,
+                         "history": result.history, "resumed_from": result.resumed_from},
+            "lineage": lineage([dataset.artifact] if dataset else [], fit_config.seed),
+        })
+    shutil.rmtree(state)
+    return load_artifact(out)
+
+
+def open_pretrained(path: Path, max_length: int) -> tuple[Artifact, Path, Tokenizer]:
+    """A verified ``pretrained`` artifact, its HF checkpoint directory and its tokenizer cut to ``max_length``."""
+    artifact = load_artifact(path, kind="pretrained")
+    positions = artifact.manifest["architecture"]["config"]["max_position_embeddings"]
+    if max_length > positions:
+        raise UserError(f"was pre-trained for at most {positions} tokens; use --max-length {positions} or less",
+                        path=path)
+    return artifact, artifact.file(CHECKPOINT), load_tokenizer(artifact.file("tokenizer"), max_length=max_length)
+
+
+def _read_corpus(corpus: list[Path], data: Path | None) -> tuple[list[str], list[dict], Dataset | None]:
+    """Distinct texts (first occurrence kept) of the corpus files, then of the dataset's train split."""
+    if not corpus and data is None:
+        raise UserError("nothing to pre-train on; give --corpus FILE (repeatable) and/or --data DIR")
+    texts, files = [], []
+    for path in corpus:
+        read = read_texts(path)
+        if not read:
+            raise UserError("no texts; the corpus file is empty", path=path)
+        texts += read
+        files.append({"path": str(path), "texts": len(read), "sha256": sha256_file(path)})
+    dataset = load_dataset(data) if data is not None else None
+    if dataset is not None:
+        texts += dataset.texts("train")
+    return list(dict.fromkeys(texts)), files, dataset
+
+
+def _saved_settings(state: Path, settings: dict) -> bool:
+    """Whether ``state`` holds an unfinished run with ``settings``: True to resume it, False if there is none."""
+    saved_file = state / "settings.json"
+    if not saved_file.is_file():
+        shutil.rmtree(state, ignore_errors=True)  # no settings: the first run stopped before it saved anything
+        return False
+    saved = json.loads(saved_file.read_text("utf-8"))
+    differing = [key for key in settings if saved.get(key) != settings[key]]
+    if differing:
+        raise UserError(f"holds an unfinished pre-training run with other settings ({', '.join(differing)}); "
+                        "repeat its options to resume it, or pass --restart to discard it and start over", path=state)
+    return True
+
+
+def _masked_logits(model: BertForMaskedLM, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vocabulary logits at the masked positions and their target ids (the MLM head runs on those positions only)."""
+    input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+    states = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    chosen = labels != IGNORE
+    return model.cls(states[chosen]), labels[chosen]
