@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
 from mobclf.errors import UserError
@@ -53,6 +54,12 @@ def test_bert_from_local_checkpoint_and_a_clear_error_for_a_non_checkpoint(tmp_p
     assert model.config["bert"]["hidden_size"] == 16
     with pytest.raises(UserError, match="no config.json"):
         BertClassifier.from_checkpoint(tmp_path, {"head": "cls_linear", "num_labels": 2})
+    # a BERT config over weights of something else: refused, not silently left at random initialisation
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text((tmp_path / "ckpt" / "config.json").read_text())
+    save_file({"linear.weight": torch.zeros(2, 2)}, str(tmp_path / "other" / "model.safetensors"))
+    with pytest.raises(UserError, match="lacks or mis-shapes encoder weights"):
+        BertClassifier.from_checkpoint(tmp_path / "other", {"head": "cls_linear", "num_labels": 2})
 
 
 def test_unknown_head_and_bad_geometry_are_user_errors():

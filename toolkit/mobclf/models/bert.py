@@ -15,11 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.utils import logging as hf_logging
 
 from mobclf.errors import UserError
 from mobclf.models.textcnn import ConvFeatures, masked_max_pool
 
 HEADS = ("cls_linear", "cls_mlp", "cnn")
+hf_logging.disable_progress_bar()  # transformers' tqdm bars for loading/saving weights; mobclf reports progress itself
 
 
 @dataclass
@@ -58,7 +60,17 @@ class BertClassifier(nn.Module):
         if not (Path(checkpoint) / "config.json").is_file():
             raise UserError("not a Hugging Face checkpoint directory (no config.json); give a local model dir",
                             path=checkpoint)
-        encoder = BertModel.from_pretrained(str(checkpoint), local_files_only=True, add_pooling_layer=False)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its load report lists the MLM head's weights, which a classifier drops
+        try:
+            encoder, info = BertModel.from_pretrained(str(checkpoint), local_files_only=True, add_pooling_layer=False,
+                                                      output_loading_info=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if info["missing_keys"] or info["mismatched_keys"]:
+            wrong = sorted(info["missing_keys"]) + sorted(str(key) for key in info["mismatched_keys"])
+            raise UserError(f"the checkpoint lacks or mis-shapes encoder weights ({', '.join(wrong[:3])} ...); "
+                            "give a BERT checkpoint", path=checkpoint)
         config = {**config, "bert": _plain_config(encoder.config)}
         return cls(config, encoder=encoder)
 
