@@ -10,11 +10,15 @@ from mobclf.cli import main
 
 def test_demo_runs_end_to_end_and_refuses_foreign_directories(tmp_path):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--items", "400", "--teacher-epochs", "1", "--student-epochs", "1"]
+    args = ["demo", "--out", str(out), "--items", "400", "--pretrain-epochs", "1", "--teacher-epochs", "1",
+            "--student-epochs", "1"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    for name, kind in (("dataset", "dataset"), ("teacher", "teacher"), ("student-textcnn", "student")):
+    for name, kind in (("dataset", "dataset"), ("pretrained", "pretrained"), ("teacher", "teacher"),
+                       ("student-textcnn", "student"), ("student-tinybert", "student")):
         assert load_artifact(out / name).kind == kind
+    assert load_artifact(out / "teacher").manifest["init"] == str(out / "pretrained")
+    assert load_artifact(out / "student-tinybert").manifest["architecture"]["name"] == "tinybert"
     student = load_artifact(out / "student-textcnn").manifest
     assert set(student["distillation"]["plan"]["losses"]) == {"soft_kd", "hard_bce", "hint_mse", "attention_transfer"}
 

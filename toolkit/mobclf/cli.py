@@ -225,7 +225,8 @@ def parse_layers(ctx, param, value: str | None) -> list[int]:
 @click.option("--kernel-sizes", default="2,3,4", show_default=True, callback=parse_layers, help="TextCNN.")
 @click.option("--filters", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
 @click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="TextCNN.")
-@click.option("--vectors", type=PATH_IN, help="TextCNN: pretrained embeddings, a directory with vocab.txt + vectors.npy.")
+@click.option("--vectors", type=PATH_IN,
+              help="TextCNN: pretrained embeddings, a directory with vocab.txt + vectors.npy.")
 @click.option("--layers", default=4, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
 @click.option("--hidden", default=312, show_default=True, type=click.IntRange(min=8), help="TinyBERT.")
 @click.option("--heads", default=12, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
@@ -287,13 +288,15 @@ def eval_command(model_dir, data, split, device, json_out):
               help="Working directory for the demo's corpus and artifacts.")
 @click.option("--items", "n_items", default=3000, show_default=True, type=click.IntRange(min=300),
               help="Size of the generated corpus.")
+@click.option("--pretrain-epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--teacher-epochs", default=6, show_default=True, type=click.IntRange(min=1))
 @click.option("--student-epochs", default=15, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Run again in the directory of an earlier demo.")
-def demo_command(out, n_items, teacher_epochs, student_epochs, seed, force):
-    """Generate a multi-label Chinese news corpus and run prepare → teacher → distil → eval on it."""
+def demo_command(out, n_items, pretrain_epochs, teacher_epochs, student_epochs, seed, force):
+    """Generate a multi-label Chinese news corpus and run prepare → pretrain → teacher → distil (TextCNN and
+    TinyBERT) → eval on it."""
     from mobclf.demo import run_demo
 
-    run_demo(out, n_items=n_items, teacher_epochs=teacher_epochs, student_epochs=student_epochs, seed=seed,
-             force=force)
+    run_demo(out, n_items=n_items, pretrain_epochs=pretrain_epochs, teacher_epochs=teacher_epochs,
+             student_epochs=student_epochs, seed=seed, force=force)
