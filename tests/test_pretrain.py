@@ -153,3 +153,20 @@ def test_an_empty_corpus_file_is_named(tmp_path):
     result = run("pretrain", "--out", tmp_path / "pt")
     assert result.exit_code == 2 and "--corpus" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["empty.txt"]
+
+
+def test_a_tinybert_student_starts_from_a_pretrained_artifact_that_shares_the_teachers_vocabulary(workdir, corpus,
+                                                                                                  tmp_path):
+    assert run("train-teacher", "--data", workdir / "data", "--out", tmp_path / "teacher", "--init", workdir / "pt",
+               "--epochs", "1", "--max-length", "24").exit_code == 0
+    student = ["distill", "--student", "tinybert", "--teacher", tmp_path / "teacher", "--data", workdir / "data",
+               "--epochs", "1", "--loss", "soft_kd=1", "--loss", "hidden_mse=1"]
+    result = run(*student, "--init", workdir / "pt", "--out", tmp_path / "student")
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(tmp_path / "student", kind="student").manifest
+    assert manifest["architecture"]["config"]["bert"]["hidden_size"] == 32  # the checkpoint's geometry, not 312
+    assert load_artifact(workdir / "pt").sha256 in [p["sha256"] for p in manifest["lineage"]["parents"]]
+    # a checkpoint pre-trained with its own vocabulary would read the teacher's ids as other tokens
+    other = pretrain([corpus], tmp_path / "other", fit_config=FitConfig(epochs=1, batch_size=32), **TINY)
+    result = run(*student, "--init", other.path, "--out", tmp_path / "mismatch")
+    assert result.exit_code == 2 and "vocabulary differs from the teacher's" in result.output
