@@ -19,7 +19,7 @@ benchmarks/results/<dataset>-tinybert.{json,md}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -94,6 +94,7 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, skip_scra
     dataset = load_dataset(data_artifact.path)
     corpus = [data_root / path for path in setting.unlabeled]
     mlm = FitConfig(epochs=setting.pretrain_epochs, batch_size=32, lr=5e-4, patience=1)
+    student_mlm = FitConfig(**{**asdict(mlm), "lr": 1e-3})  # the smaller model trains stably at a higher rate
 
     pretrained_teacher, _ = reuse_or_run(work / "pretrain-teacher", "pretrained", lambda: pretrain(
         corpus, work / "pretrain-teacher", data=data_artifact.path, tokenizer=setting.tokenizer,
@@ -115,7 +116,7 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, skip_scra
         work / "pretrain-tinybert4", "pretrained", lambda: pretrain(
             corpus, work / "pretrain-tinybert4", data=data_artifact.path, tokenizer_dir=teacher.file("tokenizer"),
             max_length=setting.pretrain_max_length, layers=TINYBERT_4["layers"], hidden=TINYBERT_4["hidden"],
-            heads=TINYBERT_4["heads"], intermediate=TINYBERT_4["intermediate"], fit_config=mlm))
+            heads=TINYBERT_4["heads"], intermediate=TINYBERT_4["intermediate"], fit_config=student_mlm))
     students = {}
     for student_name, losses in ABLATION.items():
         plan = DistillPlan(losses=losses, temperature=2.0, intermediate_epochs=2 if len(losses) > 2 else 0)

@@ -170,3 +170,19 @@ def test_a_tinybert_student_starts_from_a_pretrained_artifact_that_shares_the_te
     other = pretrain([corpus], tmp_path / "other", fit_config=FitConfig(epochs=1, batch_size=32), **TINY)
     result = run(*student, "--init", other.path, "--out", tmp_path / "mismatch")
     assert result.exit_code == 2 and "vocabulary differs from the teacher's" in result.output
+
+
+def test_pretraining_continues_from_an_earlier_artifact(workdir, corpus, tmp_path):
+    first = load_artifact(workdir / "pt")
+    result = run("pretrain", "--corpus", corpus, "--init", workdir / "pt", "--out", tmp_path / "more", *TINY_CLI[:2],
+                 "--val-fraction", "0.1", "--epochs", "1", "--lr", "1e-3", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    more = load_artifact(tmp_path / "more").manifest
+    assert more["tokenizer"] == first.manifest["tokenizer"]
+    assert more["architecture"] == first.manifest["architecture"]
+    assert first.sha256 in [p["sha256"] for p in more["lineage"]["parents"]]
+    # starting from the trained weights: its first val loss is already far below an untrained model's
+    assert more["metrics"]["val_mlm_loss_initial"] < first.manifest["metrics"]["val_mlm_loss_initial"] - 0.5
+    result = run("pretrain", "--corpus", corpus, "--init", workdir / "pt", "--tokenizer-dir", workdir / "pt" /
+                 "tokenizer", "--out", tmp_path / "both")
+    assert result.exit_code == 2 and "leave out --tokenizer-dir" in result.output

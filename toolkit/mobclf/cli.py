@@ -154,6 +154,7 @@ def train_teacher_command(data, out, init, layers, hidden, heads, intermediate, 
 @click.option("--save-every", default=500, show_default=True, type=click.IntRange(min=0),
               help="Save the training state every N steps (0: at epoch ends); rerunning resumes from it.")
 @click.option("--restart", is_flag=True, help="Discard the saved state of an unfinished run and start over.")
+@click.option("--init", type=PATH_IN, help="Continue an earlier pretrain artifact (its tokenizer and geometry).")
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -163,8 +164,8 @@ def train_teacher_command(data, out, init, layers, hidden, heads, intermediate, 
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda.")
 @click.option("--force", is_flag=True, help="Replace an existing --out artifact.")
 def pretrain_command(corpus, data, out, tokenizer_dir, tokenizer, vocab_size, min_freq, max_length, layers, hidden,
-                     heads, intermediate, mask_prob, whole_word, val_fraction, save_every, restart, epochs, batch_size,
-                     lr, patience, seed, device, force):
+                     heads, intermediate, mask_prob, whole_word, val_fraction, save_every, restart, init, epochs,
+                     batch_size, lr, patience, seed, device, force):
     """Pre-train a BERT masked LM on unlabelled text (whole-word masking), for train-teacher --init.
 
     An interrupted run resumes when the same command is run again.
@@ -175,7 +176,7 @@ def pretrain_command(corpus, data, out, tokenizer_dir, tokenizer, vocab_size, mi
                         vocab_size=vocab_size, min_freq=min_freq, max_length=max_length, layers=layers, hidden=hidden,
                         heads=heads, intermediate=intermediate, mask_prob=mask_prob, whole_word=whole_word,
                         val_fraction=val_fraction, fit_config=fit_config(epochs, batch_size, lr, patience, seed),
-                        save_every=save_every, restart=restart, device=device, force=force)
+                        init=init, save_every=save_every, restart=restart, device=device, force=force)
     metrics = artifact.manifest["metrics"]
     click.echo(f"pretrained checkpoint written to {artifact.path} "
                f"(val MLM loss {metrics['val_mlm_loss_initial']:.4f} → {metrics['val_mlm_loss']:.4f})")

@@ -39,8 +39,12 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
              tokenizer: str = "char", vocab_size: int | None = None, min_freq: int = 1, max_length: int = 128,
              layers: int = 4, hidden: int = 256, heads: int = 4, intermediate: int | None = None,
              mask_prob: float = 0.15, whole_word: bool = True, val_fraction: float = 0.02, fit_config: FitConfig,
-             save_every: int = 500, restart: bool = False, device: str = "auto", force: bool = False) -> Artifact:
+             init: Path | None = None, save_every: int = 500, restart: bool = False, device: str = "auto",
+             force: bool = False) -> Artifact:
     """Pre-train a BERT masked LM on the ``corpus`` files plus the train texts of ``data``; write ``out``.
+
+    ``init``, an earlier ``pretrained`` artifact, continues its training (more epochs, or other text) with its
+    tokenizer and geometry; the tokenizer and geometry options are then ignored.
 
     Early stopping and the kept weights follow the MLM loss on ``val_fraction`` of the texts (at most 2,000),
     masked once with a fixed seed. The state is saved every ``save_every`` steps; a run with the same settings
@@ -49,13 +53,17 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
     out = Path(out)
     check_output_dir(out, force)
     texts, files, dataset = _read_corpus(corpus, data)
+    if init is not None and tokenizer_dir is not None:
+        raise UserError("--init brings its own tokenizer; leave out --tokenizer-dir")
+    init_artifact, init_checkpoint, init_tokenizer = (open_pretrained(init, max_length) if init is not None
+                                                      else (None, None, None))
     settings = {"corpus": [str(Path(path).resolve()) for path in corpus],
                 "data": str(Path(data).resolve()) if data else None,
                 "tokenizer_dir": str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
                 "tokenizer": tokenizer, "vocab_size": vocab_size, "min_freq": min_freq, "max_length": max_length,
                 "layers": layers, "hidden": hidden, "heads": heads, "intermediate": intermediate,
                 "mask_prob": mask_prob, "whole_word": whole_word, "val_fraction": val_fraction,
-                "fit": asdict(fit_config),
+                "fit": asdict(fit_config), "init": init_artifact.sha256 if init_artifact else None,
                 "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     state = out.parent / f".{out.name}.pretrain-state"
     if restart:
@@ -63,6 +71,8 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
     resume = _saved_settings(state, settings)
     if resume:
         text_tokenizer = load_tokenizer(state / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
+    elif init_tokenizer is not None:
+        text_tokenizer = init_tokenizer
     elif tokenizer_dir is not None:
         text_tokenizer = load_tokenizer(tokenizer_dir, max_length=max_length)
         if not text_tokenizer.add_special_tokens:
@@ -93,8 +103,12 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
         (state / "settings.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
     torch.manual_seed(fit_config.seed)
-    architecture = bert_config(len(text_tokenizer.vocab), layers, hidden, heads, intermediate, max_length)
-    model = BertForMaskedLM(BertConfig(**architecture))
+    if init_artifact is not None:
+        architecture = init_artifact.manifest["architecture"]["config"]
+        model = BertForMaskedLM.from_pretrained(str(init_checkpoint), local_files_only=True)
+    else:
+        architecture = bert_config(len(text_tokenizer.vocab), layers, hidden, heads, intermediate, max_length)
+        model = BertForMaskedLM(BertConfig(**architecture))
     run_device = resolve_device(device)
     model.to(run_device)
     console.log(f"pretrain: {count_parameters(model):,} parameters, vocab {len(text_tokenizer.vocab):,}, "
@@ -146,7 +160,9 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
                         "val_masked_accuracy": val_accuracy, "val_texts": n_val},
             "training": {"config": asdict(fit_config), "best_epoch": result.best_epoch, "seconds": result.seconds,
                          "history": result.history, "resumed_from": result.resumed_from},
-            "lineage": lineage([dataset.artifact] if dataset else [], fit_config.seed),
+            "init": str(init) if init else None,
+            "lineage": lineage(([dataset.artifact] if dataset else []) + ([init_artifact] if init_artifact else []),
+                               fit_config.seed),
         })
     shutil.rmtree(state)
     return load_artifact(out)
