@@ -54,13 +54,14 @@ def row(name, kind, arch, metrics, agreement_score, artifact=None, params=None, 
             "wall_time_s": None if seconds is None else round(seconds, 1)}
 
 
-def artifact_row(name: str, artifact, seconds: float | None = None) -> dict:
-    """A teacher or student artifact's test row; agreement is with the teacher it was distilled from (1 for a
-    teacher)."""
+def artifact_row(name: str, artifact, seconds: float | None = None, agreement_score: float | None = None) -> dict:
+    """A teacher or student artifact's test row; agreement is ``agreement_score`` if given, else with the teacher
+    a student was distilled from (1 for a teacher: the report's baseline)."""
     metrics = artifact.manifest["metrics"]
-    return row(name, artifact.kind, artifact.manifest["architecture"]["name"], metrics["test"],
-               metrics.get("agreement_with_teacher", {}).get("test", 1.0), artifact,
-               seconds=seconds or artifact.manifest["training"]["seconds"])
+    if agreement_score is None:
+        agreement_score = metrics.get("agreement_with_teacher", {}).get("test", 1.0)
+    return row(name, artifact.kind, artifact.manifest["architecture"]["name"], metrics["test"], agreement_score,
+               artifact, seconds=seconds or artifact.manifest["training"]["seconds"])
 
 
 def tfidf_rows(dataset, teacher_test_predictions: np.ndarray, c_grid=(1.0, 10.0, 100.0)) -> list[dict]:

@@ -5,7 +5,7 @@
    training headlines (in-domain; the 20k long auto-news passages would triple the cost on 2 CPU cores); Reuters:
    its training documents;
 2. a TinyBERT-4 student (4 × 312, FFN 1200) MLM-pre-trained on the same text with the teacher's tokenizer, then
-   task-distilled from the better teacher with the ablation prediction KD only / + hidden / + attention / all
+   task-distilled from the pre-trained teacher with the ablation prediction KD only / + hidden / + attention / all
    (embedding + hidden + attention, then prediction: TinyBERT's two stages);
 3. for comparison the TextCNN student (KD) of the same teacher and the TF-IDF + logistic-regression baseline.
 
@@ -35,6 +35,7 @@ from mobclf.models import load_classifier
 from mobclf.models.bert import TINYBERT_4
 from mobclf.text import load_tokenizer
 from mobclf.train.loop import FitConfig
+from mobclf.train.metrics import agreement
 from mobclf.train.pretrain import pretrain
 from mobclf.train.teacher import TeacherConfig, train_teacher
 
@@ -102,15 +103,9 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, skip_scra
         hidden=setting.teacher.hidden, heads=setting.teacher.heads, intermediate=setting.teacher.intermediate,
         fit_config=mlm))
     fine_tune = FitConfig(epochs=setting.teacher_epochs, batch_size=32, lr=1e-4, patience=2)
-    teachers = {"teacher-6x512-mlm": reuse_or_run(work / "teacher-6x512-mlm", "teacher", lambda: train_teacher(
-        data_artifact.path, work / "teacher-6x512-mlm", setting.teacher, fine_tune, init=pretrained_teacher.path))}
-    if not skip_scratch_teacher:
-        teachers["teacher-6x512-scratch"] = reuse_or_run(work / "teacher-6x512-scratch", "teacher",
-                                                         lambda: train_teacher(data_artifact.path,
-                                                                               work / "teacher-6x512-scratch",
-                                                                               setting.teacher, fine_tune))
-    best = max(teachers, key=lambda key: teachers[key][0].manifest["metrics"]["val"]["micro_f1"])
-    teacher = teachers[best][0]
+    teacher, teacher_seconds = reuse_or_run(work / "teacher-6x512-mlm", "teacher", lambda: train_teacher(
+        data_artifact.path, work / "teacher-6x512-mlm", setting.teacher, fine_tune, init=pretrained_teacher.path))
+    teachers = {"teacher-6x512-mlm": (teacher, teacher_seconds)}  # the students' teacher, whatever the other scores
 
     pretrained_student, _ = reuse_or_run(
         work / "pretrain-tinybert4", "pretrained", lambda: pretrain(
@@ -120,21 +115,29 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, skip_scra
     students = {}
     for student_name, losses in ABLATION.items():
         plan = DistillPlan(losses=losses, temperature=2.0, intermediate_epochs=2 if len(losses) > 2 else 0)
-        students[student_name] = reuse_or_run(work / f"{best}-{student_name}", "student", lambda: distill(
-            teacher.path, data_artifact.path, work / f"{best}-{student_name}", plan,
+        students[student_name] = reuse_or_run(work / student_name, "student", lambda: distill(
+            teacher.path, data_artifact.path, work / student_name, plan,
             TinyBertConfig(init=pretrained_student.path),
             FitConfig(epochs=setting.student_epochs, batch_size=32, lr=1e-4, patience=2)))
-    students["textcnn-kd"] = reuse_or_run(work / f"{best}-textcnn-kd", "student", lambda: distill(
-        teacher.path, data_artifact.path, work / f"{best}-textcnn-kd", DistillPlan(losses=PREDICTION),
+    students["textcnn-kd"] = reuse_or_run(work / "textcnn-kd", "student", lambda: distill(
+        teacher.path, data_artifact.path, work / "textcnn-kd", DistillPlan(losses=PREDICTION),
         TextCnnConfig(tokenizer=setting.tokenizer, vectors=data_root / setting.vectors if setting.vectors else None),
         FitConfig(epochs=20, batch_size=64, lr=1e-3, patience=3)))
+    if not skip_scratch_teacher:  # the same teacher without pre-training, for comparison (trained last)
+        teachers["teacher-6x512-scratch"] = reuse_or_run(
+            work / "teacher-6x512-scratch", "teacher",
+            lambda: train_teacher(data_artifact.path, work / "teacher-6x512-scratch", setting.teacher, fine_tune))
 
-    teacher_test = teacher_predictions(teacher, load_classifier(teacher), load_tokenizer(teacher.file("tokenizer")),
-                                       dataset.texts("test"), single_label=not dataset.multi_label)
-    rows = [artifact_row(key, artifact, seconds) for key, (artifact, seconds) in teachers.items()]
+    def test_predictions(artifact):
+        return teacher_predictions(artifact, load_classifier(artifact), load_tokenizer(artifact.file("tokenizer")),
+                                   dataset.texts("test"), single_label=not dataset.multi_label)
+
+    teacher_test = test_predictions(teacher)
+    rows = [artifact_row(key, artifact, seconds, agreement(test_predictions(artifact), teacher_test))
+            for key, (artifact, seconds) in teachers.items()]
     rows += [artifact_row(key, artifact, seconds) for key, (artifact, seconds) in students.items()]
     rows += tfidf_rows(dataset, teacher_test)
-    report = {"dataset": name, "split": "test", "baseline": best, "machine": machine(),
+    report = {"dataset": name, "split": "test", "baseline": "teacher-6x512-mlm", "machine": machine(),
               "pretraining": {key: {"val_mlm_loss_initial": art.manifest["metrics"]["val_mlm_loss_initial"],
                                     "val_mlm_loss": art.manifest["metrics"]["val_mlm_loss"],
                                     "val_masked_accuracy": art.manifest["metrics"]["val_masked_accuracy"],
