@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -18,7 +19,7 @@ from mobclf.text import build_tokenizer
 from mobclf.train.batching import encode_texts
 from mobclf.train.loop import FitConfig
 from mobclf.train.masking import IGNORE, mask_tokens, word_ids
-from mobclf.train.pretrain import pretrain
+from mobclf.train.pretrain import _unigram_loss, pretrain
 
 TINY = {"max_length": 32, "layers": 2, "hidden": 32, "heads": 2, "val_fraction": 0.1, "device": "cpu"}
 TINY_CLI = ["--max-length", "32", "--layers", "2", "--hidden", "32", "--heads", "2", "--val-fraction", "0.1",
@@ -89,6 +90,8 @@ def test_pretraining_lowers_the_val_loss_and_writes_a_hf_checkpoint(workdir):
     artifact = load_artifact(workdir / "pt", kind="pretrained")
     manifest = artifact.manifest
     assert manifest["metrics"]["val_mlm_loss"] < manifest["metrics"]["val_mlm_loss_initial"] - 0.5
+    metrics = manifest["metrics"]
+    assert metrics["uses_context"] == (metrics["val_mlm_loss"] <= metrics["val_unigram_loss"] - 0.1)
     assert manifest["architecture"]["name"] == "bert-mlm" and manifest["masking"]["whole_word"] is True
     assert manifest["corpus"][0]["texts"] == 300 and manifest["dataset_texts"] > 0
     assert [p["kind"] for p in manifest["lineage"]["parents"]] == ["dataset"]
@@ -186,3 +189,10 @@ def test_pretraining_continues_from_an_earlier_artifact(workdir, corpus, tmp_pat
     result = run("pretrain", "--corpus", corpus, "--init", workdir / "pt", "--tokenizer-dir", workdir / "pt" /
                  "tokenizer", "--out", tmp_path / "both")
     assert result.exit_code == 2 and "leave out --tokenizer-dir" in result.output
+
+
+def test_the_frequency_only_loss_by_hand():
+    # vocabulary of 8, training tokens 5 5 6 → add-one counts [1 1 1 1 1 3 2 1], 11 in all
+    train_ids = torch.tensor([5, 5, 6])
+    labels = torch.tensor([[IGNORE, 5, IGNORE, 6]])
+    assert _unigram_loss(train_ids, labels, 8) == pytest.approx(-(math.log(3 / 11) + math.log(2 / 11)) / 2)

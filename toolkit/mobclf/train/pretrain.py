@@ -32,6 +32,7 @@ from mobclf.train.loop import FitConfig, fit
 from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
 
 CHECKPOINT = "checkpoint"
+UNIGRAM_MARGIN = 0.1  # nats below the frequency-only loss that count as having learnt to use context
 MAX_VAL_TEXTS = 2000
 
 
@@ -136,11 +137,18 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
         return loss / count, correct / count
 
     initial_loss = val_mlm()[0]
-    console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}")
+    unigram_loss = _unigram_loss(encoded.input_ids[words >= 0], val_labels, len(text_tokenizer.vocab))
+    console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}; guessing from token frequencies alone "
+                f"would give {unigram_loss:.4f}")
     result = fit(model, len(train_texts), batch_loss, lambda: -val_mlm()[0], fit_config, "pretrain",
                  checkpoint=state / "state.pt", save_every=save_every, score_name="val -MLM loss",
                  lengths=encoded.lengths)
     val_loss, val_accuracy = val_mlm()
+    if val_loss > unigram_loss - UNIGRAM_MARGIN:
+        console.log(f"[yellow]pretrain: warning: val MLM loss {val_loss:.4f} is no better than guessing from token "
+                    f"frequencies ({unigram_loss:.4f}): the model has not learnt to use context yet, and its outputs "
+                    "barely depend on the input, so fine-tuning from it can do worse than from scratch. Train longer "
+                    "(`--init` continues this artifact) or with another --lr.")
     console.log(f"pretrain: best epoch {result.best_epoch}, val MLM loss {initial_loss:.4f} → {val_loss:.4f}, "
                 f"masked-token accuracy {val_accuracy:.4f}")
 
@@ -157,6 +165,7 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
             "distinct_texts": len(texts),
             "masking": {"mask_prob": mask_prob, "whole_word": whole_word, "segmenter": "jieba (HMM off)"},
             "metrics": {"val_mlm_loss_initial": initial_loss, "val_mlm_loss": val_loss,
+                        "val_unigram_loss": unigram_loss, "uses_context": val_loss <= unigram_loss - UNIGRAM_MARGIN,
                         "val_masked_accuracy": val_accuracy, "val_texts": n_val},
             "training": {"config": asdict(fit_config), "best_epoch": result.best_epoch, "seconds": result.seconds,
                          "history": result.history, "resumed_from": result.resumed_from},
@@ -207,6 +216,17 @@ def _saved_settings(state: Path, settings: dict) -> bool:
         raise UserError(f"holds an unfinished pre-training run with other settings ({', '.join(differing)}); "
                         "repeat its options to resume it, or pass --restart to discard it and start over", path=state)
     return True
+
+
+def _unigram_loss(train_ids: torch.Tensor, val_labels: torch.Tensor, vocab_size: int) -> float:
+    """Cross-entropy of the masked validation tokens under the frequencies of the training tokens ``train_ids``
+    (special tokens and padding left out; add-one smoothed): the
+    loss of a model that ignores its input. MLM from scratch sits at this plateau for its first thousands of steps,
+    with representations that are nearly the same for every text."""
+    counts = torch.bincount(train_ids.flatten(), minlength=vocab_size).double() + 1
+    log_p = (counts / counts.sum()).log()
+    targets = val_labels[val_labels != IGNORE]
+    return float(-log_p[targets].mean())
 
 
 def _masked_logits(model: BertForMaskedLM, input_ids: torch.Tensor, attention_mask: torch.Tensor,
