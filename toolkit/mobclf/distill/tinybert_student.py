@@ -30,6 +30,7 @@ from mobclf.models import count_parameters, load_classifier
 from mobclf.models.bert import TINYBERT_4, TinyBertClassifier, attention_scores, bert_config
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import encode_texts
+from mobclf.train.pretrain import open_pretrained
 
 INTERMEDIATE_LOSSES = ("embedding_mse", "hidden_mse", "attention_mse")
 
@@ -58,8 +59,6 @@ def _initial_student(config: TinyBertConfig, teacher_tokenizer, num_labels: int)
         return TinyBertClassifier({"bert": encoder, **head}), []
     artifact = load_artifact(config.init, kind=("pretrained", "student"))
     if artifact.kind == "pretrained":
-        from mobclf.train.pretrain import open_pretrained
-
         _, checkpoint, tokenizer = open_pretrained(config.init, teacher_tokenizer.max_length)
         _same_vocabulary(tokenizer, teacher_tokenizer, config.init)
         student = TinyBertClassifier.from_checkpoint(checkpoint, head)
