@@ -20,7 +20,7 @@ benchmarks/results/<dataset>-tinybert.{json,md}.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -134,7 +134,7 @@ def pretraining_comparison(setting: Setting, work: Path, data_artifact, data_roo
         [data_root / path for path in setting.unlabeled], work / "pretrain-6x512", data=data_artifact.path,
         tokenizer=setting.tokenizer, vocab_size=setting.vocab_size, max_length=setting.pretrain_max_length,
         **TEACHER_6x512, fit_config=mlm))
-    geometry = TeacherConfig(**{**asdict(setting.teacher), **TEACHER_6x512})
+    geometry = replace(setting.teacher, **TEACHER_6x512)
     fine_tune = FitConfig(epochs=setting.teacher_epochs, batch_size=32, lr=1e-4, patience=2)
     for key, init in (("teacher-6x512-mlm", pretrained.path), ("teacher-6x512-scratch", None)):
         teachers[key] = reuse_or_run(work / key, "teacher", lambda: train_teacher(

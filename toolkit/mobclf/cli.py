@@ -70,8 +70,17 @@ def data_prepare_command(input_file, train, val, test, out, fmt, text_column, la
     click.echo(f"dataset written to {artifact.path}")
 
 
-def training_options(epochs: int, lr: float, batch_size: int):
-    """Options every training stage shares, collected into a FitConfig."""
+def training_options(epochs: int, lr: float, batch_size: int, classifier: bool = True):
+    """Options every training stage shares, collected into a FitConfig; ``classifier`` adds the label weighting
+    and threshold options (not for masked-LM pre-training, whose early stopping follows the val MLM loss)."""
+    score = "a better val micro-F1" if classifier else "a lower val MLM loss"
+    classifier_options = [
+        click.option("--pos-weight", "pos_weight_scheme", default="sqrt_inverse", show_default=True,
+                     type=click.Choice(["none", "inverse", "sqrt_inverse"]),
+                     help="Label weights of the BCE loss, from label frequency."),
+        click.option("--threshold-objective", default="micro", show_default=True,
+                     type=click.Choice(["micro", "macro"]), help="F1 that per-label threshold tuning maximises."),
+    ] if classifier else []
 
     def decorate(command):
         for option in reversed([
@@ -79,13 +88,9 @@ def training_options(epochs: int, lr: float, batch_size: int):
             click.option("--batch-size", default=batch_size, show_default=True, type=click.IntRange(min=1)),
             click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0, min_open=True)),
             click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
-                         help="Early stopping: epochs without a better val micro-F1."),
+                         help=f"Early stopping: epochs without {score}."),
             click.option("--seed", default=42, show_default=True, type=int),
-            click.option("--pos-weight", "pos_weight_scheme", default="sqrt_inverse", show_default=True,
-                         type=click.Choice(["none", "inverse", "sqrt_inverse"]),
-                         help="Label weights of the BCE loss, from label frequency."),
-            click.option("--threshold-objective", default="micro", show_default=True,
-                         type=click.Choice(["micro", "macro"]), help="F1 that per-label threshold tuning maximises."),
+            *classifier_options,
             click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda."),
             click.option("--force", is_flag=True, help="Replace an existing --out artifact."),
         ]):
@@ -155,14 +160,7 @@ def train_teacher_command(data, out, init, layers, hidden, heads, intermediate, 
               help="Save the training state every N steps (0: at epoch ends); rerunning resumes from it.")
 @click.option("--restart", is_flag=True, help="Discard the saved state of an unfinished run and start over.")
 @click.option("--init", type=PATH_IN, help="Continue an earlier pretrain artifact (its tokenizer and geometry).")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Early stopping: epochs without a lower val MLM loss.")
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda.")
-@click.option("--force", is_flag=True, help="Replace an existing --out artifact.")
+@training_options(epochs=3, lr=5e-4, batch_size=32, classifier=False)
 def pretrain_command(corpus, data, out, tokenizer_dir, tokenizer, vocab_size, min_freq, max_length, layers, hidden,
                      heads, intermediate, mask_prob, whole_word, val_fraction, save_every, restart, init, epochs,
                      batch_size, lr, patience, seed, device, force):

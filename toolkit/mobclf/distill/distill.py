@@ -16,7 +16,7 @@ Transfer texts are the training texts plus optional unlabelled ones, which get t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +123,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     stages = []
     if general_texts:
         general = encode_texts(prepared.tokenizer, read_texts(general_texts))
-        stage_config = FitConfig(**{**asdict(fit_config), "epochs": plan.general_epochs})
+        stage_config = replace(fit_config, epochs=plan.general_epochs)
         result = fit(prepared.intermediate_module, len(general),
                      lambda index: batch_loss(index, intermediate, encoded=general), None, stage_config,
                      "general distillation", lengths=general.lengths)
@@ -131,7 +131,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                        "seconds": result.seconds})
     main_losses = set(weights)
     if plan.intermediate_epochs and intermediate:
-        stage_config = FitConfig(**{**asdict(fit_config), "epochs": plan.intermediate_epochs})
+        stage_config = replace(fit_config, epochs=plan.intermediate_epochs)
         result = fit(prepared.intermediate_module, len(texts), lambda index: batch_loss(index, intermediate), None,
                      stage_config, "intermediate stage", lengths=prepared.encoded.lengths)
         stages.append({"stage": "intermediate", "losses": sorted(intermediate), "epochs": result.best_epoch,
