@@ -81,12 +81,13 @@ class BertClassifier(nn.Module):
                output_attentions: bool = False) -> EncoderOutput:
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                         output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        states = out.last_hidden_state
+        return EncoderOutput(self.classify(out.last_hidden_state, attention_mask), out.hidden_states, out.attentions)
+
+    def classify(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The head: last-layer token states [B, L, H] → logits [B, labels]."""
         if self.config["head"] == "cnn":
-            pooled = masked_max_pool(self.convs(states), attention_mask)
-        else:
-            pooled = states[:, 0]
-        return EncoderOutput(self.head(pooled), out.hidden_states, out.attentions)
+            return self.head(masked_max_pool(self.convs(states), attention_mask))
+        return self.head(states[:, 0])
 
 
 class TinyBertClassifier(BertClassifier):
