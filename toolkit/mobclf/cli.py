@@ -299,3 +299,28 @@ def demo_command(out, n_items, pretrain_epochs, teacher_epochs, student_epochs, 
 
     run_demo(out, n_items=n_items, pretrain_epochs=pretrain_epochs, teacher_epochs=teacher_epochs,
              student_epochs=student_epochs, seed=seed, force=force)
+
+
+@main.command("quantize")
+@click.option("--from", "model_dir", required=True, type=PATH_IN, help="Student or pruned artifact.")
+@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact (calibration texts, val/test metrics).")
+@click.option("--out", required=True, type=PATH_OUT, help="Quantized artifact directory to write.")
+@click.option("--runtime", default="executorch", show_default=True, type=click.Choice(["executorch", "onnx"]),
+              help="ExecuTorch (PT2E, XNNPACK) → model.pte; ONNX (onnxruntime.quantization) → model.onnx.")
+@click.option("--scheme", default="static", show_default=True, type=click.Choice(["static", "dynamic"]),
+              help="static: int8 activations calibrated on training texts; dynamic: activations quantized per call "
+                   "(linear layers, for TinyBERT).")
+@click.option("--calibration", "calibration_size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Training texts to calibrate on.")
+@click.option("--embedding", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]),
+              help="ExecuTorch: embedding tables as int8 with per-row scales, or fp32 as PT2E leaves them.")
+@click.option("--seed", default=42, show_default=True, type=int, help="Which training texts calibrate.")
+@click.option("--force", is_flag=True, help="Replace an existing --out artifact.")
+def quantize_command(model_dir, data, out, runtime, scheme, calibration_size, embedding, seed, force):
+    """INT8 post-training quantization, measured on val (and test) in the runtime the model will run in."""
+    from mobclf.compress.quantize import QuantizeConfig, quantize
+
+    config = QuantizeConfig(runtime=runtime, scheme=scheme, calibration_size=calibration_size, embedding=embedding,
+                            seed=seed)
+    artifact = quantize(model_dir, data, out, config, force=force)
+    click.echo(f"quantized model written to {artifact.path}")

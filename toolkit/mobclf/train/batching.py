@@ -53,8 +53,10 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, encoded: EncodedTexts, batch_size: int = 128,
                    device: torch.device | str = "cpu", description: str = "predicting") -> torch.Tensor:
-    """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order."""
-    model.eval()
+    """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order; ``model`` is a
+    module or a runtime runner (ExecuTorch, onnxruntime) called the same way."""
+    if isinstance(model, torch.nn.Module):
+        model.eval()
     outputs = []
     with progress() as bar:
         task = bar.add_task(description, total=len(encoded), status="")

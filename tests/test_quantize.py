@@ -1,0 +1,133 @@
+"""INT8 quantization for ExecuTorch (PT2E, XNNPACK) and ONNX (onnxruntime), run in the real runtimes, on tiny
+distilled students."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from mobclf.artifacts import load_artifact
+from mobclf.cli import main
+from mobclf.compress.quantize import Int8Embedding
+from mobclf.data.demo_corpus import generate_demo_corpus
+from mobclf.export.executorch import PteRunner, to_pte
+from mobclf.export.exportable import ExportableClassifier, min_length
+from mobclf.export.onnx import OnnxRunner, export_onnx
+from mobclf.models import load_classifier
+from mobclf.text import load_tokenizer
+
+TEACHER = ["--layers", "1", "--hidden", "48", "--heads", "4", "--max-length", "40", "--batch-size", "32",
+           "--lr", "2e-3", "--epochs", "4"]
+STUDENTS = {
+    "textcnn": ["--student", "textcnn", "--embedding-dim", "32", "--filters", "16", "--epochs", "6", "--lr", "3e-3"],
+    "tinybert": ["--student", "tinybert", "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--epochs", "6", "--lr", "2e-3"],
+}
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quantize")
+    generate_demo_corpus(root / "news.jsonl", n_items=600, seed=11)
+    assert run("data", "prepare", root / "news.jsonl", "--out", root / "data").exit_code == 0
+    assert run("train-teacher", "--data", root / "data", "--out", root / "teacher", *TEACHER).exit_code == 0
+    for name, options in STUDENTS.items():
+        result = run("distill", "--teacher", root / "teacher", "--data", root / "data", "--out", root / name,
+                     "--batch-size", "32", *options)
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def encode(artifact_dir, texts):
+    tokenizer = load_tokenizer(artifact_dir / "tokenizer")
+    batch = tokenizer.encode_batch(texts)
+    return batch["input_ids"], batch["attention_mask"]
+
+
+@pytest.mark.parametrize("student, runtime, scheme, model_file", [
+    ("textcnn", "executorch", "static", "model.pte"),
+    ("tinybert", "executorch", "dynamic", "model.pte"),
+    ("textcnn", "onnx", "static", "model.onnx"),
+    ("tinybert", "onnx", "dynamic", "model.onnx"),
+])
+def test_quantized_students_run_in_their_runtime_and_agree_with_fp32(students, tmp_path, student, runtime, scheme,
+                                                                     model_file):
+    out = students / f"{student}-{runtime}-{scheme}"
+    result = run("quantize", "--from", students / student, "--data", students / "data", "--out", out,
+                 "--runtime", runtime, "--scheme", scheme, "--calibration", "64")
+    assert result.exit_code == 0, result.output
+    artifact = load_artifact(out, kind="quantized")
+    manifest = artifact.manifest
+    parent = load_artifact(students / student)
+    assert manifest["quantization"]["file"] == model_file and (out / model_file).is_file()
+    assert manifest["quantization"]["calibration"]["rows"] and len(manifest["quantization"]["calibration"]["rows"]) == 64
+    assert manifest["thresholds"] == parent.manifest["thresholds"]
+    assert manifest["lineage"]["parents"][0]["sha256"] == parent.sha256
+    for split in ("val", "test"):
+        assert manifest["metrics"]["agreement_with_fp32"][split] > 0.8
+        assert abs(manifest["metrics"]["agreement_with_teacher"][split]
+                   - parent.manifest["metrics"]["agreement_with_teacher"][split]) < 0.1
+        assert abs(manifest["metrics"][split]["micro_f1"] - parent.manifest["metrics"][split]["micro_f1"]) < 0.1
+    # smaller than the same model exported in fp32 (tiny models: the graph itself is a good part of the file)
+    model = load_classifier(parent)
+    if runtime == "executorch":
+        fp32_size = len(to_pte(ExportableClassifier(model), 40).pte)
+    else:
+        fp32_size = export_onnx(model, 40, tmp_path / "fp32.onnx").stat().st_size
+    assert manifest["quantization"]["size_bytes"] == (out / model_file).stat().st_size < 0.8 * fp32_size
+
+    # the stored file runs on the shortest and the longest input, close to the fp32 model
+    runner_type = PteRunner if runtime == "executorch" else OnnxRunner
+    runner = runner_type(out / model_file, min_length(model))
+    texts = ["球", "央行宣布下调存款准备金率 股市大涨 " * 10]
+    ids, mask = encode(out, texts)
+    assert ids.shape[1] == parent.manifest["tokenizer"]["max_length"]
+    quantized, fp32 = torch.sigmoid(runner(ids, mask)), torch.sigmoid(model(ids, mask))
+    assert quantized.shape == fp32.shape == (2, len(parent.labels))
+    assert (quantized - fp32).abs().max() < 0.15
+
+
+def test_fp32_pte_matches_eager_for_short_and_max_length_input(students):
+    model = load_classifier(load_artifact(students / "tinybert"))
+    lowered = to_pte(ExportableClassifier(model), 40)
+    assert lowered.delegated and "aten_linear_default" in lowered.delegated
+    runner = PteRunner(lowered.pte, min_length(model))
+    for length in (1, 7, 40):
+        ids = torch.randint(5, 50, (1, length))
+        mask = torch.ones_like(ids)
+        torch.testing.assert_close(runner(ids, mask), model(ids, mask), atol=1e-5, rtol=1e-4)
+
+
+def test_int8_embedding_rows_are_within_half_a_step_of_the_table():
+    table = torch.randn(50, 16)
+    embedding = Int8Embedding(table)
+    ids = torch.arange(50)
+    step = table.abs().amax(dim=1, keepdim=True) / 127
+    assert embedding.quantized.dtype == torch.int8
+    assert torch.all((embedding(ids) - table).abs() <= step / 2 + 1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scheme", "weekly"], "Invalid value for '--scheme'"),
+    (["--calibration", "0"], "Invalid value for '--calibration'"),
+])
+def test_bad_quantize_options_are_one_line_errors(students, tmp_path, args, message):
+    result = CliRunner().invoke(main, ["quantize", "--from", str(students / "textcnn"), "--data",
+                                       str(students / "data"), "--out", str(tmp_path / "q"), *args])
+    assert result.exit_code != 0 and message in result.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_teacher_is_not_quantized_and_textcnn_has_no_dynamic_scheme(students, tmp_path):
+    result = CliRunner().invoke(main, ["quantize", "--from", str(students / "teacher"), "--data",
+                                       str(students / "data"), "--out", str(tmp_path / "q")])
+    assert result.exit_code != 0 and "teacher" in result.output and "student" in result.output
+    result = CliRunner().invoke(main, ["quantize", "--from", str(students / "textcnn"), "--data",
+                                       str(students / "data"), "--out", str(tmp_path / "q"), "--scheme", "dynamic"])
+    assert result.exit_code != 0 and "--scheme static" in result.output
+    assert not (tmp_path / "q").exists()

@@ -1,0 +1,1 @@
+"""Compression stages: structured pruning (``prune``) and quantization."""

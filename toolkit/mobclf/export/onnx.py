@@ -1,0 +1,46 @@
+"""ONNX: ``torch.onnx.export`` (dynamo) with dynamic batch and sequence axes, checked with ``onnx.checker``, and a
+runner over onnxruntime. Inputs ``input_ids`` / ``attention_mask`` (int64 [B, L]), output ``logits`` [B, labels]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from mobclf.export.exportable import ExportableClassifier, min_length, pad_to
+
+INPUTS = ("input_ids", "attention_mask")
+
+
+def export_onnx(model: nn.Module, max_length: int, path: Path) -> Path:
+    """Write ``model`` as ONNX to ``path`` (batch and sequence length dynamic up to ``max_length``)."""
+    shortest = min_length(model)
+    example = (torch.ones(2, shortest, dtype=torch.long), torch.ones(2, shortest, dtype=torch.long))
+    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=shortest, max=max_length)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        torch.onnx.export(ExportableClassifier(model), example, str(path), input_names=list(INPUTS),
+                          output_names=["logits"], dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+                          dynamo=True, external_data=False, verbose=False)
+    onnx.checker.check_model(str(path))
+    return Path(path)
+
+
+class OnnxRunner:
+    """Runs an ``.onnx`` classifier in onnxruntime (CPU) on padded batches: ``runner(input_ids, attention_mask)``."""
+
+    def __init__(self, path: Path, min_length: int, threads: int | None = None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.min_length = min_length
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = pad_to(input_ids, attention_mask, self.min_length)
+        feeds = {"input_ids": ids.numpy().astype(np.int64), "attention_mask": mask.numpy().astype(np.int64)}
+        return torch.from_numpy(self.session.run(["logits"], feeds)[0])
