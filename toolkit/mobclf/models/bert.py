@@ -34,7 +34,12 @@ class EncoderOutput:
 
 
 class BertClassifier(nn.Module):
-    """BERT encoder + classification head; outputs one logit per label (sigmoid, multi-label first)."""
+    """BERT encoder + classification head; outputs one logit per label (sigmoid, multi-label first).
+
+    ``config``: ``bert`` (a plain BertConfig dict), ``head``, ``num_labels``, optional ``dropout``, ``head_hidden``,
+    ``kernel_sizes``, ``num_filters``; a pruned encoder adds ``layer_heads`` and ``layer_intermediate`` (one entry
+    per layer: attention heads kept, FFN width kept), which override ``bert``'s uniform geometry.
+    """
 
     def __init__(self, config: dict, encoder: BertModel | None = None):
         super().__init__()
@@ -53,6 +58,8 @@ class BertClassifier(nn.Module):
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.convs.out_channels, labels))
         else:
             raise UserError(f"unknown teacher head {head!r}; choose one of {', '.join(HEADS)}")
+        if "layer_heads" in config or "layer_intermediate" in config:
+            resize_layers(self.bert, config.get("layer_heads"), config.get("layer_intermediate"))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path, config: dict) -> "BertClassifier":
@@ -96,6 +103,29 @@ class TinyBertClassifier(BertClassifier):
 
 
 TINYBERT_4 = {"layers": 4, "hidden": 312, "heads": 12, "intermediate": 1200}
+
+
+def resize_layers(bert: BertModel, layer_heads: list[int] | None, layer_intermediate: list[int] | None) -> None:
+    """Give each layer of ``bert`` its own number of attention heads and FFN width (a pruned geometry).
+
+    Head size and hidden size stay those of ``bert.config`` (whose ``num_attention_heads`` then describes only the
+    head size, hidden / heads); the new linear layers are uninitialised stand-ins for weights loaded afterwards.
+    """
+    layers = bert.encoder.layer
+    for name, values in (("layer_heads", layer_heads), ("layer_intermediate", layer_intermediate)):
+        if values is not None and (len(values) != len(layers) or min(values) < 1):
+            raise UserError(f"{name} {values} must hold a positive number for each of the {len(layers)} layers")
+    hidden = bert.config.hidden_size
+    for index, layer in enumerate(layers):
+        if layer_heads is not None:
+            attention = layer.attention.self
+            width = layer_heads[index] * attention.attention_head_size
+            attention.query, attention.key, attention.value = (nn.Linear(hidden, width) for _ in range(3))
+            attention.num_attention_heads, attention.all_head_size = layer_heads[index], width
+            layer.attention.output.dense = nn.Linear(width, hidden)
+        if layer_intermediate is not None:
+            layer.intermediate.dense = nn.Linear(hidden, layer_intermediate[index])
+            layer.output.dense = nn.Linear(layer_intermediate[index], hidden)
 
 
 def attention_scores(layer: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:

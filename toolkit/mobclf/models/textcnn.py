@@ -24,11 +24,18 @@ class ConvFeatures(nn.Module):
     out so that even kernel sizes need no hidden copy and export as a plain pad + conv).
     """
 
-    def __init__(self, in_channels: int, kernel_sizes: list[int], num_filters: int):
+    def __init__(self, in_channels: int, kernel_sizes: list[int], num_filters: int | list[int]):
+        """``num_filters``: one count for every kernel size, or one per kernel size (a pruned TextCNN)."""
         super().__init__()
         self.kernel_sizes = list(kernel_sizes)
-        self.convs = nn.ModuleList(nn.Conv1d(in_channels, num_filters, k) for k in kernel_sizes)
-        self.out_channels = num_filters * len(kernel_sizes)
+        widths = list(num_filters) if isinstance(num_filters, (list, tuple)) else [num_filters] * len(kernel_sizes)
+        if len(widths) != len(self.kernel_sizes):
+            raise UserError(f"{len(widths)} filter counts for {len(self.kernel_sizes)} kernel sizes")
+        self.convs = nn.ModuleList(nn.Conv1d(in_channels, width, k) for k, width in zip(kernel_sizes, widths))
+
+    @property
+    def out_channels(self) -> int:
+        return sum(conv.out_channels for conv in self.convs)
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         channels_first = sequence.transpose(1, 2)
@@ -43,8 +50,8 @@ def masked_max_pool(features: torch.Tensor, attention_mask: torch.Tensor) -> tor
 
 
 class TextCNN(nn.Module):
-    """Kim's CNN over token embeddings; ``config``: vocab_size, embedding_dim, kernel_sizes, num_filters,
-    dropout, num_labels."""
+    """Kim's CNN over token embeddings; ``config``: vocab_size, embedding_dim, kernel_sizes, num_filters (one
+    count, or a list with one per kernel size after pruning), dropout, num_labels."""
 
     def __init__(self, config: dict):
         super().__init__()

@@ -1,0 +1,308 @@
+"""``mobclf prune``: structured pruning of a distilled student, then recovery distillation from the teacher.
+
+Structured pruning removes whole filters, heads and FFN channels, so the pruned model is a smaller dense model
+that runs faster everywhere (no sparse kernels needed). Channels are grouped by torch-pruning's dependency graph
+(Fang et al., 2023, "DepGraph: Towards Any Structural Pruning"): removing a conv filter also removes its column
+in the classifier, removing a head also removes its rows in the attention output projection.
+
+- TextCNN: conv filters (each kernel size keeps its own count); the embedding and the classifier's outputs stay.
+- TinyBERT: whole attention heads (Michel et al., 2019, "Are Sixteen Heads Really Better than One?") and FFN
+  intermediate channels; hidden size, embeddings and classifier outputs stay.
+
+Importance is the L2 norm of each channel's weights across its group (``magnitude``) or the first-order Taylor
+estimate |w · ∂L/∂w| from a few training batches of the recovery loss (``taylor``, Molchanov et al., 2019).
+``steps`` > 1 prunes iteratively: ratio·k/steps of the original channels are gone after step k, and every step is
+followed by recovery. Recovery is distillation (``soft_kd`` + ``hard_bce`` from the loss registry, teacher logits
+from the cache) through the one loop with early stopping on val micro-F1; thresholds are re-tuned at the end.
+
+Vocabulary pruning keeps only the tokens seen in the training texts (special tokens always), in the tokenizer's
+order, slices the embedding rows to match and saves the tokenizer with the smaller ``vocab.txt``: every text whose
+tokens are all kept gets the same prediction as before. The pruned geometry is recorded in the manifest's
+``architecture.config`` (TextCNN ``num_filters`` per kernel size, BERT ``layer_heads`` / ``layer_intermediate``)
+so ``load_classifier`` rebuilds a plain module and loads its safetensors.
+
+    config = PruneConfig(ratio=0.3, importance="taylor", steps=2)
+    pruned = prune(Path("student"), Path("data"), Path("pruned"), config, FitConfig(epochs=3, lr=5e-4))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from mobclf.artifacts import Artifact, check_output_dir, load_artifact
+from mobclf.console import console
+from mobclf.data.dataset import load_dataset
+from mobclf.distill.losses import get_loss
+from mobclf.distill.student import PREDICTION_LOSSES
+from mobclf.distill.teacher_cache import teacher_outputs, teacher_predictions
+from mobclf.errors import UserError
+from mobclf.models import load_classifier, resolve_device
+from mobclf.text import SPECIAL_TOKENS, TOKENIZERS, Tokenizer, load_tokenizer
+from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
+from mobclf.train.loop import FitConfig, FitResult, fit
+from mobclf.train.losses import label_pos_weights
+from mobclf.train.metrics import agreement
+
+ARCHITECTURES = ("textcnn", "tinybert")
+IMPORTANCES = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+               "taylor": lambda: tp.importance.GroupTaylorImportance()}
+
+
+@dataclass
+class PruneConfig:
+    """What to prune and how hard; recovery training itself is a ``FitConfig`` (its ``epochs`` per step)."""
+
+    ratio: float = 0.3  # fraction of filters / heads / FFN channels removed, in (0, 1)
+    importance: str = "magnitude"  # "magnitude" (group L2 norm) or "taylor" (|w·grad| on training batches)
+    global_pruning: bool = False  # rank channels across layers instead of the same ratio in every layer
+    steps: int = 1  # iterative pruning: this many prune → recover rounds
+    prune_vocab: bool = True  # keep only the tokens seen in the training texts
+    losses: dict[str, float] = field(default_factory=lambda: {"soft_kd": 1.0, "hard_bce": 1.0})
+    temperature: float | None = None  # soft_kd temperature; None → the student's distillation temperature (or 2)
+    taylor_batches: int = 8  # training batches whose gradients the Taylor importance reads
+
+
+def _check_config(config: PruneConfig) -> dict[str, float]:
+    if not 0 < config.ratio < 1:
+        raise UserError(f"--ratio {config.ratio} must lie strictly between 0 and 1, e.g. 0.3 removes 30% of the "
+                        "filters, heads and FFN channels")
+    if config.importance not in IMPORTANCES:
+        raise UserError(f"unknown importance {config.importance!r}; choose one of {', '.join(IMPORTANCES)}")
+    if config.steps < 1 or config.taylor_batches < 1:
+        raise UserError("--steps (and the Taylor batches) must be at least 1")
+    weights = {name: weight for name, weight in config.losses.items() if weight}
+    for name in weights:
+        get_loss(name)  # unknown names: a UserError listing the registry
+        if name not in PREDICTION_LOSSES:
+            raise UserError(f"recovery trains the outputs only; use {' or '.join(PREDICTION_LOSSES)}, not {name!r}")
+    if not weights:
+        raise UserError("recovery needs soft_kd or hard_bce with a non-zero weight")
+    return weights
+
+
+def _teacher_dir(source: Artifact, override: Path | None) -> Path:
+    """The teacher to recover against: ``--teacher`` or the one the student was distilled from."""
+    if override is not None:
+        return Path(override)
+    recorded = (source.manifest.get("pruning", {}).get("teacher") or
+                source.manifest.get("distillation", {}).get("teacher") or {}).get("path")
+    if not recorded:
+        raise UserError("its manifest names no teacher (distillation.teacher.path); pass --teacher DIR",
+                        path=source.path)
+    if not Path(recorded).is_dir():
+        raise UserError(f"its teacher {recorded} is gone; pass --teacher DIR", path=source.path)
+    return Path(recorded)
+
+
+def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: FitConfig,
+          teacher_dir: Path | None = None, threshold_objective: str = "micro",
+          pos_weight_scheme: str = "sqrt_inverse", device: str = "auto", force: bool = False) -> Artifact:
+    """Prune a ``student`` (or ``pruned``) artifact, recover it by distillation, and write a ``pruned`` artifact.
+
+    ``fit_config.epochs`` recovery epochs follow every pruning step (0: none, the pruned weights as they are).
+    """
+    weights = _check_config(config)
+    check_output_dir(out, force)
+    source_artifact = load_artifact(source, kind=("student", "pruned"))
+    arch = source_artifact.manifest["architecture"]["name"]
+    if arch not in ARCHITECTURES:
+        raise UserError(f"is a {arch} model; mobclf prune takes a TextCNN or TinyBERT student", path=source)
+    teacher_artifact = load_artifact(_teacher_dir(source_artifact, teacher_dir), kind="teacher")
+    dataset = load_dataset(data)
+    if source_artifact.labels != dataset.labels or teacher_artifact.labels != dataset.labels:
+        raise UserError("the student or its teacher was trained on other labels than this dataset's; prune on the "
+                        "student's data", path=data)
+    temperature = config.temperature or source_artifact.manifest.get("distillation", {}).get("plan", {}).get(
+        "temperature", 2.0)
+    if fit_config.lr is None:  # recover at the rate the student trained at
+        fit_config = replace(fit_config, lr=source_artifact.manifest.get("training", {}).get("config", {}).get(
+            "lr", 1e-3))
+    run_device = resolve_device(device)
+    torch.manual_seed(fit_config.seed)
+
+    model = load_classifier(source_artifact)
+    model.config = copy.deepcopy(model.config)  # pruning rewrites the geometry; the source manifest stays as read
+    tokenizer = load_tokenizer(source_artifact.file("tokenizer"))
+    texts = dataset.texts("train")
+    before = _measure(model, arch, tokenizer)
+    console.log(f"{arch}: {before['params']:,} parameters, {before['macs']:,.0f} MACs per text of "
+                f"{tokenizer.max_length} tokens")
+    vocabulary = None
+    if config.prune_vocab:
+        model, tokenizer = prune_vocabulary(model, tokenizer, texts)
+        vocabulary = {"before": before["vocab_size"], "after": len(tokenizer.vocab)}
+        console.log(f"vocabulary: {vocabulary['before']:,} → {vocabulary['after']:,} tokens (those seen in the "
+                    f"{len(texts):,} training texts)")
+
+    teacher = load_classifier(teacher_artifact)
+    teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
+    teacher_logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=run_device).logits
+    encoded = encode_texts(tokenizer, texts)
+    targets = torch.from_numpy(dataset.targets("train"))
+    pos_weight = label_pos_weights(dataset.label_counts("train"), len(texts), pos_weight_scheme).to(run_device)
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
+        logits = model(**batch)
+        inputs = {"soft_kd": dict(student_logits=logits, teacher_logits=teacher_logits[index].to(run_device),
+                                  temperature=temperature, multi_label=dataset.multi_label),
+                  "hard_bce": dict(logits=logits, targets=targets[index].to(run_device), pos_weight=pos_weight)}
+        return sum(weight * get_loss(name)(**inputs[name]) for name, weight in weights.items())
+
+    def validate() -> float:
+        return val_micro_f1(model, tokenizer, dataset, run_device)
+
+    steps, done, result = [], 0.0, FitResult(best_score=math.nan, best_epoch=0)
+    for step in range(1, config.steps + 1):
+        target = config.ratio * step / config.steps
+        if config.importance == "taylor":
+            _taylor_gradients(model, batch_loss, len(texts), fit_config, config.taylor_batches, run_device)
+        model.cpu()
+        _prune_step(model, arch, encoded, 1 - (1 - target) / (1 - done), config)
+        done = target
+        model.to(run_device)
+        record = {"step": step, "ratio": round(target, 4), **_measure(model, arch, tokenizer),
+                  "val_micro_f1_pruned": validate()}
+        console.log(f"step {step}/{config.steps}: {record['params']:,} parameters, {record['macs']:,.0f} MACs, "
+                    f"val micro-F1 {record['val_micro_f1_pruned']:.4f} before recovery")
+        if fit_config.epochs:
+            result = fit(model, len(texts), batch_loss, validate, fit_config, f"recovery {step}/{config.steps}",
+                         lengths=encoded.lengths)
+            record["recovery"] = {"best_epoch": result.best_epoch, "val_micro_f1": result.best_score,
+                                  "seconds": result.seconds, "history": result.history}
+        steps.append(record)
+
+    model.cpu()
+    after = _measure(model, arch, tokenizer)
+    thresholds, info, metrics, predictions = tune_and_score(model, tokenizer, dataset, threshold_objective, "cpu")
+    metrics["agreement_with_teacher"] = {
+        split: agreement(ours, teacher_predictions(teacher_artifact, teacher, teacher_tokenizer, dataset.texts(split),
+                                                   not dataset.multi_label, run_device))
+        for split, ours in predictions.items()}
+    console.log(f"pruned: {before['params']:,} → {after['params']:,} parameters, {before['macs']:,.0f} → "
+                f"{after['macs']:,.0f} MACs; val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher "
+                f"on val {metrics['agreement_with_teacher']['val']:.4f}")
+    extra = {"pruning": {
+        "config": {**asdict(config), "temperature": temperature},
+        "params_before": before["params"], "params_after": after["params"],
+        "macs_before": before["macs"], "macs_after": after["macs"], "macs_input_length": tokenizer.max_length,
+        "geometry_before": before["geometry"], "geometry_after": after["geometry"],
+        "vocabulary": vocabulary, "steps": steps,
+        "source": {"path": str(source_artifact.path), "kind": source_artifact.kind, "sha256": source_artifact.sha256},
+        "teacher": {"path": str(teacher_artifact.path), "sha256": teacher_artifact.sha256,
+                    "micro_f1": {split: scores["micro_f1"]
+                                 for split, scores in teacher_artifact.manifest["metrics"].items()}},
+    }}
+    if "distillation" in source_artifact.manifest:
+        extra["distillation"] = source_artifact.manifest["distillation"]  # how the weights were first distilled
+    return write_classifier(out, "pruned", model, tokenizer, dataset,
+                            [source_artifact, teacher_artifact, dataset.artifact], thresholds, info, metrics,
+                            fit_config, result, extra, force)
+
+
+def _prune_step(model: nn.Module, arch: str, encoded, ratio: float, config: PruneConfig) -> None:
+    """Remove ``ratio`` of the current prunable channels (and heads) of ``model`` (on the CPU), in place."""
+    example = tuple(encoded.batch(torch.arange(min(2, len(encoded)))).values())
+    options = dict(importance=IMPORTANCES[config.importance](), pruning_ratio=ratio,
+                   global_pruning=config.global_pruning,
+                   in_channel_groups={}, out_channel_groups={})  # torch-pruning mutates its dict defaults
+    if arch == "textcnn":
+        pruner = tp.pruner.MetaPruner(model, example, ignored_layers=[model.embedding, model.classifier], **options)
+    else:
+        heads = {linear: layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer
+                 for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value)}
+        pruner = tp.pruner.MetaPruner(model, example, num_heads=heads, prune_num_heads=True, prune_head_dims=False,
+                                      head_pruning_ratio=ratio, ignored_layers=[model.bert.embeddings, model.head],
+                                      **options)
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    if arch == "tinybert":
+        for layer in model.bert.encoder.layer:  # transformers reads neither, but keep them true
+            attention = layer.attention.self
+            attention.all_head_size = attention.query.out_features
+            attention.num_attention_heads = attention.all_head_size // attention.attention_head_size
+    model.config.update(_geometry(model, arch))
+
+
+def _taylor_gradients(model: nn.Module, batch_loss, n_examples: int, fit_config: FitConfig, batches: int,
+                      device: torch.device) -> None:
+    """Accumulate the recovery loss's gradients over a few training batches (what Taylor importance reads)."""
+    model.to(device).eval()  # no dropout: the gradients of the model that is pruned
+    model.zero_grad(set_to_none=True)
+    for index in batch_indices(n_examples, fit_config.batch_size, shuffle=True, seed=fit_config.seed)[:batches]:
+        batch_loss(index).backward()
+
+
+def _geometry(model: nn.Module, arch: str) -> dict:
+    """The architecture-config keys that describe a (pruned) geometry."""
+    if arch == "textcnn":
+        return {"num_filters": [conv.out_channels for conv in model.convs.convs],
+                "vocab_size": model.embedding.num_embeddings}
+    layers = model.bert.encoder.layer
+    return {"layer_heads": [layer.attention.self.num_attention_heads for layer in layers],
+            "layer_intermediate": [layer.intermediate.dense.out_features for layer in layers]}
+
+
+def _measure(model: nn.Module, arch: str, tokenizer: Tokenizer) -> dict:
+    """Parameters and MACs (torch-pruning's counter) for one text of the tokenizer's full length, and geometry."""
+    example = (torch.full((1, tokenizer.max_length), tokenizer.unk_id, dtype=torch.long),
+               torch.ones(1, tokenizer.max_length, dtype=torch.long))
+    device = next(model.parameters()).device
+    was_training = model.training
+    macs, params = tp.utils.count_ops_and_params(model.eval(), tuple(x.to(device) for x in example))
+    model.train(was_training)
+    geometry = _geometry(model, arch)
+    geometry.pop("vocab_size", None)
+    return {"params": int(params), "macs": float(macs), "vocab_size": _word_embedding(model).num_embeddings,
+            "geometry": geometry}
+
+
+def _word_embedding(model: nn.Module) -> nn.Embedding:
+    return model.embedding if hasattr(model, "embedding") else model.bert.embeddings.word_embeddings
+
+
+def prune_vocabulary(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -> tuple[nn.Module, Tokenizer]:
+    """Keep only the tokens seen in ``texts`` (and the special tokens), in the tokenizer's order.
+
+    Returns ``model`` with its embedding rows sliced to the kept tokens (changed in place, ``config`` updated) and
+    a tokenizer of the same type and options over the smaller vocabulary: a text whose tokens are all kept maps to
+    the same embedding rows, so its logits do not change. (WordPiece: kept pieces still win the greedy longest
+    match, so the kept texts split as before.)
+    """
+    embedding = _word_embedding(model)
+    seen = {tokenizer.token_ids[token] for text in texts for token, _, _ in tokenizer.tokenize(text)
+            if token in tokenizer.token_ids}
+    seen |= {tokenizer.token_ids[token] for token in SPECIAL_TOKENS}
+    if embedding.padding_idx is not None:
+        seen.add(embedding.padding_idx)
+    kept = sorted(seen)
+    if len(kept) == len(tokenizer.vocab):
+        return model, tokenizer
+    padding = kept.index(embedding.padding_idx) if embedding.padding_idx is not None else None
+    sliced = nn.Embedding.from_pretrained(embedding.weight.detach()[kept].clone(), freeze=False, padding_idx=padding)
+    if hasattr(model, "embedding"):  # TextCNN (rebuilt with padding_idx 0, which [PAD] keeps)
+        model.embedding = sliced
+        model.config["vocab_size"] = len(kept)
+    else:  # BERT: no tied output embedding in a classifier
+        model.bert.set_input_embeddings(sliced)
+        model.bert.config.vocab_size = len(kept)
+        model.bert.config.pad_token_id = padding
+        model.config["bert"] = {**model.config["bert"], "vocab_size": len(kept), "pad_token_id": padding}
+    return model, _with_vocab(tokenizer, [tokenizer.vocab[i] for i in kept])
+
+
+def _with_vocab(tokenizer: Tokenizer, vocab: list[str]) -> Tokenizer:
+    """The same tokenizer (type, options, jieba dictionary) over another vocabulary, rebuilt as it would load."""
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save(Path(directory))
+        return TOKENIZERS[tokenizer.kind].from_saved(Path(directory), {**tokenizer.spec, "num_tokens": len(vocab)},
+                                                     vocab)
