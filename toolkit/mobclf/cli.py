@@ -311,7 +311,7 @@ def prune_command(source, data, out, teacher_dir, ratio, importance, global_prun
 
 
 @main.command("eval")
-@click.option("--model", "model_dir", required=True, type=PATH_IN, help="Teacher or student artifact.")
+@click.option("--model", "model_dir", required=True, type=PATH_IN, help="Teacher, student or pruned artifact.")
 @click.option("--data", required=True, type=PATH_IN, help="Dataset artifact.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--device", default="auto", show_default=True)

@@ -1,0 +1,1 @@
+"""Export: ExecuTorch `.pte` (XNNPACK) and ONNX, with runners over their runtimes."""

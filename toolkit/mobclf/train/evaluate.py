@@ -21,7 +21,7 @@ SUMMARY_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision"
 
 def evaluate(model_dir: Path, data: Path, split: str = "test", device: str = "auto") -> dict:
     """Micro/macro precision, recall, F1, subset accuracy and a per-label table, with the artifact's thresholds."""
-    artifact = load_artifact(model_dir, kind=("teacher", "student"))
+    artifact = load_artifact(model_dir, kind=("teacher", "student", "pruned"))
     dataset = load_dataset(data)
     if artifact.labels != dataset.labels:
         raise UserError("the model's labels differ from this dataset's; evaluate on the data it was trained on",
