@@ -131,3 +131,20 @@ def test_a_teacher_is_not_quantized_and_textcnn_has_no_dynamic_scheme(students, 
                                        str(students / "data"), "--out", str(tmp_path / "q"), "--scheme", "dynamic"])
     assert result.exit_code != 0 and "--scheme static" in result.output
     assert not (tmp_path / "q").exists()
+
+
+def test_a_pruned_tinybert_lowers_to_pte_in_fp32_and_int8(students):
+    """Pruned heads and FFN channels (geometry rebuilt from the manifest) survive export, PT2E and XNNPACK."""
+    result = run("prune", "--from", students / "tinybert", "--data", students / "data", "--out",
+                 students / "tinybert-pruned", "--ratio", "0.5", "--recovery-epochs", "0")
+    assert result.exit_code == 0, result.output
+    model = load_classifier(load_artifact(students / "tinybert-pruned", kind="pruned"))
+    assert model.config["layer_heads"] == [1]
+    runner = PteRunner(to_pte(ExportableClassifier(model), 40).pte, min_length(model))
+    ids, mask = encode(students / "tinybert-pruned", ["央行宣布降息", "国足客场战平对手 " * 8])
+    torch.testing.assert_close(runner(ids, mask), model(ids, mask), atol=1e-5, rtol=1e-4)
+    result = run("quantize", "--from", students / "tinybert-pruned", "--data", students / "data", "--out",
+                 students / "tinybert-pruned-int8", "--calibration", "32")
+    assert result.exit_code == 0, result.output
+    metrics = load_artifact(students / "tinybert-pruned-int8", kind="quantized").manifest["metrics"]
+    assert metrics["agreement_with_fp32"]["val"] > 0.8
