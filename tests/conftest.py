@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
+
+from mobclf.cli import main
+from mobclf.data.demo_corpus import generate_demo_corpus
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -10,3 +14,31 @@ def private_cache(tmp_path_factory):
     mp.setenv("MOBCLF_CACHE", str(tmp_path_factory.mktemp("mobclf-cache")))
     yield
     mp.undo()
+
+
+TEACHER = ["--layers", "1", "--hidden", "48", "--heads", "4", "--max-length", "40", "--batch-size", "32",
+           "--lr", "2e-3", "--epochs", "4"]
+STUDENTS = {
+    "textcnn": ["--student", "textcnn", "--embedding-dim", "32", "--filters", "16", "--epochs", "6", "--lr", "3e-3"],
+    "tinybert": ["--student", "tinybert", "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--epochs", "6", "--lr", "2e-3"],
+}
+
+
+def run(*args):
+    """Invoke the mobclf CLI with any arguments turned into strings."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def students(tmp_path_factory):
+    """A dataset, a 1-layer teacher and two students distilled from it (TextCNN, 1-layer TinyBERT), all tiny."""
+    root = tmp_path_factory.mktemp("quantize")
+    generate_demo_corpus(root / "news.jsonl", n_items=600, seed=11)
+    assert run("data", "prepare", root / "news.jsonl", "--out", root / "data").exit_code == 0
+    assert run("train-teacher", "--data", root / "data", "--out", root / "teacher", *TEACHER).exit_code == 0
+    for name, options in STUDENTS.items():
+        result = run("distill", "--teacher", root / "teacher", "--data", root / "data", "--out", root / name,
+                     "--batch-size", "32", *options)
+        assert result.exit_code == 0, result.output
+    return root

@@ -6,41 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import run
 
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 from mobclf.compress.quantize import Int8Embedding
-from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
-
-TEACHER = ["--layers", "1", "--hidden", "48", "--heads", "4", "--max-length", "40", "--batch-size", "32",
-           "--lr", "2e-3", "--epochs", "4"]
-STUDENTS = {
-    "textcnn": ["--student", "textcnn", "--embedding-dim", "32", "--filters", "16", "--epochs", "6", "--lr", "3e-3"],
-    "tinybert": ["--student", "tinybert", "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
-                 "--epochs", "6", "--lr", "2e-3"],
-}
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def students(tmp_path_factory):
-    root = tmp_path_factory.mktemp("quantize")
-    generate_demo_corpus(root / "news.jsonl", n_items=600, seed=11)
-    assert run("data", "prepare", root / "news.jsonl", "--out", root / "data").exit_code == 0
-    assert run("train-teacher", "--data", root / "data", "--out", root / "teacher", *TEACHER).exit_code == 0
-    for name, options in STUDENTS.items():
-        result = run("distill", "--teacher", root / "teacher", "--data", root / "data", "--out", root / name,
-                     "--batch-size", "32", *options)
-        assert result.exit_code == 0, result.output
-    return root
 
 
 def encode(artifact_dir, texts):

@@ -369,3 +369,27 @@ def quantize_command(model_dir, data, out, runtime, scheme, calibration_size, em
                             seed=seed)
     artifact = quantize(model_dir, data, out, config, force=force)
     click.echo(f"quantized model written to {artifact.path}")
+
+
+@main.command("export")
+@click.option("--from", "model_dir", required=True, type=PATH_IN, help="Student, pruned or quantized artifact.")
+@click.option("--target", default="android", show_default=True, type=click.Choice(["android", "onnx", "web", "all"]),
+              help="android: model.pte (ExecuTorch, XNNPACK); onnx/web: model.onnx (onnxruntime); all: both.")
+@click.option("--out", required=True, type=PATH_OUT, help="Bundle (export artifact) directory to write.")
+@click.option("--data", type=PATH_IN, help="Dataset artifact for the parity texts [default: the model's own].")
+@click.option("--parity-texts", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Validation texts run through the eager model and every exported file.")
+@click.option("--min-agreement", default=0.98, show_default=True, type=click.FloatRange(0, 1),
+              help="Least share of texts whose thresholded labels must match the eager model's.")
+@click.option("--max-prob-diff", default=0.2, show_default=True, type=click.FloatRange(min=0),
+              help="Largest |Δ probability| allowed between an exported file and the eager model.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Which validation texts check parity.")
+@click.option("--force", is_flag=True, help="Replace an existing --out, and export even when parity fails.")
+def export_command(model_dir, target, out, data, parity_texts, min_agreement, max_prob_diff, seed, force):
+    """Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity certificate."""
+    from mobclf.export.bundle import export_bundle
+    from mobclf.export.parity import Tolerance
+
+    artifact = export_bundle(model_dir, out, target, data=data, parity_texts=parity_texts,
+                             tolerance=Tolerance(min_agreement, max_prob_diff), seed=seed, force=force)
+    click.echo(f"bundle written to {artifact.path}")

@@ -190,8 +190,9 @@ def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, for
         metrics = _runtime_metrics(runner, model, tokenizer, dataset, parent)
         save_weights(model, artifact.dir)
         tokenizer.save(artifact.dir / "tokenizer")
-        kept = ("architecture", "params", "tokenizer", "labels", "multi_label", "output_activation", "thresholds")
-        artifact.manifest.update({key: parent.manifest[key] for key in kept})
+        kept = ("architecture", "params", "tokenizer", "labels", "multi_label", "output_activation", "thresholds",
+                "distillation")  # distillation: where later stages find the teacher
+        artifact.manifest.update({key: parent.manifest[key] for key in kept if key in parent.manifest})
         artifact.manifest.update({
             "quantization": {**asdict(config), **lowering, "file": path.name, "size_bytes": path.stat().st_size,
                              "calibration": {"split": "train", "rows": rows, "dataset_sha256": dataset.artifact.sha256}},

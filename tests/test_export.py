@@ -1,0 +1,91 @@
+"""mobclf export: device bundles of tiny students (fp32 and INT8, .pte and .onnx) with their parity certificate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run
+
+from mobclf.artifacts import load_artifact, sha256_file
+from mobclf.export.executorch import PteRunner
+from mobclf.export.onnx import OnnxRunner
+from mobclf.models import load_classifier
+from mobclf.text import load_tokenizer
+
+BUNDLE_KEYS = {"schema_version", "target", "model", "inputs", "output", "tokenizer", "labels", "labels_file",
+               "thresholds", "metrics", "parity", "files"}
+
+
+def check_bundle(out, model_dir, runtimes):
+    """bundle.json is complete and true: its checksums, labels and thresholds, and a phone-style run of each file."""
+    load_artifact(out, kind="export")
+    bundle = json.loads((out / "bundle.json").read_text("utf-8"))
+    source = load_artifact(model_dir)
+    assert set(bundle) == BUNDLE_KEYS and bundle["schema_version"] == 1
+    assert bundle["labels"] == source.labels == (out / "labels.txt").read_text("utf-8").split()
+    assert bundle["thresholds"] == source.manifest["thresholds"]
+    assert bundle["files"] == {name: sha256_file(out / name) for name in bundle["files"]}
+    assert {"tokenizer/tokenizer.json", "tokenizer/vocab.txt", "labels.txt"} <= set(bundle["files"])
+    assert bundle["tokenizer"]["max_length"] == bundle["inputs"]["max_length"]
+    assert [f["runtime"] for f in bundle["model"]["files"].values()] == runtimes
+    model = load_classifier(source)
+    tokenizer = load_tokenizer(out / "tokenizer")
+    for described in bundle["model"]["files"].values():
+        certificate = bundle["parity"]["files"][described["file"]]
+        assert certificate["passed"] and certificate["texts"] == 50
+        runner_type = PteRunner if described["runtime"] == "executorch" else OnnxRunner
+        runner = runner_type(out / described["file"], bundle["inputs"]["min_length"])
+        for text in ("球", "央行宣布下调存款准备金率 " * 6):  # shortest and max-length input
+            encoded = tokenizer.encode_batch([text])
+            ours = runner(encoded["input_ids"], encoded["attention_mask"])
+            eager = model(encoded["input_ids"], encoded["attention_mask"])
+            tolerance = 1e-4 if described["precision"] == "fp32" else 0.5
+            assert ours.shape == (1, len(bundle["labels"])) and (ours - eager).abs().max() < tolerance
+    return bundle
+
+
+@pytest.mark.parametrize("student", ["textcnn", "tinybert"])
+def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students, student):
+    out = students / f"bundle-{student}"
+    result = run("export", "--from", students / student, "--target", "all", "--out", out, "--parity-texts", "50")
+    assert result.exit_code == 0, result.output
+    bundle = check_bundle(out, students / student, ["executorch", "onnx"])
+    pte = bundle["model"]["files"]["executorch"]
+    assert pte["precision"] == "fp32" and "aten_linear_default" in pte["delegated_ops"]
+    for certificate in bundle["parity"]["files"].values():
+        assert certificate["label_set_agreement"] == 1.0 and certificate["max_abs_prob_difference"] < 1e-5
+
+
+def test_an_int8_student_exports_its_quantized_file_for_android(students):
+    quantized = students / "textcnn-int8-for-export"
+    assert run("quantize", "--from", students / "textcnn", "--data", students / "data", "--out", quantized,
+               "--calibration", "32").exit_code == 0
+    out = students / "bundle-int8"
+    result = run("export", "--from", quantized, "--target", "android", "--out", out, "--parity-texts", "50",
+                 "--min-agreement", "0.9")  # a tiny model has many probabilities near its thresholds
+    assert result.exit_code == 0, result.output
+    bundle = check_bundle(out, quantized, ["executorch"])
+    assert bundle["model"]["files"]["executorch"]["precision"] == "int8"
+    assert sha256_file(out / "model.pte") == sha256_file(quantized / "model.pte")
+
+    # a tolerance the int8 file cannot meet: export fails, writes nothing, and --force records the failure
+    strict = ["export", "--from", quantized, "--target", "android", "--parity-texts", "50", "--max-prob-diff", "0"]
+    result = run(*strict, "--out", students / "bundle-strict")
+    assert result.exit_code != 0 and "disagrees with the eager model" in result.output and "--force" in result.output
+    assert not (students / "bundle-strict").exists()
+    assert run(*strict, "--out", students / "bundle-strict", "--force").exit_code == 0
+    bundle = json.loads((students / "bundle-strict" / "bundle.json").read_text("utf-8"))
+    assert bundle["parity"]["files"]["model.pte"]["passed"] is False
+
+
+def test_export_refuses_a_teacher_and_a_foreign_dataset(students, tmp_path):
+    result = run("export", "--from", students / "teacher", "--out", tmp_path / "b")
+    assert result.exit_code != 0 and "teacher artifact" in result.output
+    assert not (tmp_path / "b").exists()
+    rows = [{"text": f"第{i}条 {'体育' if i % 2 else '财经'}新闻", "labels": ["甲" if i % 2 else "乙"]} for i in range(60)]
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    assert run("data", "prepare", tmp_path / "other.jsonl", "--out", tmp_path / "other").exit_code == 0
+    result = run("export", "--from", students / "textcnn", "--data", tmp_path / "other", "--out", tmp_path / "b")
+    assert result.exit_code != 0 and "other labels" in result.output
+    assert not (tmp_path / "b").exists()

@@ -1,0 +1,154 @@
+"""``mobclf export``: a device bundle a phone app (or a web page) needs and nothing else, with a parity certificate.
+
+    <out>/model.pte          --target android (ExecuTorch, XNNPACK)      ┐ the files of a quantized artifact as
+    <out>/model.onnx         --target onnx / web (onnxruntime)           ┘ they are; fp32 files from the weights
+    <out>/tokenizer/         tokenizer.json (type and rules) + vocab.txt (+ jieba_dict.txt / hf_tokenizer.json)
+    <out>/labels.txt         one label per line, in output order
+    <out>/bundle.json        schema version, inputs (ids, lengths), output activation and decision rule, labels,
+                             per-label thresholds, teacher and student metrics, the parity certificate, and the
+                             sha256 of every other file
+    <out>/manifest.json      the artifact contract (kind "export", lineage, checksums)
+
+Before anything is written, ``parity.certify`` runs real validation texts through the eager model and through
+every exported file in its runtime; export stops with an error when a file disagrees beyond the tolerance, unless
+``force`` (the certificate then records the failure).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
+from mobclf.console import console
+from mobclf.data.dataset import load_dataset
+from mobclf.errors import UserError
+from mobclf.export.executorch import PteRunner, to_pte
+from mobclf.export.exportable import ExportableClassifier, min_length
+from mobclf.export.onnx import OnnxRunner, export_onnx
+from mobclf.export.parity import Tolerance, certify
+from mobclf.models import load_classifier
+from mobclf.text import load_tokenizer
+from mobclf.train.classifier import predict_probs
+
+BUNDLE_SCHEMA_VERSION = 1
+TARGETS = {"android": ("executorch",), "onnx": ("onnx",), "web": ("onnx",), "all": ("executorch", "onnx")}
+FILES = {"executorch": "model.pte", "onnx": "model.onnx"}
+RUNNERS = {"executorch": PteRunner, "onnx": OnnxRunner}
+
+
+def _dataset_of(artifact: Artifact, data: Path | None):
+    """``data`` if given, else the dataset artifact in the model's lineage."""
+    if data is None:
+        parents = [parent["path"] for parent in artifact.manifest["lineage"]["parents"] if parent["kind"] == "dataset"]
+        if not parents:
+            raise UserError("the model's lineage names no dataset; give --data DIR for the parity texts",
+                            path=artifact.path)
+        data = Path(parents[0])
+    return load_dataset(data)
+
+
+def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: int, directory: Path) -> dict:
+    """Write the ``runtime`` file into ``directory``: copied from a quantized artifact made for that runtime,
+    otherwise exported in fp32 from the weights. Returns its description for bundle.json."""
+    path = directory / FILES[runtime]
+    quantization = artifact.manifest.get("quantization")
+    if quantization and quantization["runtime"] == runtime:
+        shutil.copyfile(artifact.file(quantization["file"]), path)
+        described = {"precision": "int8", "scheme": quantization["scheme"]}
+        if runtime == "executorch":
+            described |= {"delegated_ops": quantization["delegated_ops"], "portable_ops": quantization["portable_ops"]}
+    elif runtime == "executorch":
+        lowered = to_pte(ExportableClassifier(model), max_length)
+        path.write_bytes(lowered.pte)
+        described = {"precision": "fp32", "delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}
+    else:
+        export_onnx(model, max_length, path)
+        described = {"precision": "fp32"}
+    if quantization and quantization["runtime"] != runtime:
+        console.log(f"{path.name}: fp32 (the artifact is quantized for {quantization['runtime']} only)")
+    return {"file": path.name, "runtime": runtime, **described}
+
+
+def export_bundle(source: Path, out: Path, target: str, data: Path | None = None, parity_texts: int = 200,
+                  tolerance: Tolerance = Tolerance(), seed: int = 0, force: bool = False) -> Artifact:
+    """Export a student, pruned or quantized artifact as a device bundle for ``target`` (android, onnx, web, all)."""
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if parity_texts < 1:
+        raise UserError(f"the parity check needs at least one text (got {parity_texts})")
+    check_output_dir(out, force)
+    artifact = load_artifact(source, kind=("student", "pruned", "quantized"))
+    dataset = _dataset_of(artifact, data)
+    if dataset.labels != artifact.labels:
+        raise UserError("the dataset has other labels than the model; give the model's own --data",
+                        path=dataset.artifact.path)
+    model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
+    texts = dataset.texts("val")
+    texts = [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), min(parity_texts, len(texts)),
+                                                                        replace=False))]
+    thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
+    eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
+
+    with write_artifact(out, kind="export", force=force) as bundle:
+        files, parity = {}, {}
+        for runtime in TARGETS[target]:
+            described = _model_file(artifact, model, runtime, tokenizer.max_length, bundle.dir)
+            runner = RUNNERS[runtime](bundle.dir / described["file"], min_length(model))
+            parity[described["file"]] = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label,
+                                                tolerance, f"parity: {described['file']}")
+            files[runtime] = described
+        failed = {name: result for name, result in parity.items() if not result["passed"]}
+        for name, result in failed.items():
+            message = (f"{name} disagrees with the eager model on {len(texts)} val texts: label-set agreement "
+                       f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement}), max |Δprob| "
+                       f"{result['max_abs_prob_difference']:.4f} (needs ≤ {tolerance.max_prob_diff})")
+            if not force:
+                raise UserError(message + "; pass --force to export anyway")
+            console.log(f"[yellow]{message}; exported anyway (--force)")
+        tokenizer.save(bundle.dir / "tokenizer")
+        (bundle.dir / "labels.txt").write_text("".join(f"{label}\n" for label in artifact.labels), encoding="utf-8")
+        description = _bundle_description(artifact, model, tokenizer, target, files, parity, tolerance)
+        description["files"] = {path.relative_to(bundle.dir).as_posix(): sha256_file(path)
+                                for path in sorted(bundle.dir.rglob("*")) if path.is_file()}
+        (bundle.dir / "bundle.json").write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+        bundle.manifest.update({"target": target, "bundle": "bundle.json", "labels": artifact.labels,
+                                "parity": parity, "lineage": lineage([artifact, dataset.artifact], seed)})
+    for name, result in parity.items():
+        console.log(f"{name}: label-set agreement {result['label_set_agreement']:.4f}, max |Δprob| "
+                    f"{result['max_abs_prob_difference']:.2e} on {result['texts']} val texts")
+    return load_artifact(out)
+
+
+def _bundle_description(artifact: Artifact, model: nn.Module, tokenizer, target: str, files: dict, parity: dict,
+                        tolerance: Tolerance) -> dict:
+    manifest = artifact.manifest
+    teacher = manifest.get("distillation", {}).get("teacher", {})
+    return {
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "target": target,
+        "model": {"architecture": manifest["architecture"]["name"], "source_kind": artifact.kind,
+                  "params": manifest["params"], "files": files},
+        "inputs": {"names": ["input_ids", "attention_mask"], "dtype": "int64", "shape": "[1, L] for .pte, [B, L] "
+                   "for .onnx", "min_length": min_length(model), "max_length": tokenizer.max_length,
+                   "pad_id": tokenizer.pad_id, "padding": "pad shorter inputs with pad_id and mask 0 up to "
+                   "min_length; padding does not change the output"},
+        "output": {"name": "logits", "activation": manifest["output_activation"],
+                   "decision": "argmax" if not manifest["multi_label"] else "probability >= threshold per label"},
+        "tokenizer": {"directory": "tokenizer", **tokenizer.spec,
+                      "ids": {"pad": tokenizer.pad_id, "unk": tokenizer.unk_id, "cls": tokenizer.cls_id,
+                              "sep": tokenizer.sep_id, "mask": tokenizer.mask_id}},
+        "labels": artifact.labels,
+        "labels_file": "labels.txt",
+        "thresholds": manifest["thresholds"],
+        "metrics": {"model": {split: {key: scores[key] for key in ("micro_f1", "macro_f1")}
+                              for split, scores in manifest["metrics"].items() if split in ("val", "test")},
+                    "teacher_micro_f1": teacher.get("micro_f1")},
+        "parity": {"tolerance": {"min_label_set_agreement": tolerance.min_agreement,
+                                 "max_abs_prob_difference": tolerance.max_prob_diff}, "files": parity},
+    }
