@@ -4,13 +4,10 @@ baseline rows, the machine description and the Markdown table."""
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from mobclf.artifacts import load_artifact
 from mobclf.errors import UserError
 from mobclf.models.tfidf import fit_tfidf_baseline
@@ -30,18 +27,6 @@ def reuse_or_run(path: Path, kind: str, step):
         start = time.perf_counter()
         artifact = step()
         return artifact, time.perf_counter() - start
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return models[0] if models else platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    return {"cpu": cpu_name(), "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def row(name, kind, arch, metrics, agreement_score, artifact=None, params=None, size_bytes=None, seconds=None):
@@ -88,12 +73,14 @@ def markdown_table(title: str, report: dict) -> str:
     """The rows as a Markdown table, with each model's micro-F1 as a share of the report's baseline row."""
     baseline_f1 = next(r["micro_f1"] for r in report["rows"] if r["name"] == report["baseline"])
     lines = [f"# {title}", "",
-             "| model | accuracy | micro-F1 | macro-F1 | % of teacher micro-F1 | agreement with teacher | params | "
-             "wall time (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | runtime | precision | accuracy | micro-F1 | macro-F1 | % of teacher micro-F1 | "
+             "agreement with teacher | params | size (MB) | wall time (s) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        lines.append(f"| {r['name']} | {r['accuracy']:.4f} | {r['micro_f1']:.4f} | {r['macro_f1']:.4f} | "
-                     f"{100 * r['micro_f1'] / baseline_f1:.1f}% | {r['agreement_with_teacher']:.4f} | "
-                     f"{r['params']:,} | {r['wall_time_s']} |")
+        agreement_text = "—" if r["agreement_with_teacher"] is None else f"{r['agreement_with_teacher']:.4f}"
+        lines.append(f"| {r['name']} | {r['runtime']} | {r['precision']} | {r['accuracy']:.4f} | "
+                     f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f} | {100 * r['micro_f1'] / baseline_f1:.1f}% | "
+                     f"{agreement_text} | {r['params']:,} | {r['size_bytes'] / 1e6:.2f} | {r['wall_time_s']} |")
     return "\n".join(lines) + "\n"
 
 

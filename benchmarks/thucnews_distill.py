@@ -15,13 +15,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from common import DATA_ROOT, WORK_ROOT, artifact_row, machine, reuse_or_run, tfidf_rows, write_report
-
+from common import (
+    DATA_ROOT,
+    WORK_ROOT,
+    artifact_row,
+    reuse_or_run,
+    tfidf_rows,
+    write_report,
+)
+from mobclf.bench.report import machine
 from mobclf.data.dataset import load_dataset
 from mobclf.data.prepare import prepare_dataset
 from mobclf.distill.distill import DistillPlan, distill
-from mobclf.distill.textcnn_student import TextCnnConfig
 from mobclf.distill.teacher_cache import teacher_predictions
+from mobclf.distill.textcnn_student import TextCnnConfig
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
 from mobclf.train.loop import FitConfig

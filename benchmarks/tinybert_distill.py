@@ -26,8 +26,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
-from common import DATA_ROOT, WORK_ROOT, artifact_row, machine, reuse_or_run, tfidf_rows, write_report
-
+from common import (
+    DATA_ROOT,
+    WORK_ROOT,
+    artifact_row,
+    reuse_or_run,
+    tfidf_rows,
+    write_report,
+)
+from mobclf.bench.report import machine
 from mobclf.data.dataset import load_dataset
 from mobclf.data.prepare import prepare_dataset
 from mobclf.distill.distill import DistillPlan, distill

@@ -393,3 +393,41 @@ def export_command(model_dir, target, out, data, parity_texts, min_agreement, ma
     artifact = export_bundle(model_dir, out, target, data=data, parity_texts=parity_texts,
                              tolerance=Tolerance(min_agreement, max_prob_diff), seed=seed, force=force)
     click.echo(f"bundle written to {artifact.path}")
+
+
+@main.command("run")
+@click.argument("recipe", type=PATH_FILE)
+@click.option("--work", type=PATH_OUT, help="Artifact root [default: the recipe's `work`].")
+@click.option("--only", multiple=True, metavar="STEP",
+              help="Repeatable: run only this step and the steps it needs (when not up to date).")
+@click.option("--force", is_flag=True, help="Run the steps (the --only ones) even when up to date.")
+@click.option("--dry-run", is_flag=True, help="Check the recipe and print each step's command and whether it would run.")
+def run_command(recipe, work, only, force, dry_run):
+    """Run a YAML recipe (export_recipes/): the whole pipeline, one mobclf command per step, skipping the steps
+    whose outputs are up to date, so an interrupted run continues where it stopped."""
+    from mobclf.recipes import run_recipe
+
+    run_recipe(recipe, work=work, only=only, force=force, dry_run=dry_run)
+
+
+@main.command("bench")
+@click.option("--model", "models", multiple=True, required=True, type=PATH_IN,
+              help="Teacher, student, pruned, quantized or export artifact; repeat for each (the teacher is the "
+                   "baseline).")
+@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact.")
+@click.option("--out", required=True, type=PATH_OUT, help="Report artifact directory to write.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["val", "test"]))
+@click.option("--latency-texts", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Real texts timed one at a time per variant and thread count.")
+@click.option("--tfidf/--no-tfidf", default=True, show_default=True,
+              help="Add the TF-IDF + logistic-regression baseline.")
+@click.option("--name", help="Dataset name in the report [default: the --data directory's name].")
+@click.option("--force", is_flag=True, help="Replace an existing --out report.")
+def bench_command(models, data, out, split, latency_texts, tfidf, name, force):
+    """Size, latency, throughput, memory and accuracy parity of every variant against the teacher; writes
+    report.json, report.md and report.html with plots."""
+    from mobclf.bench.report import bench
+
+    artifact = bench(list(models), data, out, split=split, latency_texts=latency_texts, tfidf=tfidf, name=name,
+                     force=force)
+    click.echo((artifact.path / "report.md").read_text(encoding="utf-8"))

@@ -1,0 +1,52 @@
+"""mobclf bench on tiny models: every variant measured in its runtime, a well-formed report with plots."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run
+
+from mobclf.artifacts import load_artifact
+
+DESIGN_ROW_KEYS = {"name", "kind", "arch", "runtime", "precision", "micro_f1", "macro_f1", "accuracy",
+                   "agreement_with_teacher", "size_bytes", "params", "latency_ms_p50", "latency_ms_p95",
+                   "throughput_per_s"}
+
+
+def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
+    bundle = students / "bench-bundle"
+    assert run("export", "--from", students / "tinybert", "--target", "all", "--out", bundle,
+               "--parity-texts", "20").exit_code == 0
+    out = students / "bench-report"
+    result = run("bench", "--model", students / "teacher", "--model", students / "textcnn", "--model", bundle,
+                 "--data", students / "data", "--out", out, "--latency-texts", "5")
+    assert result.exit_code == 0, result.output
+    assert load_artifact(out, kind="report").manifest["lineage"]["parents"][0]["kind"] == "teacher"
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["baseline"] == "teacher" and report["split"] == "test" and report["machine"]["cpu"]
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == ["teacher", "textcnn", "bench-bundle/model.pte", "bench-bundle/model.onnx", "tfidf-lr"]
+    assert [rows[name]["runtime"] for name in rows] == ["eager", "eager", "executorch", "onnxruntime", "sklearn"]
+    for row in rows.values():
+        assert DESIGN_ROW_KEYS <= set(row)
+        assert 0 <= row["micro_f1"] <= 1 and row["size_bytes"] > 0 and row["params"] > 0
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"] and row["throughput_per_s"] > 0
+        assert 0 <= row["agreement_with_teacher"] <= 1
+    assert rows["teacher"]["agreement_with_teacher"] == 1.0
+    # the exported fp32 files classify exactly like the student they came from
+    student = load_artifact(students / "tinybert").manifest["metrics"]["test"]["micro_f1"]
+    assert abs(rows["bench-bundle/model.pte"]["micro_f1"] - student) < 1e-6
+    assert abs(rows["bench-bundle/model.onnx"]["micro_f1"] - student) < 1e-6
+    timings = rows["textcnn"]["timings"]
+    assert [t["threads"] for t in timings] == sorted({1, timings[-1]["threads"]})
+    assert set(timings[0]["latency_ms"]) == {"model", "with_tokenization"} and timings[0]["peak_rss_mb"] > 0
+    for name in ("f1_vs_latency.png", "f1_vs_size.png", "per_label_f1.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="{name}"' in (out / "report.html").read_text("utf-8")
+    assert "| teacher | eager | fp32 |" in (out / "report.md").read_text("utf-8")
+
+
+def test_bench_refuses_a_dataset_as_a_model(students, tmp_path):
+    result = run("bench", "--model", students / "data", "--data", students / "data", "--out", tmp_path / "r")
+    assert result.exit_code != 0 and "dataset artifact" in result.output
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,1 @@
+"""Benchmarks of exported and eager models: variants, measurement in fresh processes, the report."""

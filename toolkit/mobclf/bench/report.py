@@ -1,0 +1,246 @@
+"""``mobclf bench``: size, latency, throughput, memory and accuracy parity of every variant against the teacher.
+
+Every variant of every ``--model`` artifact (see ``variants``) plus the TF-IDF + logistic-regression baseline is
+scored on the whole split, and timed on real texts of it, in fresh processes at 1 thread and at all threads
+(``measure``). The teacher fp32 eager row is the baseline: every row records its agreement with it. Output (a
+``report`` artifact): ``report.json`` in DESIGN.md's result format (rows with extra fields: latency per thread count
+and with/without tokenization, peak memory), ``report.md``, ``report.html`` and its PNG plots (micro-F1 against
+latency and against size with the Pareto front; per-label F1 of the teacher and the best student).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, write_artifact
+from mobclf.bench.measure import measure_in_subprocess
+from mobclf.bench.variants import Variant, variants_of
+from mobclf.console import console
+from mobclf.data.dataset import Dataset, load_dataset
+from mobclf.distill.teacher_cache import teacher_outputs
+from mobclf.errors import UserError
+from mobclf.models import load_classifier
+from mobclf.models.tfidf import fit_tfidf_baseline
+from mobclf.text import load_tokenizer
+from mobclf.train.classifier import predict_probs
+from mobclf.train.metrics import agreement, classification_metrics
+from mobclf.train.thresholds import predict_labels
+
+THROUGHPUT_TEXTS = 512
+
+
+def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", latency_texts: int = 200,
+          tfidf: bool = True, name: str | None = None, force: bool = False) -> Artifact:
+    """Benchmark every variant of ``models`` on ``split`` of ``data`` (``name``: the report's dataset name,
+    default the directory's); write a ``report`` artifact at ``out``."""
+    check_output_dir(out, force)
+    if latency_texts < 1:
+        raise UserError(f"--latency-texts must be at least 1 (got {latency_texts})")
+    dataset = load_dataset(data)
+    texts = dataset.texts(split)
+    if not texts:
+        raise UserError(f"the dataset has no {split} split; choose another --split", path=data)
+    artifacts = [load_artifact(path) for path in models]
+    for artifact in artifacts:
+        if artifact.labels != dataset.labels:
+            raise UserError("this model was trained on other labels than the dataset's", path=artifact.path)
+    variants = [variant for path in models for variant in variants_of(path)]
+    teachers = [variant for variant in variants if variant.kind == "teacher"]
+    all_threads = sorted({1, os.cpu_count() or 1})
+    timing_texts, throughput_texts = texts[:latency_texts], (texts * THROUGHPUT_TEXTS)[:THROUGHPUT_TEXTS]
+
+    rows, predictions = [], {}
+    for variant in variants:
+        console.log(f"{variant.name}: {variant.runtime} {variant.precision} on {variant.device}")
+        eager_probs = _eager_probs(variant, texts) if variant.runtime == "eager" else None
+        timings = [measure_in_subprocess(variant, threads, timing_texts, throughput_texts,
+                                         None if eager_probs is not None or threads != all_threads[-1] else texts)
+                   for threads in all_threads]
+        probs = eager_probs if eager_probs is not None else timings[-1].pop("probs")
+        thresholds = np.asarray(load_artifact(Path(variant.artifact)).manifest.get("thresholds") or
+                                _bundle_thresholds(variant))
+        predictions[variant.name] = predict_labels(probs, thresholds, not dataset.multi_label)
+        rows.append(_row(variant, dataset, split, predictions[variant.name], timings))
+    if tfidf:
+        rows.append(_tfidf_row(dataset, split, timing_texts, throughput_texts, predictions))
+    baseline = teachers[0].name if teachers else None
+    for row in rows:
+        row["agreement_with_teacher"] = (agreement(predictions[row["name"]], predictions[baseline])
+                                         if baseline else None)
+    report = {"dataset": name or Path(data).name, "split": split,
+              "baseline": baseline, "machine": machine(), "rows": rows,
+              "per_label_f1": {row["name"]: row.pop("per_label_f1") for row in rows}}
+    with write_artifact(out, kind="report", force=force) as artifact:
+        write_report_files(report, artifact.dir)
+        artifact.manifest.update({"report": "report.json", "labels": dataset.labels,
+                                  "lineage": lineage([*artifacts, dataset.artifact])})
+    console.log(f"report written to {out / 'report.md'}")
+    return load_artifact(out)
+
+
+def _bundle_thresholds(variant: Variant) -> list[float]:
+    bundle = load_artifact(Path(variant.artifact)).file("bundle.json")
+    return json.loads(bundle.read_text(encoding="utf-8"))["thresholds"]
+
+
+def _eager_probs(variant: Variant, texts: list[str]) -> np.ndarray:
+    """Probabilities of an eager model on ``texts``; a teacher's go through the logits cache (usually filled by
+    distillation: a BERT-base pass over a test split takes minutes on a CPU)."""
+    artifact = load_artifact(Path(variant.artifact))
+    model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
+    if variant.kind != "teacher":
+        return predict_probs(model, tokenizer, texts, description=f"{variant.name}: predicting")
+    return torch.sigmoid(teacher_outputs(artifact, model, tokenizer, texts, device=variant.device).logits).numpy()
+
+
+def _row(variant: Variant, dataset: Dataset, split: str, predicted: np.ndarray, timings: list[dict]) -> dict:
+    metrics = classification_metrics(dataset.targets(split), predicted, dataset.labels)
+    main_timing = timings[-1]
+    return {"name": variant.name, "kind": variant.kind, "arch": variant.arch, "runtime": variant.runtime,
+            "precision": variant.precision, "device": variant.device, "micro_f1": metrics["micro_f1"],
+            "macro_f1": metrics["macro_f1"], "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": None,
+            "size_bytes": variant.size_bytes, "params": variant.params,
+            "latency_ms_p50": main_timing["latency_ms"]["with_tokenization"]["p50"],
+            "latency_ms_p95": main_timing["latency_ms"]["with_tokenization"]["p95"],
+            "throughput_per_s": main_timing["throughput_per_s"], "peak_rss_mb": main_timing["peak_rss_mb"],
+            "peak_rss_over_baseline_mb": main_timing["peak_rss_over_baseline_mb"], "timings": timings,
+            "per_label_f1": [label["f1"] for label in metrics["per_label"]]}
+
+
+def _tfidf_row(dataset: Dataset, split: str, timing_texts: list[str], throughput_texts: list[str],
+               predictions: dict) -> dict:
+    """The TF-IDF + logistic-regression baseline, fitted on the training split and timed in this process."""
+    baseline = fit_tfidf_baseline(dataset.texts("train"), dataset.targets("train"), language=dataset.language,
+                                  multi_label=dataset.multi_label)
+    predictions["tfidf-lr"] = baseline.predict(dataset.texts(split))
+    metrics = classification_metrics(dataset.targets(split), predictions["tfidf-lr"], dataset.labels)
+    seconds = []
+    for text in timing_texts:
+        start = time.perf_counter()
+        baseline.predict_proba([text])
+        seconds.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    for first in range(0, len(throughput_texts), 128):
+        baseline.predict_proba(throughput_texts[first:first + 128])
+    ms = np.asarray(seconds) * 1000
+    return {"name": "tfidf-lr", "kind": "baseline", "arch": "tfidf-lr", "runtime": "sklearn", "precision": "fp64",
+            "device": "cpu", "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
+            "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": None, "size_bytes": baseline.size_bytes,
+            "params": baseline.params, "latency_ms_p50": round(float(np.percentile(ms, 50)), 3),
+            "latency_ms_p95": round(float(np.percentile(ms, 95)), 3),
+            "throughput_per_s": round(len(throughput_texts) / (time.perf_counter() - start), 1),
+            "peak_rss_mb": None, "peak_rss_over_baseline_mb": None, "timings": [],
+            "per_label_f1": [label["f1"] for label in metrics["per_label"]]}
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    return models[0] if models else platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """Where a report was measured: CPU model, threads, GPU (None without CUDA)."""
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def pareto_front(rows: list[dict], cost: str) -> list[dict]:
+    """Rows no other row beats on both micro-F1 (higher) and ``cost`` (lower), cheapest first."""
+    ranked = sorted((row for row in rows if row[cost] is not None), key=lambda row: (row[cost], -row["micro_f1"]))
+    front, best = [], -1.0
+    for row in ranked:
+        if row["micro_f1"] > best:
+            front.append(row)
+            best = row["micro_f1"]
+    return front
+
+
+def write_report_files(report: dict, directory: Path) -> None:
+    """report.json, report.md, report.html and the PNG plots into ``directory``."""
+    (directory / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    table = markdown(report)
+    (directory / "report.md").write_text(table, encoding="utf-8")
+    plots = _plots(report, directory)
+    images = "".join(f'<h2>{html.escape(title)}</h2><img src="{name}" alt="{html.escape(title)}">'
+                     for name, title in plots)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell.strip())}</td>" for cell in line.strip("|").split("|"))
+                   + "</tr>" for line in table.splitlines()[4:] if line.startswith("|"))
+    header = "".join(f"<th>{html.escape(cell.strip())}</th>" for cell in table.splitlines()[2].strip("|").split("|"))
+    (directory / "report.html").write_text(
+        f"<!doctype html><meta charset='utf-8'><title>mobclf bench: {html.escape(report['dataset'])}</title>"
+        "<style>body{font-family:sans-serif;max-width:70em;margin:auto}td,th{padding:2px 8px;text-align:right}"
+        "td:first-child{text-align:left}table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}"
+        f"</style><h1>mobclf bench: {html.escape(report['dataset'])} ({report['split']} split)</h1>"
+        f"<p>{html.escape(json.dumps(report['machine']))}</p><table><tr>{header}</tr>{rows}</table>{images}",
+        encoding="utf-8")
+
+
+def markdown(report: dict) -> str:
+    baseline = next((row for row in report["rows"] if row["name"] == report["baseline"]), None)
+    lines = [f"# mobclf bench: {report['dataset']} ({report['split']} split)", "",
+             "| model | runtime | precision | micro-F1 | macro-F1 | % of teacher | agreement with teacher | "
+             "size (MB) | params | latency p50 / p95 (ms) | throughput (/s) | peak RSS (MB) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in report["rows"]:
+        share = f"{100 * row['micro_f1'] / baseline['micro_f1']:.1f}%" if baseline else "—"
+        agree = "—" if row["agreement_with_teacher"] is None else f"{row['agreement_with_teacher']:.4f}"
+        rss = "—" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
+        lines.append(f"| {row['name']} | {row['runtime']} | {row['precision']} | {row['micro_f1']:.4f} | "
+                     f"{row['macro_f1']:.4f} | {share} | {agree} | {row['size_bytes'] / 1e6:.2f} | "
+                     f"{row['params']:,} | {row['latency_ms_p50']:.2f} / {row['latency_ms_p95']:.2f} | "
+                     f"{row['throughput_per_s']:.0f} | {rss} |")
+    threads = max((timing["threads"] for row in report["rows"] for timing in row["timings"]), default=1)
+    lines += ["", f"Latency: batch 1 with tokenization, {threads} thread(s), over real "
+              f"{report['split']} texts; each row's `timings` in report.json also has 1 thread and the model call "
+              "alone. Peak RSS: the measuring process, Python and libraries included."]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(report: dict, directory: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows, written = report["rows"], []
+    for cost, label, name in (("latency_ms_p50", "batch-1 latency p50 (ms, log)", "f1_vs_latency.png"),
+                              ("size_bytes", "model size (bytes, log)", "f1_vs_size.png")):
+        figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=80)
+        for row in rows:
+            axes.scatter(row[cost], row["micro_f1"], s=25)
+            axes.annotate(row["name"], (row[cost], row["micro_f1"]), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+        front = pareto_front(rows, cost)
+        axes.step([row[cost] for row in front], [row["micro_f1"] for row in front], where="post", color="grey",
+                  linewidth=1, label="Pareto front")
+        axes.set(xscale="log", xlabel=label, ylabel="micro-F1")
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(directory / name)
+        plt.close(figure)
+        written.append((name, f"micro-F1 against {label.split(' (')[0]}"))
+    students = [row for row in rows if row["kind"] not in ("teacher", "baseline")]
+    if report["baseline"] and students:
+        best = max(students, key=lambda row: row["micro_f1"])
+        teacher_f1, student_f1 = (np.asarray(report["per_label_f1"][key]) for key in (report["baseline"],
+                                                                                        best["name"]))
+        figure, axes = plt.subplots(figsize=(4.8, 4.8), dpi=80)
+        axes.scatter(teacher_f1, student_f1, s=14)
+        axes.plot([0, 1], [0, 1], color="grey", linewidth=1)
+        axes.set(xlabel=f"teacher ({report['baseline']}) F1", ylabel=f"{best['name']} F1", xlim=(-0.02, 1.02),
+                 ylim=(-0.02, 1.02), title="per-label F1")
+        figure.tight_layout()
+        figure.savefig(directory / "per_label_f1.png")
+        plt.close(figure)
+        written.append(("per_label_f1.png", f"per-label F1: teacher vs best student ({best['name']})"))
+    return written
