@@ -48,9 +48,11 @@ def check_bundle(out, model_dir, runtimes):
 @pytest.mark.parametrize("student", ["textcnn", "tinybert"])
 def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students, student):
     out = students / f"bundle-{student}"
-    result = run("export", "--from", students / student, "--target", "all", "--out", out, "--parity-texts", "50")
+    result = run("export", "--from", students / student, "--target", "all", "--out", out, "--parity-texts", "50",
+                 "--ort")
     assert result.exit_code == 0, result.output
-    bundle = check_bundle(out, students / student, ["executorch", "onnx"])
+    bundle = check_bundle(out, students / student, ["executorch", "onnx", "onnx"])
+    assert bundle["model"]["files"]["onnx-ort"]["file"] == "model.ort"
     pte = bundle["model"]["files"]["executorch"]
     assert pte["precision"] == "fp32" and "aten_linear_default" in pte["delegated_ops"]
     for certificate in bundle["parity"]["files"].values():

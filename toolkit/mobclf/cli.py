@@ -383,15 +383,16 @@ def quantize_command(model_dir, data, out, runtime, scheme, calibration_size, em
               help="Least share of texts whose thresholded labels must match the eager model's.")
 @click.option("--max-prob-diff", default=0.2, show_default=True, type=click.FloatRange(min=0),
               help="Largest |Δ probability| allowed between an exported file and the eager model.")
+@click.option("--ort", is_flag=True, help="Also write model.ort (ONNX Runtime Mobile format) beside model.onnx.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which validation texts check parity.")
 @click.option("--force", is_flag=True, help="Replace an existing --out, and export even when parity fails.")
-def export_command(model_dir, target, out, data, parity_texts, min_agreement, max_prob_diff, seed, force):
+def export_command(model_dir, target, out, data, parity_texts, min_agreement, max_prob_diff, ort, seed, force):
     """Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity certificate."""
     from mobclf.export.bundle import export_bundle
     from mobclf.export.parity import Tolerance
 
     artifact = export_bundle(model_dir, out, target, data=data, parity_texts=parity_texts,
-                             tolerance=Tolerance(min_agreement, max_prob_diff), seed=seed, force=force)
+                             tolerance=Tolerance(min_agreement, max_prob_diff), ort=ort, seed=seed, force=force)
     click.echo(f"bundle written to {artifact.path}")
 
 

@@ -2,6 +2,7 @@
 
     <out>/model.pte          --target android (ExecuTorch, XNNPACK)      ┐ the files of a quantized artifact as
     <out>/model.onnx         --target onnx / web (onnxruntime)           ┘ they are; fp32 files from the weights
+    <out>/model.ort          with --ort: the .onnx in ONNX Runtime Mobile's format
     <out>/tokenizer/         tokenizer.json (type and rules) + vocab.txt (+ jieba_dict.txt / hf_tokenizer.json)
     <out>/labels.txt         one label per line, in output order
     <out>/bundle.json        schema version, inputs (ids, lengths), output activation and decision rule, labels,
@@ -29,7 +30,7 @@ from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
-from mobclf.export.onnx import OnnxRunner, export_onnx
+from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
 from mobclf.export.parity import Tolerance, certify
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
@@ -75,10 +76,14 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
 
 
 def export_bundle(source: Path, out: Path, target: str, data: Path | None = None, parity_texts: int = 200,
-                  tolerance: Tolerance = Tolerance(), seed: int = 0, force: bool = False) -> Artifact:
-    """Export a student, pruned or quantized artifact as a device bundle for ``target`` (android, onnx, web, all)."""
+                  tolerance: Tolerance = Tolerance(), ort: bool = False, seed: int = 0,
+                  force: bool = False) -> Artifact:
+    """Export a student, pruned or quantized artifact as a device bundle for ``target`` (android, onnx, web, all);
+    ``ort`` adds ``model.ort`` (ONNX Runtime Mobile) beside ``model.onnx``."""
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if ort and "onnx" not in TARGETS[target]:
+        raise UserError(f"--ort converts the .onnx file; use it with --target onnx, web or all (not {target})")
     if parity_texts < 1:
         raise UserError(f"the parity check needs at least one text (got {parity_texts})")
     check_output_dir(out, force)
@@ -98,10 +103,14 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
         files, parity = {}, {}
         for runtime in TARGETS[target]:
             described = _model_file(artifact, model, runtime, tokenizer.max_length, bundle.dir)
-            runner = RUNNERS[runtime](bundle.dir / described["file"], min_length(model))
+            files[runtime] = described
+            if runtime == "onnx" and ort:
+                to_ort(bundle.dir / described["file"], bundle.dir / "model.ort")
+                files["onnx-ort"] = {**described, "file": "model.ort", "format": "ort (ONNX Runtime Mobile)"}
+        for described in files.values():
+            runner = RUNNERS[described["runtime"]](bundle.dir / described["file"], min_length(model))
             parity[described["file"]] = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label,
                                                 tolerance, f"parity: {described['file']}")
-            files[runtime] = described
         failed = {name: result for name, result in parity.items() if not result["passed"]}
         for name, result in failed.items():
             message = (f"{name} disagrees with the eager model on {len(texts)} val texts: label-set agreement "

@@ -44,3 +44,16 @@ class OnnxRunner:
         ids, mask = pad_to(input_ids, attention_mask, self.min_length)
         feeds = {"input_ids": ids.numpy().astype(np.int64), "attention_mask": mask.numpy().astype(np.int64)}
         return torch.from_numpy(self.session.run(["logits"], feeds)[0])
+
+
+def to_ort(onnx_path: Path, ort_path: Path) -> Path:
+    """Convert to the ORT format ONNX Runtime Mobile loads (graph optimisations applied offline, basic level so the
+    file stays portable across CPUs)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(ort_path)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return Path(ort_path)
