@@ -1,0 +1,250 @@
+"""`mobclf run RECIPE.yaml`: a tiny recipe runs end to end, skips what is up to date, resumes after an interruption
+without redoing finished steps, re-runs a changed step and what follows it, and refuses bad recipes in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+import torch
+from conftest import run
+
+from mobclf.artifacts import load_artifact
+from mobclf.errors import UserError
+from mobclf.recipes import run_recipe
+
+RECIPES = Path(__file__).resolve().parent.parent / "export_recipes"
+
+TINY = """\
+name: tiny
+work: work
+steps:
+  - {id: corpus, kind: demo-corpus, out: corpus/news.jsonl, options: {items: 600, seed: 11}}
+  - {id: dataset, kind: data, inputs: {input: corpus}}
+  - id: teacher
+    kind: teacher
+    inputs: {data: dataset}
+    options: {layers: 1, hidden: 48, heads: 4, max-length: 40, batch-size: 32, lr: 2.0e-3, epochs: 3}
+  - id: student
+    kind: distill
+    inputs: {teacher: teacher, data: dataset}
+    options: {student: textcnn, loss: {soft_kd: 1, hard_bce: 1}, embedding-dim: 32, filters: 16,
+              kernel-sizes: [2, 3], epochs: STUDENT_EPOCHS, lr: 3.0e-3}
+  - id: android
+    kind: export
+    inputs: {from: student}
+    options: {target: android, parity-texts: 20}
+"""
+STEPS = ["corpus", "dataset", "teacher", "student", "android"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def created(work: Path, steps=STEPS) -> dict[str, str]:
+    """When each step's output was written (its manifest's mtime; the corpus file's own), after checking it."""
+    stamps = {name: (load_artifact(work / name), (work / name / "manifest.json").stat().st_mtime_ns)[1]
+              for name in steps[1:]}
+    return {"corpus": (work / "corpus" / "news.jsonl").stat().st_mtime_ns, **stamps}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny recipe, run once."""
+    root = tmp_path_factory.mktemp("recipe")
+    recipe = write(root / "tiny.yaml", TINY.replace("STUDENT_EPOCHS", "2"))
+    assert run_recipe(recipe) == dict.fromkeys(STEPS, "ran")
+    return recipe
+
+
+def test_a_recipe_runs_end_to_end_and_then_skips_every_step(tiny, capsys):
+    work = tiny.parent / "work"
+    bundle = load_artifact(work / "android", kind="export")
+    assert (work / "android" / "model.pte").stat().st_size > 0
+    assert bundle.manifest["lineage"]["parents"][0]["sha256"] == load_artifact(work / "student").sha256
+    # the artifact's lineage records the command that makes it by hand
+    assert load_artifact(work / "teacher").manifest["lineage"]["command"].startswith(
+        f"mobclf train-teacher --data {work / 'dataset'} --layers 1")
+    before = created(work)
+
+    assert run_recipe(tiny) == dict.fromkeys(STEPS, "up to date")
+    assert created(work) == before
+    assert "✓ teacher (up to date)" in capsys.readouterr().err
+
+    result = run("run", tiny, "--dry-run")  # the CLI: nothing to do
+    assert result.exit_code == 0 and "would run" not in result.output
+
+
+def test_a_changed_step_reruns_with_what_follows_and_an_interrupted_run_resumes(tiny, monkeypatch):
+    work = tiny.parent / "work"
+    before = created(work)
+    changed = write(tiny.parent / "tiny-changed.yaml", TINY.replace("STUDENT_EPOCHS", "1"))
+    assert run_recipe(changed, work=work, dry_run=True) == {
+        "corpus": "up to date", "dataset": "up to date", "teacher": "up to date", "student": "would run",
+        "android": "would run"}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mobclf.export.bundle.export_bundle", interrupted)
+    with pytest.raises(click.exceptions.Abort):  # Ctrl-C during the export, after the new student was written
+        run_recipe(changed, work=work)
+    monkeypatch.undo()
+    after_interruption = created(work, STEPS[:4])
+    assert after_interruption["student"] != before["student"]
+    assert not (work / "android").exists()  # the outdated bundle went; nothing half-written is left
+
+    assert run_recipe(changed, work=work) == {"corpus": "up to date", "dataset": "up to date",
+                                              "teacher": "up to date", "student": "up to date", "android": "ran"}
+    assert created(work, STEPS[:4]) == after_interruption
+    assert load_artifact(work / "android").manifest["lineage"]["parents"][0]["sha256"] == load_artifact(
+        work / "student").sha256
+
+    # --only STEP runs that step and what it needs; --force redoes it even though it is up to date
+    assert run_recipe(changed, work=work, only="dataset", force=True) == {"corpus": "up to date", "dataset": "ran"}
+    assert run_recipe(changed, work=work, dry_run=True) == {
+        "corpus": "up to date", "dataset": "up to date", "teacher": "would run", "student": "would run",
+        "android": "would run"}
+
+
+CHEAP = """\
+name: cheap
+work: work
+steps:
+  - {id: corpus, kind: demo-corpus, out: corpus/news.jsonl, options: {items: 300, seed: 3}}
+  - {id: dataset, kind: data, inputs: {input: corpus}, options: {split: [0.8, 0.1, 0.1]}}
+"""
+
+
+def test_an_output_written_just_before_an_interruption_is_not_redone(tmp_path, monkeypatch):
+    """Ctrl-C after a stage wrote its output but before the run recorded it: the next run keeps that output."""
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    from mobclf import recipes
+
+    finish = recipes._State.finish
+
+    def interrupted(self, step, fingerprint, sha256):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipes._State, "finish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe)
+    monkeypatch.setattr(recipes._State, "finish", finish)
+    corpus = tmp_path / "work" / "corpus" / "news.jsonl"
+    stamp = corpus.stat().st_mtime_ns
+    assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "ran"}
+    assert corpus.stat().st_mtime_ns == stamp
+
+
+def test_interrupted_pretraining_resumes_from_its_saved_state(tmp_path, monkeypatch):
+    recipe = write(tmp_path / "pretrain.yaml", CHEAP + """\
+  - id: pretrained
+    kind: pretrain
+    inputs: {data: dataset}
+    options: {max-length: 32, layers: 1, hidden: 32, heads: 2, val-fraction: 0.1, epochs: 2, lr: 3.0e-3,
+              save-every: 1, device: cpu}
+""")
+    calls, step = [], torch.optim.AdamW.step
+
+    def interrupted_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch, pytest.raises(click.exceptions.Abort):
+        patch.setattr(torch.optim.AdamW, "step", interrupted_step)
+        run_recipe(recipe)
+    assert not (tmp_path / "work" / "pretrained").exists()
+    assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "up to date", "pretrained": "ran"}
+    assert load_artifact(tmp_path / "work" / "pretrained").manifest["training"]["resumed_from"] == 4
+
+
+def test_what_the_recipe_did_not_make_is_never_replaced_without_force(tmp_path):
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    mine = tmp_path / "work" / "corpus" / "news.jsonl"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own file\n", encoding="utf-8")
+    result = run("run", recipe)
+    assert result.exit_code == 2 and "already exists" in result.output and "cheap.yaml" in result.output
+    assert mine.read_text(encoding="utf-8") == "my own file\n"
+    assert run_recipe(recipe, force=True) == {"corpus": "ran", "dataset": "ran"}
+
+
+def test_recipe_options_become_the_commands_own_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MOBCLF_TEST_DATA", str(tmp_path / "data"))
+    recipe = write(tmp_path / "options.yaml", """\
+name: options
+work: ${MOBCLF_TEST_WORK:-runs/here}
+steps:
+  - id: dataset
+    kind: data
+    options: {train: '${MOBCLF_TEST_DATA}/news.csv', label_sep: '|', split: [0.7, 0.2, 0.1]}
+  - {id: teacher, kind: teacher, inputs: {data: dataset}}
+  - id: pretrained
+    kind: pretrain
+    inputs: {tokenizer-dir: teacher/tokenizer}
+    options: {corpus: [texts/a.txt, /abs/b.txt], whole-word: false, max-length: null}
+  - id: pruned
+    kind: prune
+    inputs: {from: teacher, data: dataset}
+    options: {global: true, no-prune-vocab: true, loss: {soft_kd: 1}, recovery-epochs: 0}
+""")
+    statuses = run_recipe(recipe, dry_run=True)
+    assert list(statuses) == ["dataset", "teacher", "pretrained", "pruned"]
+    plan, work = capsys.readouterr().err, tmp_path / "runs" / "here"
+    assert (f"mobclf data prepare --train {tmp_path}/data/news.csv --label-sep '|' --split 0.7 0.2 0.1 "
+            f"--out {work}/dataset") in plan
+    assert (f"mobclf pretrain --tokenizer-dir {work}/teacher/tokenizer --corpus {tmp_path}/texts/a.txt --corpus "
+            f"/abs/b.txt --no-whole-word --out {work}/pretrained") in plan
+    assert "--global --no-prune-vocab --loss soft_kd=1 --recovery-epochs 0 --out" in plan
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("name: x\nwork: w\nsteps:\n  - {id: a, kind: train, out: a}\n",
+     "bad.yaml:4: step 'a': unknown kind 'train'"),
+    ("name: x\nwork: w\nsteps:\n  - id: c\n    kind: demo-corpus\n    options: {itmes: 3}\n",
+     "bad.yaml:6: step 'c': unknown option 'itmes' for mobclf demo-corpus (did you mean 'items'?)"),
+    ("name: x\nwork: w\nsteps:\n  - {id: d, kind: data, inputs: {input: corpus}}\n",
+     "bad.yaml:4: step 'd': input: 'corpus' is not an earlier step's id"),
+    ("name: x\nwork: w\nsteps:\n  - {id: t, kind: teacher, options: {layers: 2}}\n",
+     "bad.yaml:4: step 't': mobclf train-teacher needs data"),
+    ("name: x\nwork: w\nsteps:\n  - {id: c, kind: demo-corpus, options: {out: c.jsonl}}\n",
+     "step 'c': 'out' is not a recipe option (give the step's `out` instead)"),
+    ("name: x\nwork: w\nsteps:\n  - {id: c, kind: demo-corpus, options: {items: many}}\n",
+     "step 'c': items: 'many' is not a valid integer"),
+    ("name: x\nwork: w\nsteps:\n  - {id: c, kind: demo-corpus, options: {items: 3}}\n"
+     "  - {id: c, kind: demo-corpus, options: {items: 4}}\n", "bad.yaml:5: two steps are called 'c'"),
+    ("name: x\nwork: ${MOBCLF_TEST_UNSET_VARIABLE}\nsteps: []\n", "${MOBCLF_TEST_UNSET_VARIABLE} is not set"),
+    ("name: x\nwork: w\nstep: []\n", "unknown key 'step' in recipe (did you mean 'steps'?)"),
+    ("name: x\nwork: w\nsteps:\n  - {id: c, kind: demo-corpus\n", "bad.yaml:5: not a valid YAML recipe"),
+    ("just some text\n", "bad.yaml: a recipe is a mapping"),
+])
+def test_bad_recipes_are_one_line_errors_naming_the_file(tmp_path, recipe, message):
+    path = write(tmp_path / "bad.yaml", recipe)
+    with pytest.raises(UserError) as caught:
+        run_recipe(path, dry_run=True)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    result = run("run", path, "--dry-run")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_the_distillation_losses_are_checked_when_the_recipe_loads(tmp_path):
+    path = write(tmp_path / "bad.yaml", "name: x\nwork: w\nsteps:\n  - id: s\n    kind: distill\n"
+                                        "    options: {teacher: t, data: d, loss: {soft_kd: x}}\n")
+    with pytest.raises(UserError, match=r"bad.yaml:6: step 's': loss: 'soft_kd=x': expected NAME=WEIGHT"):
+        run_recipe(path, dry_run=True)
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in RECIPES.glob("*.yaml")))
+def test_shipped_recipes_validate(name, tmp_path):
+    statuses = run_recipe(RECIPES / name, work=tmp_path, dry_run=True)
+    assert statuses and set(statuses.values()) == {"would run"}
+
+
+def test_the_shipped_recipes_are_the_promised_ones():
+    assert {path.name for path in RECIPES.glob("*.yaml")} >= {
+        "demo.yaml", "thucnews-textcnn-android.yaml", "thucnews-tinybert-android.yaml", "reuters-multilabel.yaml"}
