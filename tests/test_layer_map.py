@@ -11,6 +11,8 @@ from mobclf.errors import UserError
 def test_uniform_map_is_tinyberts_g_of_m():
     assert parse_layer_map("uniform", 4, 12) == [(1, 3), (2, 6), (3, 9), (4, 12)]
     assert parse_layer_map("uniform", 2, 2) == [(1, 1), (2, 2)]
+    assert parse_layer_map("uniform", 4, 6) == [(1, 2), (2, 3), (3, 5), (4, 6)]  # 1.5, 3, 4.5, 6 rounded half up
+    assert parse_layer_map("uniform", 3, 4) == [(1, 1), (2, 3), (3, 4)]
 
 
 def test_explicit_pairs_and_bare_teacher_layers():
@@ -19,7 +21,7 @@ def test_explicit_pairs_and_bare_teacher_layers():
 
 
 @pytest.mark.parametrize("spec, students, teachers, message", [
-    ("uniform", 4, 6, "multiple"),
+    ("uniform", 4, 2, "teacher has 2"),
     ("1:13", 4, 12, "teacher layer 13"),
     ("5:10", 4, 12, "student layer 5"),
     ("0:1", 4, 12, "student layer 0"),

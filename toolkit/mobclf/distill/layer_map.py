@@ -3,7 +3,7 @@
 Layers are numbered as ``hidden_states``: 0 is the embedding output, 1..N the transformer layers. A map is either
 
 - ``"uniform"`` — TinyBERT's mapping ``g(m) = m · N / M``: a 4-layer student of a 12-layer teacher learns from
-  teacher layers 3, 6, 9, 12; or
+  teacher layers 3, 6, 9, 12 (rounded half up when N is not a multiple of M: 2, 3, 5, 6 of 6); or
 - an explicit list, one ``STUDENT:TEACHER`` pair per mapped layer, e.g. ``"1:2,2:4,3:6,4:12"``; a bare list of
   teacher layers ``"3,6,9,12"`` means student layers 1, 2, 3, … in order.
 
@@ -19,11 +19,12 @@ def parse_layer_map(spec: str, student_layers: int, teacher_layers: int) -> list
     """``(student_layer, teacher_layer)`` pairs for ``spec``; a :class:`UserError` saying what is wrong otherwise."""
     spec = spec.strip()
     if spec == "uniform":
-        if teacher_layers % student_layers:
-            raise UserError(f"--layer-map uniform needs the teacher's {teacher_layers} layers to be a multiple of the "
-                            f"student's {student_layers}; give an explicit map such as 1:3,2:6")
-        step = teacher_layers // student_layers
-        return [(m, m * step) for m in range(1, student_layers + 1)]
+        if student_layers > teacher_layers:
+            raise UserError(f"--layer-map uniform maps each of the student's {student_layers} layers to its own "
+                            f"teacher layer, and the teacher has {teacher_layers}; give an explicit map such as 1:1,2:1")
+        # m · N / M rounded half up: 4 of 6 layers → 2, 3, 5, 6 (distinct, since N / M >= 1)
+        return [(m, (2 * m * teacher_layers + student_layers) // (2 * student_layers))
+                for m in range(1, student_layers + 1)]
     pairs = []
     try:
         for position, part in enumerate(filter(None, (p.strip() for p in spec.split(","))), start=1):
