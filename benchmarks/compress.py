@@ -60,14 +60,16 @@ def quantized_row(name: str, artifact, fp32_micro_f1: float) -> dict:
 @click.option("--work", type=click.Path(path_type=Path), help="[default: ~/.cache/mobclf/benchmarks/<dataset>]")
 @click.option("--results", default=Path(__file__).parent / "results", type=click.Path(path_type=Path),
               show_default=True)
-def main(name: str, work: Path | None, results: Path) -> None:
+@click.option("--student", "only", multiple=True, type=click.Choice(sorted(STUDENTS)),
+              help="Compress only these students (the report is written when all are there) [default: all].")
+def main(name: str, work: Path | None, results: Path, only: tuple[str, ...]) -> None:
     work = work or WORK_ROOT / name
     data = work / "dataset"
-    students = {key: load_artifact(work / key, kind="student") for key in STUDENTS}
+    students = {key: load_artifact(work / key, kind="student") for key in (only or STUDENTS)}
     teacher = load_artifact(next(iter(students.values())).manifest["distillation"]["teacher"]["path"])
     rows = [artifact_row("teacher", teacher, agreement_score=1.0)]
-    for student_name, recovery in STUDENTS.items():
-        student = students[student_name]
+    for student_name, student in students.items():
+        recovery = STUDENTS[student_name]
         fp32_row = artifact_row(student_name, student)
         fp32_row["pte_size_bytes"] = len(to_pte(ExportableClassifier(load_classifier(student)),
                                                student.manifest["tokenizer"]["max_length"]).pte)
@@ -88,6 +90,8 @@ def main(name: str, work: Path | None, results: Path) -> None:
             row = quantized_row(f"{student_name}-pruned-int8-{suffix}", quantized, fp32_f1)
             row["size_vs_fp32_pte"] = row["size_bytes"] / fp32_row["pte_size_bytes"]
             rows.append(row)
+    if len(students) < len(STUDENTS):
+        return
     report = {"dataset": name, "split": "test", "baseline": "teacher", "machine": machine(), "rows": rows}
     table = write_report(results, f"{name}-compress", f"{name}: students fp32 → pruned → INT8 (test split)", report)
     targets = ["", "Targets (pruned INT8 vs the fp32 student: ≥ 99% of its test micro-F1, file ≤ 1/4 of its fp32 "
