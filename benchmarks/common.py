@@ -45,7 +45,7 @@ def artifact_row(name: str, artifact, seconds: float | None = None, agreement_sc
     metrics = artifact.manifest["metrics"]
     if agreement_score is None:
         agreement_score = metrics.get("agreement_with_teacher", {}).get("test", 1.0)
-    stages = artifact.manifest.get("distillation", {}).get("stages")  # every stage, not only the main one
+    stages = artifact.kind == "student" and artifact.manifest["distillation"]["stages"]  # every stage, not the main one
     recorded = sum(stage["seconds"] for stage in stages) if stages else artifact.manifest["training"]["seconds"]
     return row(name, artifact.kind, artifact.manifest["architecture"]["name"], metrics["test"], agreement_score,
                artifact, seconds=seconds or recorded)
