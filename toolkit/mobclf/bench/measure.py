@@ -11,7 +11,6 @@ are sized before anything loads and peak memory belongs to that variant alone.
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import time
 from dataclasses import asdict
 
@@ -25,9 +24,12 @@ WARMUP = 10
 THROUGHPUT_BATCH = 128
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2 ** 20
+def _memory_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in MB. Not ``ru_maxrss``: Linux carries that across
+    fork + exec, so a spawned child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def _percentiles(seconds: list[float]) -> dict:
@@ -45,7 +47,7 @@ def measure(variant: Variant, threads: int, latency_texts: list[str], throughput
             split_texts: list[str] | None) -> dict:
     """Latency, throughput, peak memory and (if ``split_texts``) probabilities of one variant; runs in the
     current process."""
-    rss_before = _rss_mb()
+    rss_before = _memory_mb("VmRSS")
     predict, tokenizer = open_predictor(variant, threads)
     encoded = [tokenizer.encode_batch([text]) for text in latency_texts]
     for batch in encoded[:WARMUP]:
@@ -70,7 +72,7 @@ def measure(variant: Variant, threads: int, latency_texts: list[str], throughput
               "throughput_per_s": round(throughput, 1), "throughput_batch": batch_size}
     if split_texts is not None:
         result["probs"] = predict_probs(predict, tokenizer, split_texts, description=f"{variant.name}: predicting")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _memory_mb("VmHWM")
     result["peak_rss_mb"] = round(peak, 1)
     result["peak_rss_over_baseline_mb"] = round(max(peak - rss_before, 0.0), 1)
     return result

@@ -215,16 +215,15 @@ def _plots(report: dict, directory: Path) -> list[tuple[str, str]]:
     rows, written = report["rows"], []
     for cost, label, name in (("latency_ms_p50", "batch-1 latency p50 (ms, log)", "f1_vs_latency.png"),
                               ("size_bytes", "model size (bytes, log)", "f1_vs_size.png")):
-        figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=80)
-        for row in rows:
-            axes.scatter(row[cost], row["micro_f1"], s=25)
-            axes.annotate(row["name"], (row[cost], row["micro_f1"]), fontsize=7, xytext=(3, 3),
-                          textcoords="offset points")
+        figure, axes = plt.subplots(figsize=(8.4, 4.2), dpi=80)
+        for index, row in enumerate(rows):
+            axes.scatter(row[cost], row["micro_f1"], s=30, marker="osD^v<>P"[index % 8], color=f"C{index % 10}",
+                         label=row["name"])
         front = pareto_front(rows, cost)
         axes.step([row[cost] for row in front], [row["micro_f1"] for row in front], where="post", color="grey",
                   linewidth=1, label="Pareto front")
         axes.set(xscale="log", xlabel=label, ylabel="micro-F1")
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         figure.tight_layout()
         figure.savefig(directory / name)
         plt.close(figure)
