@@ -42,7 +42,7 @@ from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.distill.losses import get_loss
 from mobclf.distill.student import PREDICTION_LOSSES
-from mobclf.distill.teacher_cache import teacher_outputs, teacher_predictions
+from mobclf.distill.teacher_cache import agreement_with_teacher, teacher_outputs
 from mobclf.errors import UserError
 from mobclf.models import load_classifier, resolve_device
 from mobclf.text import SPECIAL_TOKENS, TOKENIZERS, Tokenizer, load_tokenizer
@@ -50,7 +50,6 @@ from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.train.loop import FitConfig, FitResult, fit
 from mobclf.train.losses import label_pos_weights
-from mobclf.train.metrics import agreement
 
 ARCHITECTURES = ("textcnn", "tinybert")
 IMPORTANCES = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -184,10 +183,8 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
     model.cpu()
     after = _measure(model, arch, tokenizer)
     thresholds, info, metrics, predictions = tune_and_score(model, tokenizer, dataset, threshold_objective, "cpu")
-    metrics["agreement_with_teacher"] = {
-        split: agreement(ours, teacher_predictions(teacher_artifact, teacher, teacher_tokenizer, dataset.texts(split),
-                                                   not dataset.multi_label, run_device))
-        for split, ours in predictions.items()}
+    metrics["agreement_with_teacher"] = agreement_with_teacher(predictions, teacher_artifact, teacher,
+                                                               teacher_tokenizer, dataset, run_device)
     console.log(f"pruned: {before['params']:,} → {after['params']:,} parameters, {before['macs']:,.0f} → "
                 f"{after['macs']:,.0f} MACs; val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher "
                 f"on val {metrics['agreement_with_teacher']['val']:.4f}")

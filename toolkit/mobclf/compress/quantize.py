@@ -26,7 +26,7 @@ from torch import nn
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, write_artifact
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
-from mobclf.distill.teacher_cache import teacher_predictions
+from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
@@ -210,22 +210,19 @@ def _runtime_metrics(runner, model: nn.Module, tokenizer, dataset: Dataset, pare
     """Per split: metrics of the quantized file with the fp32 model's thresholds, and agreement of its label sets
     with the fp32 model and the teacher."""
     thresholds, single_label = np.asarray(parent.manifest["thresholds"]), not dataset.multi_label
-    teacher_artifact = _teacher_of(parent)
-    teacher = load_classifier(teacher_artifact) if teacher_artifact else None
-    metrics = {"agreement_with_fp32": {}, "agreement_with_teacher": {}, "max_abs_prob_difference": {}}
+    metrics, predictions = {"agreement_with_fp32": {}, "max_abs_prob_difference": {}}, {}
     for split in ("val", "test"):
         texts = dataset.texts(split)
         if not texts:
             continue
         probs = predict_probs(runner, tokenizer, texts, description=f"{split} in the runtime")
         fp32_probs = predict_probs(model, tokenizer, texts, description=f"{split} fp32")
-        predicted = predict_labels(probs, thresholds, single_label)
-        metrics[split] = classification_metrics(dataset.targets(split), predicted, dataset.labels)
-        metrics["agreement_with_fp32"][split] = agreement(predicted, predict_labels(fp32_probs, thresholds,
-                                                                                      single_label))
+        predictions[split] = predict_labels(probs, thresholds, single_label)
+        metrics[split] = classification_metrics(dataset.targets(split), predictions[split], dataset.labels)
+        metrics["agreement_with_fp32"][split] = agreement(predictions[split], predict_labels(fp32_probs, thresholds,
+                                                                                             single_label))
         metrics["max_abs_prob_difference"][split] = float(np.abs(probs - fp32_probs).max())
-        if teacher is not None:
-            teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
-            metrics["agreement_with_teacher"][split] = agreement(
-                predicted, teacher_predictions(teacher_artifact, teacher, teacher_tokenizer, texts, single_label))
+    teacher = _teacher_of(parent)
+    metrics["agreement_with_teacher"] = {} if teacher is None else agreement_with_teacher(
+        predictions, teacher, load_classifier(teacher), load_tokenizer(teacher.file("tokenizer")), dataset)
     return metrics

@@ -28,7 +28,7 @@ from mobclf.console import console
 from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.distill.losses import get_loss
 from mobclf.distill.student import PREDICTION_LOSSES, PreparedStudent
-from mobclf.distill.teacher_cache import teacher_predictions
+from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.distill.textcnn_student import INTERMEDIATE_LOSSES as TEXTCNN_LOSSES
 from mobclf.distill.textcnn_student import TextCnnConfig, prepare_textcnn
 from mobclf.distill.tinybert_student import INTERMEDIATE_LOSSES as TINYBERT_LOSSES
@@ -40,7 +40,6 @@ from mobclf.train.batching import encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.train.loop import FitConfig, fit
 from mobclf.train.losses import label_pos_weights
-from mobclf.train.metrics import agreement
 
 STUDENTS = {TextCnnConfig: ("textcnn", TEXTCNN_LOSSES, prepare_textcnn),
             TinyBertConfig: ("tinybert", TINYBERT_LOSSES, prepare_tinybert)}
@@ -146,8 +145,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     student.cpu()
     thresholds, info, metrics, predictions = tune_and_score(student, prepared.tokenizer, dataset, threshold_objective,
                                                             "cpu")
-    metrics["agreement_with_teacher"] = _agreement_with_teacher(predictions, teacher, teacher_artifact,
-                                                                teacher_tokenizer, dataset, run_device)
+    metrics["agreement_with_teacher"] = agreement_with_teacher(predictions, teacher_artifact, teacher,
+                                                               teacher_tokenizer, dataset, run_device)
     console.log(f"student: val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher on val "
                 f"{metrics['agreement_with_teacher']['val']:.4f}")
     extra = {"distillation": {"student": student_name, "plan": {**asdict(plan), **prepared.plan_details},
@@ -159,10 +158,3 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                             [teacher_artifact, dataset.artifact, *prepared.parents], thresholds, info, metrics,
                             fit_config, result, extra, force)
 
-
-def _agreement_with_teacher(student_predictions: dict, teacher, teacher_artifact, teacher_tokenizer, dataset,
-                            device) -> dict:
-    """Per split, the fraction of texts on which student and teacher predict the same label set."""
-    return {split: agreement(ours, teacher_predictions(teacher_artifact, teacher, teacher_tokenizer,
-                                                       dataset.texts(split), not dataset.multi_label, device))
-            for split, ours in student_predictions.items()}

@@ -26,6 +26,7 @@ from mobclf.artifacts import Artifact
 from mobclf.console import console, progress
 from mobclf.errors import UserError
 from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.metrics import agreement
 from mobclf.train.thresholds import predict_labels
 
 
@@ -120,3 +121,12 @@ def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, te
     """The teacher's predicted label matrix for ``texts`` with its own thresholds (logits from the cache)."""
     logits = teacher_outputs(teacher, model, tokenizer, texts, device=device).logits
     return predict_labels(torch.sigmoid(logits).numpy(), np.asarray(teacher.manifest["thresholds"]), single_label)
+
+
+def agreement_with_teacher(predictions: dict[str, np.ndarray], teacher: Artifact, model: torch.nn.Module, tokenizer,
+                           dataset, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Per split of ``predictions`` (split → label matrix of another model on ``dataset``), the fraction of texts on
+    which that model and the teacher predict the same label set."""
+    return {split: agreement(ours, teacher_predictions(teacher, model, tokenizer, dataset.texts(split),
+                                                       not dataset.multi_label, device))
+            for split, ours in predictions.items()}
