@@ -22,7 +22,7 @@ import torch
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, write_artifact
 from mobclf.bench.measure import measure_in_subprocess
-from mobclf.bench.variants import Variant, variants_of
+from mobclf.bench.variants import KINDS, Variant, variants_of
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.distill.teacher_cache import teacher_outputs
@@ -48,11 +48,11 @@ def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", lat
     texts = dataset.texts(split)
     if not texts:
         raise UserError(f"the dataset has no {split} split; choose another --split", path=data)
-    artifacts = [load_artifact(path) for path in models]
-    for artifact in artifacts:
+    artifacts = {str(artifact.path): artifact for artifact in (load_artifact(path, kind=KINDS) for path in models)}
+    variants = [variant for artifact in artifacts.values() for variant in variants_of(artifact)]
+    for artifact in artifacts.values():
         if artifact.labels != dataset.labels:
             raise UserError("this model was trained on other labels than the dataset's", path=artifact.path)
-    variants = [variant for path in models for variant in variants_of(path)]
     teachers = [variant for variant in variants if variant.kind == "teacher"]
     all_threads = sorted({1, os.cpu_count() or 1})
     timing_texts, throughput_texts = texts[:latency_texts], (texts * THROUGHPUT_TEXTS)[:THROUGHPUT_TEXTS]
@@ -60,14 +60,12 @@ def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", lat
     rows, predictions = [], {}
     for variant in variants:
         console.log(f"{variant.name}: {variant.runtime} {variant.precision} on {variant.device}")
-        eager_probs = _eager_probs(variant, texts) if variant.runtime == "eager" else None
+        eager_probs = _eager_probs(variant, artifacts[variant.artifact], texts) if variant.runtime == "eager" else None
         timings = [measure_in_subprocess(variant, threads, timing_texts, throughput_texts,
                                          None if eager_probs is not None or threads != all_threads[-1] else texts)
                    for threads in all_threads]
         probs = eager_probs if eager_probs is not None else timings[-1].pop("probs")
-        thresholds = np.asarray(load_artifact(Path(variant.artifact)).manifest.get("thresholds") or
-                                _bundle_thresholds(variant))
-        predictions[variant.name] = predict_labels(probs, thresholds, not dataset.multi_label)
+        predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), not dataset.multi_label)
         rows.append(_row(variant, dataset, split, predictions[variant.name], timings))
     if tfidf:
         rows.append(_tfidf_row(dataset, split, timing_texts, throughput_texts, predictions))
@@ -81,20 +79,14 @@ def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", lat
     with write_artifact(out, kind="report", force=force) as artifact:
         write_report_files(report, artifact.dir)
         artifact.manifest.update({"report": "report.json", "labels": dataset.labels,
-                                  "lineage": lineage([*artifacts, dataset.artifact])})
+                                  "lineage": lineage([*artifacts.values(), dataset.artifact])})
     console.log(f"report written to {out / 'report.md'}")
     return load_artifact(out)
 
 
-def _bundle_thresholds(variant: Variant) -> list[float]:
-    bundle = load_artifact(Path(variant.artifact)).file("bundle.json")
-    return json.loads(bundle.read_text(encoding="utf-8"))["thresholds"]
-
-
-def _eager_probs(variant: Variant, texts: list[str]) -> np.ndarray:
+def _eager_probs(variant: Variant, artifact: Artifact, texts: list[str]) -> np.ndarray:
     """Probabilities of an eager model on ``texts``; a teacher's go through the logits cache (usually filled by
     distillation: a BERT-base pass over a test split takes minutes on a CPU)."""
-    artifact = load_artifact(Path(variant.artifact))
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
     if variant.kind != "teacher":
         return predict_probs(model, tokenizer, texts, description=f"{variant.name}: predicting")

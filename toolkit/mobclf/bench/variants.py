@@ -37,27 +37,28 @@ class Variant:
     file: str  # the model file inside it
     params: int
     size_bytes: int
+    thresholds: list[float]
     device: str = "cpu"
     min_length: int = 1  # exported files: the shortest input they take
 
 
-def variants_of(path: Path) -> list[Variant]:
-    """The variants one artifact directory offers, named after the directory (plus the file for bundles)."""
-    artifact = load_artifact(path, kind=KINDS)
-    manifest, name = artifact.manifest, Path(path).name
+def variants_of(artifact: Artifact) -> list[Variant]:
+    """The variants one artifact (loaded with ``kind=KINDS``) offers, named after its directory (plus the file for
+    bundles)."""
+    manifest, name = artifact.manifest, artifact.path.name
     if artifact.kind in ("teacher", "student", "pruned"):
         device = "cuda" if artifact.kind == "teacher" and torch.cuda.is_available() else "cpu"
         return [_variant(artifact, name, artifact.kind, manifest["architecture"]["name"], "eager", "fp32", WEIGHTS,
-                         manifest["params"], device)]
+                         manifest["params"], manifest["thresholds"], device)]
     if artifact.kind == "quantized":
         quantization = manifest["quantization"]
         return [_variant(artifact, name, "quantized", manifest["architecture"]["name"],
                          _runtime(quantization["runtime"]), "int8", quantization["file"], manifest["params"],
-                         shortest=min_length(build_model(manifest["architecture"])))]
+                         manifest["thresholds"], shortest=min_length(build_model(manifest["architecture"])))]
     bundle = json.loads(artifact.file(manifest["bundle"]).read_text(encoding="utf-8"))
     return [_variant(artifact, f"{name}/{described['file']}", "quantized" if described["precision"] == "int8" else
                      bundle["model"]["source_kind"], bundle["model"]["architecture"], _runtime(described["runtime"]),
-                     described["precision"], described["file"], bundle["model"]["params"],
+                     described["precision"], described["file"], bundle["model"]["params"], bundle["thresholds"],
                      shortest=bundle["inputs"]["min_length"])
             for described in bundle["model"]["files"].values()]
 
@@ -67,9 +68,9 @@ def _runtime(name: str) -> str:
 
 
 def _variant(artifact: Artifact, name: str, kind: str, arch: str, runtime: str, precision: str, file: str,
-             params: int, device: str = "cpu", shortest: int = 1) -> Variant:
+             params: int, thresholds: list[float], device: str = "cpu", shortest: int = 1) -> Variant:
     return Variant(name, kind, arch, runtime, precision, str(artifact.path), file, params,
-                   artifact.file(file).stat().st_size, device, shortest)
+                   artifact.file(file).stat().st_size, thresholds, device, shortest)
 
 
 def open_predictor(variant: Variant, threads: int):
