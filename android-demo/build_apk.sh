@@ -90,7 +90,7 @@ for i in "${!names[@]}"; do
     cp -R "${dirs[$i]}" "$work/assets/bundles/${names[$i]}"
 done
 run "aapt2 link" aapt2 link -o "$work/base.apk" -I "$FRAMEWORK_RES" --manifest "$work/AndroidManifest.xml" \
-    "$work/res.zip" --java "$work/gen" -A "$work/assets" -0 pte \
+    "$work/res.zip" --java "$work/gen" -A "$work/assets" -0 .pte \
     --min-sdk-version "$min_sdk" --target-sdk-version "$min_sdk" \
     --version-code "$version_code" --version-name "$version_name"
 
