@@ -1,0 +1,158 @@
+package org.mobclf.core;
+
+import java.io.File;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+import org.json.JSONArray;
+import org.json.JSONException;
+import org.json.JSONObject;
+
+/**
+ * A bundle written by {@code mobclf export --target android}: {@code bundle.json} (inputs, output activation,
+ * labels, thresholds), {@code labels.txt}, {@code tokenizer/} and {@code model.pte}. Turns a text into the model's
+ * inputs and the model's logits into labels, with the rules {@code toolkit/mobclf/export/bundle.py} writes down.
+ */
+public final class DeviceBundle {
+    private static final int SCHEMA_VERSION = 1;
+
+    private final File directory;
+    private final JSONObject description;
+    private final Tokenizer tokenizer;
+    private final List<String> labels;
+    private final double[] thresholds;
+    private final boolean sigmoid;
+    private final int minLength;
+    private final int padId;
+
+    private DeviceBundle(File directory) throws IOException {
+        this.directory = directory;
+        File descriptionFile = new File(directory, "bundle.json");
+        if (!descriptionFile.isFile()) {
+            throw new IOException(directory + ": no bundle.json; export one with `mobclf export --target android`");
+        }
+        description = Tokenizer.readJson(descriptionFile);
+        try {
+            int version = description.getInt("schema_version");
+            if (version != SCHEMA_VERSION) {
+                throw new IOException(descriptionFile + ": bundle schema " + version + ", this app reads "
+                        + SCHEMA_VERSION + "; re-export with the matching mobclf");
+            }
+            JSONObject inputs = description.getJSONObject("inputs");
+            minLength = inputs.getInt("min_length");
+            padId = inputs.getInt("pad_id");
+            String activation = description.getJSONObject("output").getString("activation");
+            if (!activation.equals("sigmoid") && !activation.equals("softmax")) {
+                throw new IOException(descriptionFile + ": unknown output activation '" + activation + "'");
+            }
+            sigmoid = activation.equals("sigmoid");
+            labels = readLabels(description.getJSONArray("labels"));
+            JSONArray thresholdValues = description.getJSONArray("thresholds");
+            thresholds = new double[thresholdValues.length()];
+            for (int i = 0; i < thresholds.length; i++) {
+                thresholds[i] = thresholdValues.getDouble(i);
+            }
+            if (thresholds.length != labels.size()) {
+                throw new IOException(descriptionFile + ": " + labels.size() + " labels but " + thresholds.length
+                        + " thresholds; re-export the bundle");
+            }
+            tokenizer = Tokenizer.load(new File(directory, description.getJSONObject("tokenizer")
+                    .getString("directory")));
+        } catch (JSONException err) {
+            throw new IOException(descriptionFile + ": " + err.getMessage() + "; re-export the bundle");
+        }
+    }
+
+    /** Read the bundle in {@code directory}; a missing or malformed file is an IOException naming it. */
+    public static DeviceBundle load(File directory) throws IOException {
+        return new DeviceBundle(directory);
+    }
+
+    private static List<String> readLabels(JSONArray values) throws JSONException {
+        List<String> labels = new ArrayList<String>(values.length());
+        for (int i = 0; i < values.length(); i++) {
+            labels.add(values.getString(i));
+        }
+        return Collections.unmodifiableList(labels);
+    }
+
+    public File directory() {
+        return directory;
+    }
+
+    /** The ExecuTorch program, {@code model.pte}. */
+    public File modelFile() {
+        return new File(directory, executorchFile().optString("file", "model.pte"));
+    }
+
+    private JSONObject executorchFile() {
+        JSONObject model = description.optJSONObject("model");
+        JSONObject files = model == null ? null : model.optJSONObject("files");
+        JSONObject executorch = files == null ? null : files.optJSONObject("executorch");
+        return executorch == null ? new JSONObject() : executorch;
+    }
+
+    /** The student's architecture, e.g. {@code textcnn} or {@code bert}. */
+    public String architecture() {
+        return description.optJSONObject("model").optString("architecture", "?");
+    }
+
+    /** {@code int8} or {@code fp32}: the precision of {@code model.pte}. */
+    public String precision() {
+        return executorchFile().optString("precision", "?");
+    }
+
+    public List<String> labels() {
+        return labels;
+    }
+
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    /**
+     * {@code {input_ids, attention_mask}} of {@code text} for a {@code [1, L]} model input: the tokenizer's ids
+     * (truncated to its max length), padded with the pad id and mask 0 up to the bundle's min length.
+     */
+    public long[][] encode(String text) {
+        int[] ids = tokenizer.encode(text);
+        int length = Math.max(ids.length, minLength);
+        long[] inputIds = new long[length];
+        long[] attentionMask = new long[length];
+        for (int i = 0; i < length; i++) {
+            inputIds[i] = i < ids.length ? ids[i] : padId;
+            attentionMask[i] = i < ids.length ? 1 : 0;
+        }
+        return new long[][] {inputIds, attentionMask};
+    }
+
+    /**
+     * Labels from the model's logits: sigmoid and a per-label threshold, or the most probable label when none
+     * passes (multi-label, as {@code mobclf.train.thresholds.predict_labels}); softmax and the most probable label
+     * (single-label).
+     */
+    public Classification classify(float[] logits) {
+        if (logits.length != labels.size()) {
+            throw new IllegalArgumentException(logits.length + " logits for " + labels.size() + " labels");
+        }
+        float[] probabilities = sigmoid ? Activations.sigmoid(logits) : Activations.softmax(logits);
+        int best = 0;
+        for (int i = 1; i < probabilities.length; i++) {
+            if (probabilities[i] > probabilities[best]) {
+                best = i;
+            }
+        }
+        boolean anyPasses = false;
+        for (int i = 0; i < probabilities.length && sigmoid; i++) {
+            anyPasses |= probabilities[i] >= thresholds[i];
+        }
+        List<LabelScore> scores = new ArrayList<LabelScore>(labels.size());
+        for (int i = 0; i < labels.size(); i++) {
+            boolean predicted = anyPasses ? probabilities[i] >= thresholds[i] : i == best;
+            scores.add(new LabelScore(labels.get(i), probabilities[i], (float) thresholds[i], predicted));
+        }
+        return new Classification(scores);
+    }
+}

@@ -1,0 +1,78 @@
+package org.mobclf.core;
+
+import java.io.BufferedReader;
+import java.io.BufferedWriter;
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStreamWriter;
+import java.io.Writer;
+
+import org.json.JSONArray;
+import org.json.JSONException;
+import org.json.JSONObject;
+
+/**
+ * The phone's tokenizer and post-processing on the JVM, so tests can compare them with Python line by line.
+ *
+ * <pre>
+ * tokenize TOKENIZER_DIR TEXTS.jsonl   one line of space-separated ids per {"text": ...} line
+ * encode   BUNDLE_DIR    TEXTS.jsonl   one {"input_ids": [...], "attention_mask": [...]} line per text
+ * classify BUNDLE_DIR    LOGITS.jsonl  one JSON array of predicted labels per {"logits": [...]} line
+ * </pre>
+ */
+public final class DeviceCli {
+    private DeviceCli() {
+    }
+
+    public static void main(String[] args) throws IOException, JSONException {
+        if (args.length != 3) {
+            System.err.println("usage: DeviceCli tokenize|encode|classify DIR INPUT.jsonl");
+            System.exit(2);
+        }
+        Writer out = new BufferedWriter(new OutputStreamWriter(System.out, Tokenizer.UTF8));
+        BufferedReader lines = new BufferedReader(new InputStreamReader(new FileInputStream(args[2]), Tokenizer.UTF8));
+        File directory = new File(args[1]);
+        String command = args[0];
+        Tokenizer tokenizer = command.equals("tokenize") ? Tokenizer.load(directory) : null;
+        DeviceBundle bundle = command.equals("tokenize") ? null : DeviceBundle.load(directory);
+        for (String line; (line = lines.readLine()) != null; ) {
+            JSONObject item = new JSONObject(line);
+            if (command.equals("tokenize")) {
+                int[] ids = tokenizer.encode(item.getString("text"));
+                StringBuilder text = new StringBuilder();
+                for (int i = 0; i < ids.length; i++) {
+                    text.append(i == 0 ? "" : " ").append(ids[i]);
+                }
+                out.write(text.append('\n').toString());
+            } else if (command.equals("encode")) {
+                long[][] inputs = bundle.encode(item.getString("text"));
+                JSONObject encoded = new JSONObject();
+                encoded.put("input_ids", toJson(inputs[0]));
+                encoded.put("attention_mask", toJson(inputs[1]));
+                out.write(encoded.toString() + "\n");
+            } else {
+                JSONArray values = item.getJSONArray("logits");
+                float[] logits = new float[values.length()];
+                for (int i = 0; i < logits.length; i++) {
+                    logits[i] = (float) values.getDouble(i);
+                }
+                JSONArray predicted = new JSONArray();
+                for (LabelScore score : bundle.classify(logits).predicted()) {
+                    predicted.put(score.label);
+                }
+                out.write(predicted.toString() + "\n");
+            }
+        }
+        out.flush();
+    }
+
+    private static JSONArray toJson(long[] values) {
+        JSONArray array = new JSONArray();
+        for (long value : values) {
+            array.put(value);
+        }
+        return array;
+    }
+}

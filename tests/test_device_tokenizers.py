@@ -1,0 +1,149 @@
+"""The phone's Java tokenizer and post-processing (android-demo/, package org.mobclf.core) against Python.
+
+- Tokenizer parity: the Java classes, compiled and run on the JVM, give exactly Python's ids for 5,500 real texts
+  from ../shared/data and the tricky cases of device_texts.py, for the char, jieba and wordpiece tokenizers.
+- Replay: a bundle from ``mobclf export --target android``, with ids from the JVM tokenizer run through the
+  ``.pte`` in the ExecuTorch Python runtime and labels decided by the Java post-processing, predicts exactly the
+  labels mobclf's own (eager) prediction gives.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import STUDENTS, run
+
+from mobclf.artifacts import load_artifact
+from mobclf.data.dataset import load_dataset
+from mobclf.export.executorch import PteRunner
+from mobclf.models import load_classifier
+from mobclf.text import load_tokenizer
+from mobclf.train.classifier import predict_probs
+from mobclf.train.thresholds import predict_labels
+
+ANDROID_DEMO = Path(__file__).resolve().parents[1] / "android-demo"
+CORE_SOURCES = ANDROID_DEMO / "app/src/main/java/org/mobclf/core"
+CLI_SOURCES = ANDROID_DEMO / "app/src/test/java/org/mobclf/core"
+ORG_JSON = Path("/usr/share/java/com.android.json.jar")  # Debian libandroid-json-java: Android's org.json
+INSTALL_HINT = "run android-demo/tools/install-test-tools.sh"
+
+
+@pytest.fixture(scope="module")
+def device_cli(tmp_path_factory):
+    """A function running ``DeviceCli COMMAND DIR INPUT`` on the JVM and returning its output lines."""
+    javac = shutil.which("javac")
+    assert javac and ORG_JSON.exists(), f"javac and {ORG_JSON} are needed: {INSTALL_HINT}"
+    classes = tmp_path_factory.mktemp("jvm-classes")
+    sources = sorted(str(path) for path in [*CORE_SOURCES.glob("*.java"), *CLI_SOURCES.glob("*.java")])
+    subprocess.run([javac, "-source", "8", "-target", "8", "-Xlint:-options", "-encoding", "UTF-8",
+                    "-cp", str(ORG_JSON), "-d", str(classes), *sources], check=True)
+
+    def device_cli(command: str, directory: Path, input_file: Path) -> list[str]:
+        result = subprocess.run(["java", "-cp", f"{classes}:{ORG_JSON}", "org.mobclf.core.DeviceCli", command,
+                                 str(directory), str(input_file)], capture_output=True, text=True, encoding="utf-8")
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("\n")[:-1]
+
+    return device_cli
+
+
+@pytest.mark.parametrize("kind", ["char", "jieba", "wordpiece"])
+def test_java_tokenizer_gives_python_ids_for_real_and_tricky_texts(device_tokenizers, device_cli, kind):
+    directory, python_ids = device_tokenizers[kind]
+    lines = device_tokenizers["texts"].read_text("utf-8").split("\n")[:-1]  # not splitlines: texts hold U+2028
+    texts = [json.loads(line)["text"] for line in lines]
+    assert len(texts) >= 5500
+    java_ids = [[int(token) for token in line.split()] for line in device_cli("tokenize", directory,
+                                                                               device_tokenizers["texts"])]
+    assert len(java_ids) == len(python_ids)
+    differing = [(texts[i][:60], java, python) for i, (java, python) in enumerate(zip(java_ids, python_ids))
+                 if java != python]
+    assert not differing, f"{len(differing)} texts differ, first: {differing[:3]}"
+    assert max(map(len, java_ids)) == load_tokenizer(directory).max_length  # truncation was exercised
+
+
+def test_java_tokenizer_errors_name_the_file(tmp_path, device_tokenizers, device_cli):
+    broken = tmp_path / "tokenizer"
+    shutil.copytree(device_tokenizers["char"][0], broken)
+    (broken / "vocab.txt").write_text("[PAD]\n[UNK]\n\n[CLS]\n", encoding="utf-8")
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "a"}\n', encoding="utf-8")
+    with pytest.raises(AssertionError, match=r"vocab\.txt:3: empty line in the vocabulary"):
+        device_cli("tokenize", broken, texts)
+
+
+@pytest.fixture(scope="module")
+def android_bundles(students, tmp_path_factory):
+    """fp32 Android bundles of the tiny students: TextCNN on chars, jieba words and WordPiece, and TinyBERT."""
+    root = tmp_path_factory.mktemp("android-bundles")
+    models = {"textcnn-char": students / "textcnn", "tinybert": students / "tinybert"}
+    for kind in ("jieba", "wordpiece"):
+        models[f"textcnn-{kind}"] = root / f"textcnn-{kind}"
+        result = run("distill", "--teacher", students / "teacher", "--data", students / "data",
+                     "--out", models[f"textcnn-{kind}"], "--batch-size", "32", *STUDENTS["textcnn"],
+                     "--tokenizer", kind, *(["--vocab-size", "600"] if kind == "wordpiece" else []))
+        assert result.exit_code == 0, result.output
+    bundles = {}
+    for name, model in models.items():
+        bundles[name] = (model, root / f"bundle-{name}")
+        result = run("export", "--from", model, "--target", "android", "--out", bundles[name][1],
+                     "--parity-texts", "20")
+        assert result.exit_code == 0, result.output
+    return bundles
+
+
+TOKENIZER_OF = {"textcnn-char": "char", "textcnn-jieba": "jieba", "textcnn-wordpiece": "wordpiece",
+                "tinybert": "char"}  # TinyBERT reads its teacher's tokens: chars in conftest's teacher
+
+
+@pytest.mark.parametrize("name", list(TOKENIZER_OF))
+def test_jvm_ids_through_the_pte_give_mobclf_labels(students, android_bundles, device_cli, tmp_path, name):
+    model_dir, bundle_dir = android_bundles[name]
+    bundle = json.loads((bundle_dir / "bundle.json").read_text("utf-8"))
+    assert bundle["tokenizer"]["type"] == TOKENIZER_OF[name]
+    texts = load_dataset(students / "data").texts("test") + ["", "NBA总决赛😀 iPhone15发布！" * 10]
+    texts_file = tmp_path / "texts.jsonl"
+    texts_file.write_text("".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in texts),
+                          encoding="utf-8")
+
+    encoded = [json.loads(line) for line in device_cli("encode", bundle_dir, texts_file)]
+    runner = PteRunner(bundle_dir / "model.pte", bundle["inputs"]["min_length"])
+    logits = [runner(torch.tensor([item["input_ids"]]), torch.tensor([item["attention_mask"]]))[0].tolist()
+              for item in encoded]
+    logits_file = tmp_path / "logits.jsonl"
+    logits_file.write_text("".join(json.dumps({"logits": row}) + "\n" for row in logits), encoding="utf-8")
+    java_labels = [json.loads(line) for line in device_cli("classify", bundle_dir, logits_file)]
+
+    source = load_artifact(model_dir)
+    probs = predict_probs(load_classifier(source), load_tokenizer(source.path / "tokenizer"), texts)
+    multi_hot = predict_labels(probs, np.asarray(bundle["thresholds"]), single_label=False)
+    mobclf_labels = [[source.labels[i] for i in np.flatnonzero(row)] for row in multi_hot]
+    assert all(len(item["input_ids"]) >= bundle["inputs"]["min_length"] for item in encoded)
+    assert [sorted(labels) for labels in java_labels] == [sorted(labels) for labels in mobclf_labels]
+
+
+def test_java_post_processing_of_multi_and_single_label_bundles(android_bundles, device_cli, tmp_path):
+    """Multi-label: every label at or above its threshold, the most probable one when none passes (as
+    ``predict_labels``); single-label (softmax): the most probable label only."""
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(android_bundles["textcnn-char"][1], bundle_dir)
+    bundle = json.loads((bundle_dir / "bundle.json").read_text("utf-8"))
+    labels, thresholds = bundle["labels"], np.asarray(bundle["thresholds"])
+    logit_at = np.log(thresholds / (1 - thresholds))  # sigmoid(logit_at) == threshold
+    rows = [logit_at + 0.01, logit_at - 0.01, np.where(np.arange(len(labels)) == 2, logit_at + 1, logit_at - 1)]
+    logits_file = tmp_path / "logits.jsonl"
+    logits_file.write_text("".join(json.dumps({"logits": row.tolist()}) + "\n" for row in rows), encoding="utf-8")
+    most_probable = labels[int(np.argmax(1 / (1 + np.exp(-rows[1]))))]
+    assert [sorted(json.loads(line)) for line in device_cli("classify", bundle_dir, logits_file)] == [
+        sorted(labels), [most_probable], [labels[2]]]
+
+    bundle["output"]["activation"] = "softmax"
+    (bundle_dir / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
+    assert [json.loads(line) for line in device_cli("classify", bundle_dir, logits_file)] == [
+        [labels[int(np.argmax(row))]] for row in rows]
