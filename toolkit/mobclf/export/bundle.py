@@ -148,7 +148,8 @@ def _bundle_description(artifact: Artifact, model: nn.Module, tokenizer, target:
                    "pad_id": tokenizer.pad_id, "padding": "pad shorter inputs with pad_id and mask 0 up to "
                    "min_length; padding does not change the output"},
         "output": {"name": "logits", "activation": manifest["output_activation"],
-                   "decision": "argmax" if not manifest["multi_label"] else "probability >= threshold per label"},
+                   "decision": "argmax" if not manifest["multi_label"]
+                   else "probability >= threshold per label; the most probable label when none passes"},
         "tokenizer": {"directory": "tokenizer", **tokenizer.spec,
                       "ids": {"pad": tokenizer.pad_id, "unk": tokenizer.unk_id, "cls": tokenizer.cls_id,
                               "sep": tokenizer.sep_id, "mask": tokenizer.mask_id}},
