@@ -1,7 +1,9 @@
-"""The phone's Java tokenizer and post-processing (android-demo/, package org.mobclf.core) against Python.
+"""The device tokenizers and post-processing against Python: the phone's Java classes (android-demo/app, package
+org.mobclf.core, compiled and run on the JVM) and the browser demo's JavaScript (android-demo/web, run in Node).
 
-- Tokenizer parity: the Java classes, compiled and run on the JVM, give exactly Python's ids for 5,500 real texts
-  from ../shared/data and the tricky cases of device_texts.py, for the char, jieba and wordpiece tokenizers.
+- Tokenizer parity: both ports give exactly Python's ids for 5,500 real texts from ../shared/data and the tricky
+  cases of device_texts.py, and for every code point of Unicode planes 0-3 and 14, for the char, jieba and
+  wordpiece tokenizers.
 - Replay: a bundle from ``mobclf export --target android``, with ids from the JVM tokenizer run through the
   ``.pte`` in the ExecuTorch Python runtime and labels decided by the Java post-processing, predicts exactly the
   labels mobclf's own (eager) prediction gives.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +33,10 @@ from mobclf.train.thresholds import predict_labels
 ANDROID_DEMO = Path(__file__).resolve().parents[1] / "android-demo"
 CORE_SOURCES = ANDROID_DEMO / "app/src/main/java/org/mobclf/core"
 CLI_SOURCES = ANDROID_DEMO / "app/src/test/java/org/mobclf/core"
+WEB = ANDROID_DEMO / "web"
 ORG_JSON = Path("/usr/share/java/com.android.json.jar")  # Debian libandroid-json-java: Android's org.json
 INSTALL_HINT = "run android-demo/tools/install-test-tools.sh"
+KINDS = ("char", "jieba", "wordpiece")
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +58,76 @@ def device_cli(tmp_path_factory):
     return device_cli
 
 
-@pytest.mark.parametrize("kind", ["char", "jieba", "wordpiece"])
-def test_java_tokenizer_gives_python_ids_for_real_and_tricky_texts(device_tokenizers, device_cli, kind):
+def port_ids(request, port: str, directory: Path, texts_file: Path) -> list[list[int]]:
+    """The ids the ``port`` ("java" or "javascript") gives for each ``{"text": ...}`` line of ``texts_file``."""
+    if port == "java":
+        lines = request.getfixturevalue("device_cli")("tokenize", directory, texts_file)
+    else:
+        node = shutil.which("node")
+        assert node and (WEB / "node_modules").is_dir(), f"node and the web demo's npm packages: {INSTALL_HINT}"
+        result = subprocess.run([node, WEB / "tokenize-cli.mjs", directory, texts_file], capture_output=True,
+                                text=True, encoding="utf-8")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.split("\n")[:-1]
+    return [[int(token) for token in line.split()] for line in lines]
+
+
+def assert_same_ids(texts: list[str], python_ids: list[list[int]], port_ids: list[list[int]]):
+    assert len(port_ids) == len(python_ids) == len(texts)
+    differing = [(text[:60], ours, theirs) for text, ours, theirs in zip(texts, python_ids, port_ids)
+                 if ours != theirs]
+    report = "\n".join(f"{text!r}\n  python {ours[:30]}\n  port   {theirs[:30]}" for text, ours, theirs in differing[:5])
+    assert not differing, f"{len(differing)} of {len(texts)} texts differ:\n{report}"
+
+
+@pytest.mark.parametrize("port", ["java", "javascript"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_ports_give_python_ids_for_real_and_tricky_texts(request, device_tokenizers, port, kind):
     directory, python_ids = device_tokenizers[kind]
     lines = device_tokenizers["texts"].read_text("utf-8").split("\n")[:-1]  # not splitlines: texts hold U+2028
     texts = [json.loads(line)["text"] for line in lines]
     assert len(texts) >= 5500
-    java_ids = [[int(token) for token in line.split()] for line in device_cli("tokenize", directory,
-                                                                               device_tokenizers["texts"])]
-    assert len(java_ids) == len(python_ids)
-    differing = [(texts[i][:60], java, python) for i, (java, python) in enumerate(zip(java_ids, python_ids))
-                 if java != python]
-    assert not differing, f"{len(differing)} texts differ, first: {differing[:3]}"
-    assert max(map(len, java_ids)) == load_tokenizer(directory).max_length  # truncation was exercised
+    ids = port_ids(request, port, directory, device_tokenizers["texts"])
+    assert_same_ids(texts, python_ids, ids)
+    assert max(map(len, ids)) == load_tokenizer(directory).max_length  # truncation was exercised
+
+
+@pytest.fixture(scope="module")
+def code_point_texts(device_tokenizers, tmp_path_factory):
+    """Every code point of planes 0-3 and 14 (surrogates aside), 32 to a text, each followed by "a" and a
+    space, with the three tokenizers allowed 512 tokens: ``(texts_file, texts, {kind: (directory, ids)})``."""
+    root = tmp_path_factory.mktemp("code-points")
+    points = [cp for cp in [*range(0x40000), *range(0xE0000, 0xE1000)] if not 0xD800 <= cp <= 0xDFFF]
+    texts = ["".join(chr(cp) + "a " for cp in points[start:start + 32]) for start in range(0, len(points), 32)]
+    texts_file = root / "texts.jsonl"
+    texts_file.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+    tokenizers = {}
+    for kind in KINDS:
+        directory = root / kind
+        shutil.copytree(device_tokenizers[kind][0], directory)
+        spec = json.loads((directory / "tokenizer.json").read_text("utf-8")) | {"max_length": 512}
+        (directory / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+        tokenizer = load_tokenizer(directory)
+        tokenizers[kind] = (directory, [tokenizer.encode(text).ids for text in texts])
+    return texts_file, texts, tokenizers
+
+
+@pytest.mark.parametrize("port", ["java", "javascript"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_ports_give_python_ids_for_every_code_point(request, code_point_texts, port, kind):
+    """Character classes (punctuation, control, whitespace, marks, CJK) are where ports drift: the JVM's and the
+    browser's Unicode tables are newer than tokenizers'; android-demo/tools/gen_bert_unicode.py holds the latter."""
+    texts_file, texts, tokenizers = code_point_texts
+    directory, python_ids = tokenizers[kind]
+    assert_same_ids(texts, python_ids, port_ids(request, port, directory, texts_file))
+
+
+def test_generated_unicode_tables_match_the_installed_tokenizers():
+    """BertUnicode.java and bert-unicode.js are read off HF tokenizers; an upgrade that changes them must
+    regenerate them."""
+    result = subprocess.run([sys.executable, ANDROID_DEMO / "tools" / "gen_bert_unicode.py", "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_java_tokenizer_errors_name_the_file(tmp_path, device_tokenizers, device_cli):

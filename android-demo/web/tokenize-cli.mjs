@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // node tokenize-cli.mjs TOKENIZER_DIR TEXTS.jsonl
 // Prints the ids of each text ({"text": ...} per line) as one line of space-separated numbers, in order:
-// the JavaScript side of tests/test_web_demo.py's parity check.
+// the JavaScript side of tests/test_device_tokenizers.py's parity checks.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 

@@ -1,5 +1,6 @@
 // The three mobclf tokenizers (char, jieba, wordpiece) in plain JavaScript, giving exactly the ids of
-// toolkit/mobclf/text/*.py (tests/test_web_demo.py checks it on 5,500 texts). Runs in browsers and in Node.
+// toolkit/mobclf/text/*.py (tests/test_device_tokenizers.py checks 5,500 texts and every code point of
+// planes 0-3 and 14). Runs in browsers and in Node.
 //
 //   const tokenizer = await loadTokenizer(name => readTextSomehow("tokenizer/" + name));
 //   tokenizer.encode("央行宣布降准")  // → [2, 311, 95, ..., 3]
@@ -7,7 +8,7 @@
 // Texts are walked by Unicode code point (never by UTF-16 unit), as Python's str indices are.
 
 import {
-  CONTROL, DECOMPOSABLE, NONSPACING_MARK, PUNCTUATION, SPLIT_WHITESPACE, WHITESPACE, inRanges,
+  CHINESE, CONTROL, DECOMPOSABLE, NONSPACING_MARK, PUNCTUATION, SPLIT_WHITESPACE, WHITESPACE, inRanges,
 } from "./bert-unicode.js";
 
 export const SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
@@ -217,12 +218,6 @@ export class JiebaTokenizer extends Tokenizer {
 // ---- wordpiece (text/wordpiece.py: HF BertNormalizer + BertPreTokenizer + WordPiece) -----------------------
 
 /** The CJK blocks of BertNormalizer's is_chinese_char. */
-function isChineseChar(cp) {
-  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df)
-    || (cp >= 0x2a700 && cp <= 0x2b73f) || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b920 && cp <= 0x2ceaf)
-    || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
-}
-
 export class WordPieceTokenizer extends Tokenizer {
   constructor(spec, vocab) {
     super(spec, vocab);
@@ -241,7 +236,7 @@ export class WordPieceTokenizer extends Tokenizer {
         out.push(0x20);
         continue;
       }
-      const chinese = isChineseChar(cp);
+      const chinese = inRanges(CHINESE, cp);
       if (chinese) out.push(0x20);
       let pieces = [cp];
       if (this.stripAccents) { // NFD, then drop nonspacing marks
