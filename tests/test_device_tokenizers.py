@@ -130,7 +130,7 @@ def test_generated_unicode_tables_match_the_installed_tokenizers():
     assert result.returncode == 0, result.stderr
 
 
-def test_java_tokenizer_errors_name_the_file(tmp_path, device_tokenizers, device_cli):
+def test_java_errors_name_the_file_and_the_fix(tmp_path, device_tokenizers, device_cli):
     broken = tmp_path / "tokenizer"
     shutil.copytree(device_tokenizers["char"][0], broken)
     (broken / "vocab.txt").write_text("[PAD]\n[UNK]\n\n[CLS]\n", encoding="utf-8")
@@ -138,6 +138,11 @@ def test_java_tokenizer_errors_name_the_file(tmp_path, device_tokenizers, device
     texts.write_text('{"text": "a"}\n', encoding="utf-8")
     with pytest.raises(AssertionError, match=r"vocab\.txt:3: empty line in the vocabulary"):
         device_cli("tokenize", broken, texts)
+    with pytest.raises(AssertionError, match=r"no bundle\.json; export one with `mobclf export --target android`"):
+        device_cli("encode", tmp_path, texts)
+    (tmp_path / "bundle.json").write_text('{"schema_version": 2}', encoding="utf-8")
+    with pytest.raises(AssertionError, match=r"bundle schema 2, this app reads 1; re-export"):
+        device_cli("encode", tmp_path, texts)
 
 
 @pytest.fixture(scope="module")
