@@ -17,8 +17,8 @@ from pathlib import Path
 SHARED_DATA = Path(os.environ.get("MOBCLF_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 # (file under SHARED_DATA, how many texts); 6,000 in all.
-SOURCES = (("thucnews/test.jsonl", 2000), ("tnews_fewclue/test.jsonl", 1500),
-           ("autonews_unlabeled/texts.jsonl", 1000), ("reuters21578_modapte/test.jsonl", 1500))
+SOURCES = (("thucnews/test.jsonl", 2000), ("tnews_fewclue/test.jsonl", 1005),
+           ("autonews_unlabeled/texts.jsonl", 1495), ("reuters21578_modapte/test.jsonl", 1500))
 
 TRICKY_TEXTS = [
     "", " ", "\t\n\r\n", "\u3000\u3000", "\u200b", "a", "。", "!!!",
@@ -54,7 +54,9 @@ def device_texts() -> list[str]:
     for name, count in SOURCES:
         path = SHARED_DATA / name
         with path.open(encoding="utf-8") as lines:
-            texts += [json.loads(line)["text"] for line in islice(lines, count)]
+            read = [json.loads(line)["text"] for line in islice(lines, count)]
+        assert len(read) == count, f"{path} has {len(read)} texts, fewer than {count}"
+        texts += read
     return texts + TRICKY_TEXTS
 
 

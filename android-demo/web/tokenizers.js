@@ -1,5 +1,5 @@
 // The three mobclf tokenizers (char, jieba, wordpiece) in plain JavaScript, giving exactly the ids of
-// toolkit/mobclf/text/*.py (tests/test_device_tokenizers.py checks 5,500 texts and every code point of
+// toolkit/mobclf/text/*.py (tests/test_device_tokenizers.py checks 6,031 texts and every code point of
 // planes 0-3 and 14). Runs in browsers and in Node.
 //
 //   const tokenizer = await loadTokenizer(name => readTextSomehow("tokenizer/" + name));
