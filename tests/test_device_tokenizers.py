@@ -197,7 +197,7 @@ def test_jvm_ids_through_the_pte_give_mobclf_labels(students, android_bundles, d
 
 def test_java_post_processing_of_multi_and_single_label_bundles(android_bundles, device_cli, tmp_path):
     """Multi-label: every label at or above its threshold, the most probable one when none passes (as
-    ``predict_labels``); single-label (softmax): the most probable label only."""
+    ``predict_labels``); single-label (decision "argmax"): the most probable label only."""
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(android_bundles["textcnn-char"][1], bundle_dir)
     bundle = json.loads((bundle_dir / "bundle.json").read_text("utf-8"))
@@ -210,7 +210,8 @@ def test_java_post_processing_of_multi_and_single_label_bundles(android_bundles,
     assert [sorted(json.loads(line)) for line in device_cli("classify", bundle_dir, logits_file)] == [
         sorted(labels), [most_probable], [labels[2]]]
 
-    bundle["output"]["activation"] = "softmax"
-    (bundle_dir / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
-    assert [json.loads(line) for line in device_cli("classify", bundle_dir, logits_file)] == [
-        [labels[int(np.argmax(row))]] for row in rows]
+    for activation in ("sigmoid", "softmax"):  # mobclf writes sigmoid + argmax for single-label data
+        bundle["output"] |= {"activation": activation, "decision": "argmax"}
+        (bundle_dir / "bundle.json").write_text(json.dumps(bundle), encoding="utf-8")
+        assert [json.loads(line) for line in device_cli("classify", bundle_dir, logits_file)] == [
+            [labels[int(np.argmax(row))]] for row in rows]

@@ -111,6 +111,8 @@ async function classify() {
     $("below").replaceChildren(...ranked.filter((i) => !chosen.has(i)).slice(0, BELOW_SHOWN)
       .map((i) => labelItem(classifier, i, probs[i], "other")));
     $("fallback-note").hidden = !fallback;
+    $("below-heading").textContent = classifier.bundle.output.decision === "argmax" ? "Next most probable"
+      : "Top labels below threshold";
     $("timing").textContent = `${inferenceMs.toFixed(1)} ms model + ${tokenizeMs.toFixed(1)} ms tokenizer `
       + `(${ids.length} tokens)`;
     result.dataset.inferenceMs = inferenceMs.toFixed(3);

@@ -8,8 +8,10 @@ import java.util.List;
 /** The labels of one text: every label with its probability, most probable first, and the decided ones. */
 public final class Classification {
     private final List<LabelScore> ranked;
+    private final boolean byThreshold;
 
-    Classification(List<LabelScore> scores) {
+    Classification(List<LabelScore> scores, boolean byThreshold) {
+        this.byThreshold = byThreshold;
         ranked = new ArrayList<LabelScore>(scores);
         Collections.sort(ranked, new Comparator<LabelScore>() {
             @Override
@@ -17,6 +19,11 @@ public final class Classification {
                 return Float.compare(b.probability, a.probability);
             }
         });
+    }
+
+    /** Whether labels were decided by per-label thresholds (multi-label), not as the most probable one. */
+    public boolean byThreshold() {
+        return byThreshold;
     }
 
     /** All labels, most probable first. */

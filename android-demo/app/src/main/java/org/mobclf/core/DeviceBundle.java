@@ -24,6 +24,7 @@ public final class DeviceBundle {
     private final List<String> labels;
     private final double[] thresholds;
     private final boolean sigmoid;
+    private final boolean argmax;
     private final int minLength;
     private final int padId;
 
@@ -43,11 +44,13 @@ public final class DeviceBundle {
             JSONObject inputs = description.getJSONObject("inputs");
             minLength = inputs.getInt("min_length");
             padId = inputs.getInt("pad_id");
-            String activation = description.getJSONObject("output").getString("activation");
+            JSONObject output = description.getJSONObject("output");
+            String activation = output.getString("activation");
             if (!activation.equals("sigmoid") && !activation.equals("softmax")) {
                 throw new IOException(descriptionFile + ": unknown output activation '" + activation + "'");
             }
             sigmoid = activation.equals("sigmoid");
+            argmax = output.getString("decision").equals("argmax");
             labels = readLabels(description.getJSONArray("labels"));
             JSONArray thresholdValues = description.getJSONArray("thresholds");
             thresholds = new double[thresholdValues.length()];
@@ -129,9 +132,9 @@ public final class DeviceBundle {
     }
 
     /**
-     * Labels from the model's logits: sigmoid and a per-label threshold, or the most probable label when none
-     * passes (multi-label, as {@code mobclf.train.thresholds.predict_labels}); softmax and the most probable label
-     * (single-label).
+     * Labels from the model's logits, with the bundle's activation (sigmoid or softmax) and decision, as
+     * {@code mobclf.train.thresholds.predict_labels}: "argmax" (single-label) takes the most probable label; else
+     * (multi-label) every label at or above its threshold, or the most probable one when none passes.
      */
     public Classification classify(float[] logits) {
         if (logits.length != labels.size()) {
@@ -145,7 +148,7 @@ public final class DeviceBundle {
             }
         }
         boolean anyPasses = false;
-        for (int i = 0; i < probabilities.length && sigmoid; i++) {
+        for (int i = 0; i < probabilities.length && !argmax; i++) {
             anyPasses |= probabilities[i] >= thresholds[i];
         }
         List<LabelScore> scores = new ArrayList<LabelScore>(labels.size());
@@ -153,6 +156,6 @@ public final class DeviceBundle {
             boolean predicted = anyPasses ? probabilities[i] >= thresholds[i] : i == best;
             scores.add(new LabelScore(labels.get(i), probabilities[i], (float) thresholds[i], predicted));
         }
-        return new Classification(scores);
+        return new Classification(scores, !argmax);
     }
 }

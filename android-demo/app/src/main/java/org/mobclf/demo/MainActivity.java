@@ -444,9 +444,11 @@ public class MainActivity extends Activity {
         SpannableStringBuilder out = new SpannableStringBuilder();
         List<LabelScore> predicted = outcome.classification.predicted();
         appendHeading(out, predicted.size() == 1 ? "Predicted label" : "Predicted labels");
+        boolean byThreshold = outcome.classification.byThreshold();
         for (LabelScore score : predicted) {
-            String note = score.probability >= score.threshold ? String.format(Locale.US, "≥ %.0f%%",
-                    100 * score.threshold) : "top label; none reached its threshold";
+            String note = !byThreshold ? "most probable" : score.probability >= score.threshold
+                    ? String.format(Locale.US, "≥ %.0f%%", 100 * score.threshold)
+                    : "top label; none reached its threshold";
             appendScore(out, "● ", score, note, COLOR_PREDICTED, true);
         }
         List<LabelScore> below = new ArrayList<LabelScore>();
@@ -456,10 +458,10 @@ public class MainActivity extends Activity {
             }
         }
         if (!below.isEmpty()) {
-            appendHeading(out, "Next below threshold");
+            appendHeading(out, byThreshold ? "Next below threshold" : "Next most probable");
             for (LabelScore score : below) {
-                appendScore(out, "○ ", score, String.format(Locale.US, "< %.0f%%", 100 * score.threshold),
-                        COLOR_BELOW, false);
+                appendScore(out, "○ ", score, byThreshold ? String.format(Locale.US, "< %.0f%%",
+                        100 * score.threshold) : "", COLOR_BELOW, false);
             }
         }
         appendHeading(out, "Inference time");
