@@ -49,16 +49,13 @@ def device_tokenizers(tmp_path_factory):
     """Saved char, jieba and wordpiece tokenizers built on real training texts, the parity texts as JSONL
     (``texts.jsonl``, one ``{"text": ...}`` per line) and Python's ids for them: ``{kind: (directory, ids)}``
     plus ``"texts"``. Ports (Java, JavaScript) must reproduce the ids exactly."""
-    import json
-
-    from device_texts import device_texts, training_texts
+    from device_texts import device_texts, training_texts, write_jsonl
     from mobclf.text import build_tokenizer
 
     root = tmp_path_factory.mktemp("device-tokenizers")
     corpus = training_texts("thucnews", 3000) + training_texts("reuters21578_modapte", 500)
     texts = device_texts()
-    (root / "texts.jsonl").write_text("".join(json.dumps({"text": text}, ensure_ascii=False) + "\n"
-                                              for text in texts), encoding="utf-8")
+    write_jsonl(root / "texts.jsonl", [{"text": text} for text in texts])
     options = {"char": {"max_length": 64, "add_special_tokens": False},
                "jieba": {"max_length": 128, "add_special_tokens": False},
                "wordpiece": {"max_length": 128, "add_special_tokens": True, "vocab_size": 8000}}

@@ -60,6 +60,13 @@ def device_texts() -> list[str]:
     return texts + TRICKY_TEXTS
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """One JSON object per line, non-ASCII escaped (so no text holds a line break the JVM or Node would split on;
+    their JSON readers undo the escapes)."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def training_texts(name: str, count: int) -> list[str]:
     """The first ``count`` training texts of a data set in ``SHARED_DATA``, to build a tokenizer from."""
     with (SHARED_DATA / name / "train.jsonl").open(encoding="utf-8") as lines:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import STUDENTS, run
+from device_texts import write_jsonl
 
 from mobclf.artifacts import load_artifact
 from mobclf.data.dataset import load_dataset
@@ -84,8 +85,7 @@ def assert_same_ids(texts: list[str], python_ids: list[list[int]], port_ids: lis
 @pytest.mark.parametrize("kind", KINDS)
 def test_ports_give_python_ids_for_real_and_tricky_texts(request, device_tokenizers, port, kind):
     directory, python_ids = device_tokenizers[kind]
-    lines = device_tokenizers["texts"].read_text("utf-8").split("\n")[:-1]  # not splitlines: texts hold U+2028
-    texts = [json.loads(line)["text"] for line in lines]
+    texts = [json.loads(line)["text"] for line in device_tokenizers["texts"].read_text("utf-8").splitlines()]
     assert len(texts) >= 6000
     ids = port_ids(request, port, directory, device_tokenizers["texts"])
     assert_same_ids(texts, python_ids, ids)
@@ -100,7 +100,7 @@ def code_point_texts(device_tokenizers, tmp_path_factory):
     points = [cp for cp in [*range(0x40000), *range(0xE0000, 0xE1000)] if not 0xD800 <= cp <= 0xDFFF]
     texts = ["".join(chr(cp) + "a " for cp in points[start:start + 32]) for start in range(0, len(points), 32)]
     texts_file = root / "texts.jsonl"
-    texts_file.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+    write_jsonl(texts_file, [{"text": text} for text in texts])
     tokenizers = {}
     for kind in KINDS:
         directory = root / kind
@@ -176,20 +176,19 @@ def test_jvm_ids_through_the_pte_give_mobclf_labels(students, android_bundles, d
     assert bundle["tokenizer"]["type"] == TOKENIZER_OF[name]
     texts = load_dataset(students / "data").texts("test") + ["", "NBA总决赛😀 iPhone15发布！" * 10]
     texts_file = tmp_path / "texts.jsonl"
-    texts_file.write_text("".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in texts),
-                          encoding="utf-8")
+    write_jsonl(texts_file, [{"text": text} for text in texts])
 
     encoded = [json.loads(line) for line in device_cli("encode", bundle_dir, texts_file)]
     runner = PteRunner(bundle_dir / "model.pte", bundle["inputs"]["min_length"])
     logits = [runner(torch.tensor([item["input_ids"]]), torch.tensor([item["attention_mask"]]))[0].tolist()
               for item in encoded]
     logits_file = tmp_path / "logits.jsonl"
-    logits_file.write_text("".join(json.dumps({"logits": row}) + "\n" for row in logits), encoding="utf-8")
+    write_jsonl(logits_file, [{"logits": row} for row in logits])
     java_labels = [json.loads(line) for line in device_cli("classify", bundle_dir, logits_file)]
 
     source = load_artifact(model_dir)
     probs = predict_probs(load_classifier(source), load_tokenizer(source.path / "tokenizer"), texts)
-    multi_hot = predict_labels(probs, np.asarray(bundle["thresholds"]), single_label=False)
+    multi_hot = predict_labels(probs, np.asarray(bundle["thresholds"]), bundle["output"]["decision"] == "argmax")
     mobclf_labels = [[source.labels[i] for i in np.flatnonzero(row)] for row in multi_hot]
     assert all(len(item["input_ids"]) >= bundle["inputs"]["min_length"] for item in encoded)
     assert [sorted(labels) for labels in java_labels] == [sorted(labels) for labels in mobclf_labels]
@@ -205,7 +204,7 @@ def test_java_post_processing_of_multi_and_single_label_bundles(android_bundles,
     logit_at = np.log(thresholds / (1 - thresholds))  # sigmoid(logit_at) == threshold
     rows = [logit_at + 0.01, logit_at - 0.01, np.where(np.arange(len(labels)) == 2, logit_at + 1, logit_at - 1)]
     logits_file = tmp_path / "logits.jsonl"
-    logits_file.write_text("".join(json.dumps({"logits": row.tolist()}) + "\n" for row in rows), encoding="utf-8")
+    write_jsonl(logits_file, [{"logits": row.tolist()} for row in rows])
     most_probable = labels[int(np.argmax(1 / (1 + np.exp(-rows[1]))))]
     assert [sorted(json.loads(line)) for line in device_cli("classify", bundle_dir, logits_file)] == [
         sorted(labels), [most_probable], [labels[2]]]
