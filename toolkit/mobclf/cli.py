@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -11,7 +12,37 @@ from mobclf.data.readers import FORMATS
 from mobclf.errors import UserError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+_OS_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or choose another --out",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another --out",
+    errno.EFBIG: "file too large for this file system (or the file-size limit); choose another --out",
+    errno.EROFS: "read-only file system; choose another --out",
+    errno.EACCES: "permission denied; choose a place you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted; choose a place you can write to, or fix its permissions",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+    errno.EISDIR: "is a folder, not a file; give a file",
+    errno.ENOENT: "no such file or folder; check the path",
+}
+
+
+class _Commands(click.Group):
+    """The command group: an operating-system error (disk full, read-only, permission denied) is one line naming
+    the path and what to do, and whatever outputs a command locked are let go when it ends."""
+
+    def invoke(self, ctx: click.Context):
+        from mobclf.artifacts import held, release
+
+        try:
+            return super().invoke(ctx)
+        except OSError as err:
+            advice = _OS_ADVICE.get(err.errno, f"{err.strerror or err}; check the path and try again")
+            # a full disk does not say which file: name the output being written
+            raise UserError(advice, path=err.filename or next(iter(held()), None)) from None
+        finally:
+            release()
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="mobclf")
 def main() -> None:
     """Take a news classifier from a server GPU to a phone, and prove it still agrees with the original."""
