@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -66,11 +67,17 @@ class Refusal:
             os.chdir(previous)
         return self.judge(result.exit_code, result.stderr, repr(result.exception), before, snapshot(folder))
 
-    def check_process(self, folder: Path, env: dict | None = None, timeout: float = 120) -> str:
-        """The same promise for a separate ``mobclf`` process (locks, signals, real stdin/stderr)."""
+    def check_process(self, folder: Path, env: dict | None = None, timeout: float = 120,
+                      max_file_bytes: int | None = None) -> str:
+        """The same promise for a separate ``mobclf`` process (locks, signals, real stdin/stderr);
+        ``max_file_bytes`` makes any larger write fail as on a full disk (RLIMIT_FSIZE: EFBIG)."""
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
         before = snapshot(folder)
         done = subprocess.run([str(Path(sys.executable).parent / "mobclf"), *map(str, self.args)], cwd=folder,
-                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                              preexec_fn=limit if max_file_bytes is not None else None)
         return self.judge(done.returncode, done.stderr, done.stdout, before, snapshot(folder))
 
     def judge(self, code: int, stderr: str, detail: str, before: dict, after: dict) -> str:

@@ -8,6 +8,8 @@ import pytest
 from conftest import run
 
 from mobclf.artifacts import load_artifact, sha256_file
+from mobclf.bench.report import markdown
+from mobclf.bench.variants import variants_of
 from mobclf.export.executorch import PteRunner
 from mobclf.export.onnx import OnnxRunner
 from mobclf.models import load_classifier
@@ -71,14 +73,26 @@ def test_an_int8_student_exports_its_quantized_file_for_android(students):
     assert bundle["model"]["files"]["executorch"]["precision"] == "int8"
     assert sha256_file(out / "model.pte") == sha256_file(quantized / "model.pte")
 
-    # a tolerance the int8 file cannot meet: export fails, writes nothing, and --force records the failure
+    # a tolerance the int8 file cannot meet: export fails and writes nothing; --force replaces a bundle but never
+    # swaps a failing one in for a good one; --accept-parity-failure writes it marked as failed, and bench flags it
     strict = ["export", "--from", quantized, "--target", "android", "--parity-texts", "50", "--max-prob-diff", "0"]
     result = run(*strict, "--out", students / "bundle-strict")
-    assert result.exit_code != 0 and "disagrees with the eager model" in result.output and "--force" in result.output
+    assert result.exit_code == 2 and "disagrees with the eager model" in result.output
+    assert "--accept-parity-failure" in result.output and "(needs ≤ 0)" in result.output
     assert not (students / "bundle-strict").exists()
-    assert run(*strict, "--out", students / "bundle-strict", "--force").exit_code == 0
+    good = sha256_file(out / "manifest.json")
+    assert run(*strict, "--out", out, "--force").exit_code == 2
+    assert sha256_file(out / "manifest.json") == good
+    assert run(*strict, "--out", students / "bundle-strict", "--accept-parity-failure").exit_code == 0
     bundle = json.loads((students / "bundle-strict" / "bundle.json").read_text("utf-8"))
     assert bundle["parity"]["files"]["model.pte"]["passed"] is False
+    [failed] = variants_of(load_artifact(students / "bundle-strict"))
+    assert failed.parity_passed is False and variants_of(load_artifact(out))[0].parity_passed is True
+    row = {"name": failed.name, "runtime": "executorch", "precision": "int8", "micro_f1": 0.5, "macro_f1": 0.5,
+           "agreement_with_teacher": None, "size_bytes": 1, "params": 1, "latency_ms_p50": 1.0,
+           "latency_ms_p95": 1.0, "throughput_per_s": 1.0, "peak_rss_mb": None, "timings": [],
+           "parity_passed": False}
+    assert "parity FAILED" in markdown({"dataset": "d", "split": "test", "baseline": None, "rows": [row]})
 
 
 def test_export_refuses_a_teacher_and_a_foreign_dataset(students, tmp_path):

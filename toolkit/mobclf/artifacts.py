@@ -313,6 +313,10 @@ def write_artifact(out: Path, kind: str, force: bool = False) -> Iterator[Pendin
             shutil.rmtree(old)
         else:
             os.replace(tmp, out)
+    except OSError as err:
+        if err.filename is None:  # a full disk does not say which file: name the output being written
+            err.filename = str(out)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import math
+import os
 from pathlib import Path
 
 import click
@@ -22,6 +24,7 @@ _OS_ADVICE = {
     errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
     errno.EISDIR: "is a folder, not a file; give a file",
     errno.ENOENT: "no such file or folder; check the path",
+    errno.EEXIST: "a file is in the way of a folder mobclf needs to create; move it or choose another path",
 }
 
 
@@ -56,6 +59,18 @@ def data() -> None:
 # Stage modules import torch and transformers (seconds); they are imported inside each command so that
 # `mobclf --help` and option errors answer at once.
 
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and ±inf (which pass every comparison-based range check)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 PATH_IN = click.Path(exists=True, file_okay=False, path_type=Path)
 PATH_OUT = click.Path(path_type=Path)
 PATH_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -73,11 +88,11 @@ PATH_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--label-column", default="labels", show_default=True, help="Label column (CSV/TSV) or field (JSONL).")
 @click.option("--label-sep", help="Separator of several labels in one CSV/TSV cell, e.g. '|' [default: one label].")
 @click.option("--class-file", type=PATH_FILE, help="THUCNews class.txt: label names, one per line, in id order.")
-@click.option("--split", "ratios", nargs=3, type=click.FloatRange(0, 1), default=(0.8, 0.1, 0.1), show_default=True,
+@click.option("--split", "ratios", nargs=3, type=FiniteFloat(0, 1), default=(0.8, 0.1, 0.1), show_default=True,
               metavar="TRAIN VAL TEST", help="Ratios of the splits made here.")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--min-label-count", type=click.IntRange(min=1), help="Drop labels with fewer training examples.")
-@click.option("--filter-std", type=click.FloatRange(min=0), metavar="K",
+@click.option("--filter-std", type=FiniteFloat(min=0), metavar="K",
               help="Drop labels whose training count is below mean - K*std of the label counts.")
 @click.option("--force", is_flag=True, help="Replace an existing --out artifact.")
 def data_prepare_command(input_file, train, val, test, out, fmt, text_column, label_column, label_sep, class_file,
@@ -122,7 +137,7 @@ def training_options(epochs: int, lr: float | None, batch_size: int, classifier:
                          type=click.IntRange(min=min_epochs), help=epochs_help),
             click.option("--batch-size", default=batch_size, show_default=True, type=click.IntRange(min=1)),
             click.option("--lr", default=lr, show_default=lr is not None, help=lr_help,
-                         type=click.FloatRange(min=0, min_open=True)),
+                         type=FiniteFloat(min=0, min_open=True)),
             click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
                          help=f"Early stopping: epochs without {score}."),
             click.option("--seed", default=42, show_default=True, type=int),
@@ -186,12 +201,12 @@ def train_teacher_command(data, out, init, layers, hidden, heads, intermediate, 
 @click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=8))
 @click.option("--heads", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--intermediate", type=click.IntRange(min=8), help="FFN width [default: 4 × hidden].")
-@click.option("--mask-prob", default=0.15, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--mask-prob", default=0.15, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
               help="Chance that a word (or token, with --no-whole-word) is masked.")
 @click.option("--whole-word/--no-whole-word", default=True, show_default=True,
               help="Mask all characters of a jieba word together.")
 @click.option("--val-fraction", default=0.02, show_default=True,
-              type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Texts held out (at most 2,000).")
+              type=FiniteFloat(0, 1, min_open=True, max_open=True), help="Texts held out (at most 2,000).")
 @click.option("--save-every", default=500, show_default=True, type=click.IntRange(min=0),
               help="Save the training state every N steps (0: at epoch ends); rerunning resumes from it.")
 @click.option("--restart", is_flag=True, help="Discard the saved state of an unfinished run and start over.")
@@ -224,6 +239,8 @@ def parse_loss_weights(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
             weights[name.strip()] = float(weight) if sep else 1.0
         except ValueError:
             raise click.BadParameter(f"{value!r}: expected NAME=WEIGHT, e.g. soft_kd=1.0") from None
+        if not math.isfinite(weights[name.strip()]) or weights[name.strip()] < 0:
+            raise click.BadParameter(f"{value!r}: a loss weight is a finite number ≥ 0, e.g. soft_kd=1.0")
     return weights or {"soft_kd": 1.0, "hard_bce": 1.0}
 
 
@@ -242,7 +259,7 @@ def parse_layers(ctx, param, value: str | None) -> list[int]:
 @click.option("--loss", "losses", multiple=True, callback=parse_loss_weights, metavar="NAME=WEIGHT",
               help="Repeatable. Any student: soft_kd, hard_bce. TextCNN: hint_mse, attention_transfer. TinyBERT: "
                    "embedding_mse, hidden_mse, attention_mse [default: soft_kd=1 hard_bce=1].")
-@click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--temperature", default=2.0, show_default=True, type=FiniteFloat(min=0, min_open=True))
 @click.option("--intermediate-epochs", "--hint-epochs", "intermediate_epochs", default=0, show_default=True,
               type=click.IntRange(min=0), help="Epochs of intermediate losses alone before the main stage "
               "(FitNets' hint stage; TinyBERT's intermediate-layer stage, after which only prediction losses train).")
@@ -259,7 +276,7 @@ def parse_layers(ctx, param, value: str | None) -> list[int]:
 @click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
 @click.option("--kernel-sizes", default="2,3,4", show_default=True, callback=parse_layers, help="TextCNN.")
 @click.option("--filters", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
-@click.option("--dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True), help="TextCNN.")
+@click.option("--dropout", default=0.5, show_default=True, type=FiniteFloat(0, 1, max_open=True), help="TextCNN.")
 @click.option("--vectors", type=PATH_IN,
               help="TextCNN: pretrained embeddings, a directory with vocab.txt + vectors.npy.")
 @click.option("--layers", default=4, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
@@ -307,7 +324,7 @@ def distill_command(teacher_dir, data, out, student, losses, temperature, interm
 @click.option("--out", required=True, type=PATH_OUT, help="Pruned artifact directory to write.")
 @click.option("--teacher", "teacher_dir", type=PATH_IN,
               help="Teacher to recover against [default: the one in the student's manifest].")
-@click.option("--ratio", default=0.3, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--ratio", default=0.3, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
               help="Fraction of conv filters (TextCNN) or attention heads and FFN channels (TinyBERT) removed.")
 @click.option("--importance", default="magnitude", show_default=True, type=click.Choice(["magnitude", "taylor"]),
               help="Group L2 norm of the weights, or first-order Taylor |w·grad| on a few training batches.")
@@ -319,7 +336,7 @@ def distill_command(teacher_dir, data, out, student, losses, temperature, interm
               help="Keep only the tokens seen in the training texts (smaller embedding and vocab.txt).")
 @click.option("--loss", "losses", multiple=True, callback=parse_loss_weights, metavar="NAME=WEIGHT",
               help="Repeatable: soft_kd, hard_bce [default: soft_kd=1 hard_bce=1].")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True),
+@click.option("--temperature", type=FiniteFloat(min=0, min_open=True),
               help="soft_kd temperature [default: the student's distillation temperature].")
 @training_options(epochs=3, lr=None, batch_size=64, epochs_flags=("--recovery-epochs",), min_epochs=0,
                   epochs_help="Recovery epochs after each pruning step (0: keep the pruned weights as they are).",
@@ -351,11 +368,16 @@ def eval_command(model_dir, data, split, device, json_out):
     """Micro/macro P/R/F1, subset accuracy and a per-label table."""
     from mobclf.train.evaluate import evaluate
 
+    if json_out is not None:  # checked before the evaluation, not after it
+        if json_out.exists() or json_out.is_symlink():
+            raise UserError("already exists; choose another --json file", path=json_out)
+        if not json_out.parent.is_dir():
+            raise UserError("its folder does not exist; create it or choose another --json file", path=json_out)
     metrics = evaluate(model_dir, data, split, device)
-    if json_out:
-        if json_out.exists():
-            raise click.ClickException(f"{json_out}: already exists; choose another --json file")
-        json_out.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if json_out is not None:
+        partial = json_out.with_name(f".{json_out.name}.partial")
+        partial.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, json_out)
 
 
 @main.command("demo")
@@ -410,20 +432,25 @@ def quantize_command(model_dir, data, out, runtime, scheme, calibration_size, em
 @click.option("--data", type=PATH_IN, help="Dataset artifact for the parity texts [default: the model's own].")
 @click.option("--parity-texts", default=200, show_default=True, type=click.IntRange(min=1),
               help="Validation texts run through the eager model and every exported file.")
-@click.option("--min-agreement", default=0.98, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-agreement", default=0.98, show_default=True, type=FiniteFloat(0, 1),
               help="Least share of texts whose thresholded labels must match the eager model's.")
-@click.option("--max-prob-diff", default=0.2, show_default=True, type=click.FloatRange(min=0),
+@click.option("--max-prob-diff", default=0.2, show_default=True, type=FiniteFloat(0, 1),
               help="Largest |Δ probability| allowed between an exported file and the eager model.")
 @click.option("--ort", is_flag=True, help="Also write model.ort (ONNX Runtime Mobile format) beside model.onnx.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which validation texts check parity.")
-@click.option("--force", is_flag=True, help="Replace an existing --out, and export even when parity fails.")
-def export_command(model_dir, target, out, data, parity_texts, min_agreement, max_prob_diff, ort, seed, force):
+@click.option("--force", is_flag=True, help="Replace an existing --out bundle.")
+@click.option("--accept-parity-failure", is_flag=True,
+              help="Write the bundle even when an exported file fails the parity check (its certificate says so, "
+                   "and `mobclf bench` flags it).")
+def export_command(model_dir, target, out, data, parity_texts, min_agreement, max_prob_diff, ort, seed, force,
+                   accept_parity_failure):
     """Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity certificate."""
     from mobclf.export.bundle import export_bundle
     from mobclf.export.parity import Tolerance
 
     artifact = export_bundle(model_dir, out, target, data=data, parity_texts=parity_texts,
-                             tolerance=Tolerance(min_agreement, max_prob_diff), ort=ort, seed=seed, force=force)
+                             tolerance=Tolerance(min_agreement, max_prob_diff), ort=ort, seed=seed, force=force,
+                             accept_parity_failure=accept_parity_failure)
     click.echo(f"bundle written to {artifact.path}")
 
 

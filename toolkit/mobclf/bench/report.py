@@ -60,6 +60,9 @@ def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", lat
     rows, predictions = [], {}
     for variant in variants:
         console.log(f"{variant.name}: {variant.runtime} {variant.precision} on {variant.device}")
+        if variant.parity_passed is False:
+            console.log(f"[yellow]{variant.name}: its export failed the parity check (exported with "
+                        "--accept-parity-failure); its row is marked")
         eager_probs = _eager_probs(variant, artifacts[variant.artifact], texts) if variant.runtime == "eager" else None
         timings = [measure_in_subprocess(variant, threads, timing_texts, throughput_texts,
                                          None if eager_probs is not None or threads != all_threads[-1] else texts)
@@ -97,7 +100,8 @@ def _row(variant: Variant, dataset: Dataset, split: str, predicted: np.ndarray, 
     metrics = classification_metrics(dataset.targets(split), predicted, dataset.labels)
     main_timing = timings[-1]
     return {"name": variant.name, "kind": variant.kind, "arch": variant.arch, "runtime": variant.runtime,
-            "precision": variant.precision, "device": variant.device, "micro_f1": metrics["micro_f1"],
+            "precision": variant.precision, "device": variant.device, "parity_passed": variant.parity_passed,
+            "micro_f1": metrics["micro_f1"],
             "macro_f1": metrics["macro_f1"], "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": None,
             "size_bytes": variant.size_bytes, "params": variant.params,
             "latency_ms_p50": main_timing["latency_ms"]["with_tokenization"]["p50"],
@@ -124,7 +128,7 @@ def _tfidf_row(dataset: Dataset, split: str, timing_texts: list[str], throughput
         baseline.predict_proba(throughput_texts[first:first + 128])
     ms = np.asarray(seconds) * 1000
     return {"name": "tfidf-lr", "kind": "baseline", "arch": "tfidf-lr", "runtime": "sklearn", "precision": "fp64",
-            "device": "cpu", "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
+            "device": "cpu", "parity_passed": None, "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
             "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": None, "size_bytes": baseline.size_bytes,
             "params": baseline.params, "latency_ms_p50": round(float(np.percentile(ms, 50)), 3),
             "latency_ms_p95": round(float(np.percentile(ms, 95)), 3),
@@ -187,7 +191,8 @@ def markdown(report: dict) -> str:
         share = f"{100 * row['micro_f1'] / baseline['micro_f1']:.1f}%" if baseline else "—"
         agree = "—" if row["agreement_with_teacher"] is None else f"{row['agreement_with_teacher']:.4f}"
         rss = "—" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
-        lines.append(f"| {row['name']} | {row['runtime']} | {row['precision']} | {row['micro_f1']:.4f} | "
+        name = row["name"] + (" ⚠ parity FAILED" if row.get("parity_passed") is False else "")
+        lines.append(f"| {name} | {row['runtime']} | {row['precision']} | {row['micro_f1']:.4f} | "
                      f"{row['macro_f1']:.4f} | {share} | {agree} | {row['size_bytes'] / 1e6:.2f} | "
                      f"{row['params']:,} | {row['latency_ms_p50']:.2f} / {row['latency_ms_p95']:.2f} | "
                      f"{row['throughput_per_s']:.0f} | {rss} |")

@@ -40,6 +40,7 @@ class Variant:
     thresholds: list[float]
     device: str = "cpu"
     min_length: int = 1  # exported files: the shortest input they take
+    parity_passed: bool | None = None  # bundle files: whether the export's parity certificate passed
 
 
 def variants_of(artifact: Artifact) -> list[Variant]:
@@ -59,7 +60,8 @@ def variants_of(artifact: Artifact) -> list[Variant]:
     return [_variant(artifact, f"{name}/{described['file']}", "quantized" if described["precision"] == "int8" else
                      bundle["model"]["source_kind"], bundle["model"]["architecture"], _runtime(described["runtime"]),
                      described["precision"], described["file"], bundle["model"]["params"], bundle["thresholds"],
-                     shortest=bundle["inputs"]["min_length"])
+                     shortest=bundle["inputs"]["min_length"],
+                     parity_passed=bool(manifest["parity"].get(described["file"], {}).get("passed")))
             for described in bundle["model"]["files"].values()]
 
 
@@ -68,9 +70,10 @@ def _runtime(name: str) -> str:
 
 
 def _variant(artifact: Artifact, name: str, kind: str, arch: str, runtime: str, precision: str, file: str,
-             params: int, thresholds: list[float], device: str = "cpu", shortest: int = 1) -> Variant:
+             params: int, thresholds: list[float], device: str = "cpu", shortest: int = 1,
+             parity_passed: bool | None = None) -> Variant:
     return Variant(name, kind, arch, runtime, precision, str(artifact.path), file, params,
-                   artifact.file(file).stat().st_size, thresholds, device, shortest)
+                   artifact.file(file).stat().st_size, thresholds, device, shortest, parity_passed)
 
 
 def open_predictor(variant: Variant, threads: int):

@@ -194,8 +194,9 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
         "macs_before": before["macs"], "macs_after": after["macs"], "macs_input_length": tokenizer.max_length,
         "geometry_before": before["geometry"], "geometry_after": after["geometry"],
         "vocabulary": vocabulary, "steps": steps,
-        "source": {"path": str(source_artifact.path), "kind": source_artifact.kind, "sha256": source_artifact.sha256},
-        "teacher": {"path": str(teacher_artifact.path), "sha256": teacher_artifact.sha256,
+        "source": {"path": str(source_artifact.path.resolve()), "kind": source_artifact.kind,
+                   "sha256": source_artifact.sha256},
+        "teacher": {"path": str(teacher_artifact.path.resolve()), "sha256": teacher_artifact.sha256,
                     "micro_f1": {split: scores["micro_f1"]
                                  for split, scores in teacher_artifact.manifest["metrics"].items()}},
     }}

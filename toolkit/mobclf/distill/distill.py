@@ -150,7 +150,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     console.log(f"student: val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher on val "
                 f"{metrics['agreement_with_teacher']['val']:.4f}")
     extra = {"distillation": {"student": student_name, "plan": {**asdict(plan), **prepared.plan_details},
-                              "teacher": {"path": str(teacher_artifact.path), "sha256": teacher_artifact.sha256,
+                              "teacher": {"path": str(teacher_artifact.path.resolve()),
+                                          "sha256": teacher_artifact.sha256,
                                           "micro_f1": {split: scores["micro_f1"] for split, scores
                                                        in teacher_artifact.manifest["metrics"].items()}},
                               "unlabeled_texts": len(extra_texts), "stages": stages}}

@@ -3,7 +3,8 @@
 A BERT-base forward pass over 16k headlines takes minutes on a CPU, and every distillation run of an ablation needs
 the same outputs, so they are stored under ``$MOBCLF_CACHE`` (default ``~/.cache/mobclf``), keyed by the teacher's
 sha256 and the texts; an entry also serves requests for fewer layers than it holds. The cache never lives inside
-an artifact (that would break its checksums).
+an artifact (that would break its checksums). Each entry has a ``.sha256`` beside it, written after the entry: an
+entry that is truncated, edited or without its checksum is ignored (and recomputed), never trained on.
 
 Layer numbering follows ``hidden_states``: 0 is the embedding output, 1..N the transformer layers; attention of
 layer k is the attention computed inside layer k.
@@ -22,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from mobclf.artifacts import Artifact
+from mobclf.artifacts import Artifact, sha256_file
 from mobclf.console import console, progress
 from mobclf.errors import UserError
 from mobclf.train.batching import batch_indices, encode_texts
@@ -52,10 +53,25 @@ def check_layers(num_layers: int, hint_layer: int | None, attention_layers: list
         raise UserError(f"--attention-layers {bad} outside the teacher's layers 1..{num_layers}")
 
 
+def _checksum_file(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".sha256")
+
+
+def _intact(entry: Path) -> bool:
+    """Whether ``entry`` is exactly what was written: its content matches the checksum saved beside it."""
+    try:
+        return _checksum_file(entry).read_text(encoding="ascii").strip() == sha256_file(entry)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _find_cached(source: str, layers: dict) -> Path | None:
-    """A cache entry for the same teacher and texts holding at least the requested layers (a run with every loss
-    serves later runs with fewer)."""
+    """An intact cache entry for the same teacher and texts holding at least the requested layers (a run with
+    every loss serves later runs with fewer)."""
     for path in sorted(cache_dir().glob(f"{source}-*.safetensors")):
+        if not _intact(path):
+            console.log(f"[yellow]teacher outputs: {path} does not match its checksum; ignored and recomputed")
+            continue
         with safe_open(str(path), framework="pt") as entry:
             stored = json.loads(entry.metadata()["layers"])
         if layers["hint_layer"] not in (None, stored["hint_layer"]):
@@ -112,7 +128,11 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file(stored, str(partial), metadata={"layers": json.dumps(layers)})
+    _checksum_file(path).unlink(missing_ok=True)  # an entry without its checksum is never read
     partial.replace(path)
+    checksum = _checksum_file(path).with_suffix(".partial-sha256")
+    checksum.write_text(sha256_file(path) + "\n", encoding="ascii")
+    checksum.replace(_checksum_file(path))
     return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
 
 

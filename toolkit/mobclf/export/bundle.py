@@ -12,7 +12,8 @@
 
 Before anything is written, ``parity.certify`` runs real validation texts through the eager model and through
 every exported file in its runtime; export stops with an error when a file disagrees beyond the tolerance, unless
-``force`` (the certificate then records the failure).
+``accept_parity_failure`` (the certificate then records the failure, and ``mobclf bench`` flags the bundle).
+``force`` only replaces an earlier bundle at ``out``; it never lets a failing file through.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
-from mobclf.data.dataset import load_dataset
+from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
@@ -43,14 +44,14 @@ RUNNERS = {"executorch": PteRunner, "onnx": OnnxRunner}
 
 
 def _dataset_of(artifact: Artifact, data: Path | None):
-    """``data`` if given, else the dataset artifact in the model's lineage."""
-    if data is None:
-        parents = [parent["path"] for parent in artifact.manifest["lineage"]["parents"] if parent["kind"] == "dataset"]
-        if not parents:
-            raise UserError("the model's lineage names no dataset; give --data DIR for the parity texts",
-                            path=artifact.path)
-        data = Path(parents[0])
-    return load_dataset(data)
+    """``data`` if given, else the dataset artifact in the model's lineage (checked to be the one it came from)."""
+    if data is not None:
+        return load_dataset(data)
+    parent = artifact.ancestor("dataset")
+    if parent is None:
+        raise UserError("the model's lineage names no dataset; give --data DIR for the parity texts",
+                        path=artifact.path)
+    return Dataset(parent)
 
 
 def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: int, directory: Path) -> dict:
@@ -76,10 +77,11 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
 
 
 def export_bundle(source: Path, out: Path, target: str, data: Path | None = None, parity_texts: int = 200,
-                  tolerance: Tolerance = Tolerance(), ort: bool = False, seed: int = 0,
-                  force: bool = False) -> Artifact:
+                  tolerance: Tolerance = Tolerance(), ort: bool = False, seed: int = 0, force: bool = False,
+                  accept_parity_failure: bool = False) -> Artifact:
     """Export a student, pruned or quantized artifact as a device bundle for ``target`` (android, onnx, web, all);
-    ``ort`` adds ``model.ort`` (ONNX Runtime Mobile) beside ``model.onnx``."""
+    ``ort`` adds ``model.ort`` (ONNX Runtime Mobile) beside ``model.onnx``. ``force`` replaces an earlier bundle at
+    ``out``; ``accept_parity_failure`` writes the bundle even when a file fails the parity check."""
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if ort and "onnx" not in TARGETS[target]:
@@ -114,11 +116,12 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
         failed = {name: result for name, result in parity.items() if not result["passed"]}
         for name, result in failed.items():
             message = (f"{name} disagrees with the eager model on {len(texts)} val texts: label-set agreement "
-                       f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement}), max |Δprob| "
-                       f"{result['max_abs_prob_difference']:.4f} (needs ≤ {tolerance.max_prob_diff})")
-            if not force:
-                raise UserError(message + "; pass --force to export anyway")
-            console.log(f"[yellow]{message}; exported anyway (--force)")
+                       f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement:g}), max |Δprob| "
+                       f"{result['max_abs_prob_difference']:.3g} (needs ≤ {tolerance.max_prob_diff:g})")
+            if not accept_parity_failure:
+                raise UserError(message + "; nothing was written (pass --accept-parity-failure to export it anyway, "
+                                "marked as failed)", path=out)
+            console.log(f"[yellow]{message}; exported anyway (--accept-parity-failure), marked as failed")
         tokenizer.save(bundle.dir / "tokenizer")
         (bundle.dir / "labels.txt").write_text("".join(f"{label}\n" for label in artifact.labels), encoding="utf-8")
         description = _bundle_description(artifact, model, tokenizer, target, files, parity, tolerance)

@@ -19,10 +19,14 @@ WEIGHTS = "model.safetensors"
 
 
 def build_model(architecture: dict) -> nn.Module:
-    name = architecture["name"]
+    name = architecture.get("name") if isinstance(architecture, dict) else None
     if name not in ARCHITECTURES:
         raise UserError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name](architecture["config"])
+    try:
+        return ARCHITECTURES[name](architecture["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"the {name} architecture's config is incomplete or malformed ({err!r}); re-run the stage "
+                        "that makes it") from None
 
 
 def architecture_of(model: nn.Module) -> dict:
@@ -37,7 +41,12 @@ def save_weights(model: nn.Module, directory: Path) -> None:
 def load_classifier(artifact: Artifact) -> nn.Module:
     """Rebuild an artifact's model from its manifest and load its weights (eval mode, CPU)."""
     model = build_model(artifact.manifest["architecture"])
-    load_safetensors(model, str(artifact.file(WEIGHTS)), device="cpu")
+    try:
+        load_safetensors(model, str(artifact.file(WEIGHTS)), device="cpu")
+    except (RuntimeError, ValueError, OSError) as err:  # weights of another geometry, or not safetensors at all
+        reason = str(err).strip().splitlines()[0][:160]
+        raise UserError(f"weights do not fit the architecture its manifest describes ({reason}); re-run the stage "
+                        "that makes it", path=artifact.file(WEIGHTS)) from None
     return model.eval()
 
 

@@ -161,6 +161,16 @@ class Tokenizer:
         return cls(vocab, **common_options(spec))
 
 
+def saved_file(directory: Path, name: object) -> Path:
+    """The file ``name`` of a saved tokenizer, as its spec names it: a plain file right in ``directory`` (a name
+    that climbs out, ``../x`` or ``/etc/x``, or a symbolic link could make mobclf read anything)."""
+    path = Path(directory) / str(name)
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or path.is_symlink():
+        raise UserError(f"names the file {name!r}, which is not a file of the tokenizer folder; rebuild the tokenizer",
+                        path=Path(directory) / SPEC_FILE)
+    return path
+
+
 def common_options(spec: dict) -> dict:
     """The constructor options every tokenizer spec holds."""
     return {key: spec[key] for key in ("max_length", "add_special_tokens", "lowercase", "vocab_size", "min_freq")}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mobclf.errors import UserError
-from mobclf.text.base import SPEC_FILE, SPEC_VERSION, Tokenizer, read_vocab
+from mobclf.text.base import SPEC_FILE, SPEC_VERSION, Tokenizer, read_vocab, saved_file
 from mobclf.text.char import CharTokenizer
 from mobclf.text.jieba_words import JiebaTokenizer
 from mobclf.text.wordpiece import WordPieceTokenizer
@@ -50,7 +50,7 @@ def load_tokenizer(directory: Path, max_length: int | None = None) -> Tokenizer:
         raise UserError(f"spec version {spec.get('version')!r} is not {SPEC_VERSION}; rebuild the tokenizer",
                         path=spec_path)
     try:
-        vocab_path = spec_path.parent / spec["vocab_file"]
+        vocab_path = saved_file(spec_path.parent, spec["vocab_file"])
         vocab = read_vocab(vocab_path)
         if len(vocab) != spec["num_tokens"]:
             raise UserError(f"{len(vocab)} tokens where {SPEC_FILE} says {spec['num_tokens']}; the file is damaged",

@@ -34,7 +34,8 @@ from typing import Iterable, Iterator
 import jieba
 
 from mobclf.errors import UserError
-from mobclf.text.base import SKIPPED_CHARS, Tokenizer, ascii_lower, common_options, normalize_chars
+from mobclf.text.base import (SKIPPED_CHARS, Tokenizer, ascii_lower, common_options, normalize_chars,
+                              saved_file)
 
 DICTIONARY_FILE = "jieba_dict.txt"
 _SKIPPED_WORDS = frozenset(SKIPPED_CHARS) | {"\r\n"}
@@ -85,7 +86,7 @@ class JiebaTokenizer(Tokenizer):
 
     @classmethod
     def from_saved(cls, directory: Path, spec: dict, vocab: list[str]) -> JiebaTokenizer:
-        path = directory / spec["dictionary_file"]
+        path = saved_file(directory, spec["dictionary_file"])
         try:
             dictionary = path.read_bytes()
         except OSError as err:

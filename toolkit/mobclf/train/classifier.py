@@ -71,7 +71,8 @@ def write_classifier(out: Path, kind: str, model: nn.Module, tokenizer, dataset:
             "threshold_tuning": threshold_info,
             "metrics": metrics,
             "training": {"config": asdict(fit_config), "best_epoch": fit_result.best_epoch,
-                         "seconds": fit_result.seconds, "history": fit_result.history},
+                         "seconds": fit_result.seconds, "history": fit_result.history,
+                         "stopped": fit_result.stopped},
             **extra,
             "lineage": lineage(parents, fit_config.seed),
         })

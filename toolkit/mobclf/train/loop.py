@@ -40,6 +40,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None  # the global step a resumed run started at
+    stopped: str | None = None  # why training ended early on a non-finite loss (the best weights before it are kept)
 
 
 def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -68,19 +69,26 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     best_state, stale, first_epoch, skip, running = None, 0, 1, 0, 0.0
     fingerprint = {"config": asdict(config), "n_examples": n_examples}
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["fingerprint"] != fingerprint:
-            raise UserError("is the training state of another configuration or data; delete it to start over",
-                            path=checkpoint)
-        module.load_state_dict(state["module"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if torch.cuda.is_available() and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        result = FitResult(**state["result"])
-        best_state, stale, first_epoch, skip, running = (state[key] for key in (
-            "best_state", "stale", "epoch", "step", "running"))
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            if state["fingerprint"] != fingerprint:
+                raise UserError("is the training state of another configuration or data; start over with --restart",
+                                path=checkpoint)
+            module.load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            if torch.cuda.is_available() and state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            result = FitResult(**state["result"])
+            best_state, stale, first_epoch, skip, running = (state[key] for key in (
+                "best_state", "stale", "epoch", "step", "running"))
+        except UserError:
+            raise
+        except Exception as err:  # truncated, not a torch file, or another shape: torch and pickle raise many kinds
+            reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+            raise UserError(f"the saved training state is damaged ({reason}); start over with --restart",
+                            path=checkpoint) from None
         result.resumed_from = (first_epoch - 1) * steps_per_epoch + skip
         console.log(f"{description}: resuming from epoch {first_epoch} step {skip}")
 
@@ -107,6 +115,9 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                                     lengths=lengths)
             for step, index in enumerate(batches[skip:], start=skip + 1):
                 loss = batch_loss(index)
+                if not torch.isfinite(loss):
+                    result.stopped = f"the training loss became {loss.item()} at epoch {epoch} step {step}"
+                    break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(parameters, config.grad_clip)
@@ -118,6 +129,13 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                     console.log(f"{description}: epoch {epoch} step {step}/{len(batches)} loss {running / step:.4f}")
                 if checkpoint is not None and save_every and ((epoch - 1) * steps_per_epoch + step) % save_every == 0:
                     save(epoch, step)
+            if result.stopped:
+                if best_state is None:
+                    raise UserError(f"{description}: {result.stopped}, before any epoch ended well; nothing was "
+                                    "written (lower --lr or the loss weights)")
+                console.log(f"[yellow]{description}: {result.stopped}; stopping with the weights of epoch "
+                            f"{result.best_epoch}")
+                break
             module.eval()
             score = validate() if validate else None
             result.history.append({"epoch": epoch, "train_loss": running / len(batches), "val_score": score,
