@@ -15,7 +15,7 @@ from mobclf.cli import main
 from mobclf.data import splits as splits_module
 from mobclf.data.dataset import Example, load_dataset, read_texts
 from mobclf.data.prepare import detect_language, prepare_dataset
-from mobclf.data.readers import detect_format, read_labelled
+from mobclf.data.readers import detect_format, read_class_file, read_labelled
 from mobclf.data.splits import carve_splits
 from mobclf.errors import UserError
 
@@ -84,6 +84,72 @@ def test_format_comes_from_the_extension_unless_given(indir):
         detect_format(indir / "data.xml")
 
 
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["cr", "crlf", "lf"])
+def test_readers_accept_cr_crlf_and_lf_line_endings(indir, newline):
+    """Old Mac files end lines in a bare CR; every reader splits at CR LF, CR or LF, and line numbers stay right."""
+    def write(name: str, lines: list[str]) -> Path:
+        (indir / name).write_bytes(newline.join(lines).encode() + newline.encode())
+        return indir / name
+
+    jsonl = write("a.jsonl", ['{"text": "one", "labels": ["x"]}', "", '{"text": "two", "labels": "y"}'])
+    assert [(row.text, row.labels, row.line) for row in read_labelled(jsonl)] == [
+        ("one", ("x",), 1), ("two", ("y",), 3)]
+    csv_path = write("a.csv", ["text,labels", f'"one,{newline}quoted",x', "", "two,y"])
+    assert [(row.text, row.labels, row.line) for row in read_labelled(csv_path)] == [
+        (f"one,{newline}quoted", ("x",), 2), ("two", ("y",), 5)]
+    tsv = write("a.tsv", ["text\tlabels", "one\tx", "two\ty"])
+    assert [(row.text, row.labels, row.line) for row in read_labelled(tsv)] == [("one", ("x",), 2), ("two", ("y",), 3)]
+    classes = write("class.txt", ["体育", "财经"])
+    thucnews = write("a.txt", ["标题一\t1", "标题二\t0"])
+    rows = read_labelled(thucnews, class_names=read_class_file(classes))
+    assert [(row.text, row.labels, row.line) for row in rows] == [("标题一", ("财经",), 1), ("标题二", ("体育",), 2)]
+    bad = write("bad.jsonl", ['{"text": "one", "labels": ["x"]}', "", '{"text": "two"}'])
+    with pytest.raises(UserError, match=f"^{bad}:3: missing field 'labels'"):
+        read_labelled(bad)
+
+
+def test_jsonl_text_may_hold_unicode_line_separators(indir):
+    """Lines split at CR/LF only: U+2028, U+2029 and U+0085 (which str.splitlines splits at) are text here."""
+    path = indir / "a.jsonl"
+    path.write_bytes('{"text": "a\u2028b\u2029c\u0085d", "labels": ["x"]}\n{"text": "e", "labels": ["y"]}\n'.encode())
+    assert [(row.text, row.line) for row in read_labelled(path)] == [("a\u2028b\u2029c\u0085d", 1), ("e", 2)]
+
+
+def test_tsv_keeps_quotes_as_they_are(indir):
+    """TSV has no quoting: a quoted title keeps its quotes, and a quote inside a text is no error (CSV unquotes)."""
+    path = indir / "a.tsv"
+    path.write_text('text\tlabels\n"独家专访"\t体育\n"独家"报道：他说"好"\t"财经"\n', encoding="utf-8")
+    assert [(row.text, row.labels, row.line) for row in read_labelled(path)] == [
+        ('"独家专访"', ("体育",), 2), ('"独家"报道：他说"好"', ('"财经"',), 3)]
+    csv_path = indir / "a.csv"
+    csv_path.write_text('text,labels\n"独家专访",体育\n', encoding="utf-8")
+    assert [row.text for row in read_labelled(csv_path)] == ["独家专访"]
+
+
+@pytest.mark.parametrize("carved", [True, False], ids=["carved", "given"])
+def test_multi_label_single_example_labels_are_kept_with_a_warning(indir, tmp_path, capsys, carved):
+    items = MULTI + [("lonely one", ["earn", "zinc"]), ("lonely two", ["acq", "tin"])]
+    given = {} if carved else {"val": write_jsonl(indir / "val.jsonl", MULTI[::5]),
+                               "test": write_jsonl(indir / "test.jsonl", MULTI[1::5])}
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", **given)
+    assert {"tin", "zinc"} <= set(art.manifest["labels"])
+    expected = (f"2 labels of {indir / 'a.jsonl'} have a single training example ('tin', 'zinc')"
+                + ("; they stay in train, so val/test never test them" if carved else "")
+                + "; pass --min-label-count 2 to drop them")
+    assert expected in art.manifest["warnings"]
+    assert "single training example" in capsys.readouterr().err
+    assert "tin" in {label for _, labels in read_split(art.path, "train") for label in labels}
+
+
+def test_multi_label_carved_split_left_empty_is_refused(indir, tmp_path):
+    """Every row has a label with one example: they all stay in train, and an empty val/test is refused."""
+    items = [(f"story {i}", [f"only{i}", "common" if i % 2 else "other"]) for i in range(20)]
+    path = write_jsonl(indir / "a.jsonl", items)
+    with pytest.raises(UserError, match=f"^{path}: the (val|test) split carved from it is empty.*--min-label-count 2"):
+        prepare_dataset(train=path, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 BAD_INPUTS = {
     "empty text": ("a.jsonl", '{"text": "ok", "labels": ["x"]}\n{"text": "  ", "labels": ["x"]}\n', 2, "empty text"),
     "missing field": ("a.jsonl", '{"text": "ok", "labels": ["x"]}\n{"text": "no labels"}\n', 2, "missing field"),
@@ -126,8 +192,51 @@ def test_label_too_rare_to_stratify_names_label_count_and_fix(indir, tmp_path):
 
 def test_data_too_small_to_stratify_is_a_user_error(indir, tmp_path):
     path = write_jsonl(indir / "a.jsonl", SINGLE[:3] + SINGLE[20:23] + SINGLE[40:43])
-    with pytest.raises(UserError, match=f"{path}: cannot stratify the split"):
+    with pytest.raises(UserError, match=f"{path}: cannot stratify 9 rows of 3 labels into train/val/test: the test "
+                       "split would get 1 rows.*give --val and --test as files, or raise the test share of --split"):
         prepare_dataset(train=path, out=tmp_path / "out")
+
+
+def test_too_many_labels_to_stratify_says_what_helps(indir, tmp_path):
+    """1,200 labels of 3 examples each and 10 of 60: a 10% test split of 4,200 rows cannot hold every label; the
+    refusal names --min-label-count at the count that works (sklearn's own message names its test_size)."""
+    items = [(f"rare {label} {i}", [f"r{label}"]) for label in range(1200) for i in range(3)]
+    items += [(f"big {label} {i}", [f"b{label}"]) for label in range(10) for i in range(60)]
+    path = write_jsonl(indir / "a.jsonl", items)
+    with pytest.raises(UserError, match=f"^{path}: cannot stratify 4200 rows of 1210 labels.*the test split would "
+                       "get 420 rows.*pass --min-label-count 60 to keep the 10 labels") as caught:
+        prepare_dataset(train=path, out=tmp_path / "out")
+    assert "test_size" not in caught.value.message and "\n" not in caught.value.message
+    art = prepare_dataset(train=path, out=tmp_path / "out", min_label_count=60)
+    assert sum(art.manifest["splits"].values()) == 600 and art.manifest["filtering"]["dropped_rows"] == {"train": 3600}
+
+
+def test_big_carved_shares_leave_no_class_with_one_row(indir, tmp_path):
+    """Cutting 40% test then 40% val can leave a class of three with one row for the second cut, which sklearn
+    refuses to stratify; that row stays in train."""
+    items = [(f"news {label} {i}", [label]) for label, n in (("a", 3), ("b", 3), ("c", 3), ("d", 12)) for i in range(n)]
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", ratios=(0.2, 0.4, 0.4))
+    parts = {name: read_split(art.path, name) for name in ("train", "val", "test")}
+    assert sorted(row for rows in parts.values() for row in rows) == sorted((t, tuple(l)) for t, l in items)
+    assert {labels for _, labels in parts["train"]} == {("a",), ("b",), ("c",), ("d",)}
+
+
+def test_multi_label_with_many_labels_splits(indir, tmp_path):
+    """~1,200 multi-label labels, most with one or two examples: no crash, and the single-example ones are warned."""
+    items = [(f"story {label} {i}", [f"l{label}"] + (["common"] if i else [])) for label in range(1200)
+             for i in range(1 + label % 2)]
+    items += [(f"filler {i}", ["common", "other"]) for i in range(200)]
+    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out")
+    assert art.manifest["multi_label"] is True and len(art.manifest["labels"]) == 1202
+    assert sum(art.manifest["splits"].values()) == len(items) and min(art.manifest["splits"].values()) > 0
+    assert any(warning.startswith(f"600 labels of {indir / 'a.jsonl'} have a single training example ('l0', ")
+               for warning in art.manifest["warnings"])
+
+
+def test_unreadable_input_is_a_user_error(indir, tmp_path):
+    """An OSError while reading (here: a folder given where a file belongs, as a recipe may) names the path."""
+    with pytest.raises(UserError, match=f"^{indir}: cannot read the file"):
+        prepare_dataset(train=indir, fmt="jsonl", out=tmp_path / "out")
 
 
 def test_class_file_needs_thucnews_input(indir, tmp_path):

@@ -11,6 +11,7 @@ split was made. Load it with :func:`mobclf.data.dataset.load_dataset`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Callable
@@ -90,6 +91,41 @@ def _multi_hot(rows: list[Row], labels: list[str]) -> np.ndarray:
     return targets
 
 
+def _stratified_cut_sizes(rows: int, carve: list[str], ratios: dict[str, float]) -> dict[str, int]:
+    """The split sizes sklearn's stratified split gives when :func:`carve_splits` cuts ``carve`` from ``rows``."""
+    sizes, left = {}, ratios["train"] + sum(ratios[name] for name in carve)
+    for name in sorted(carve, key=SPLITS.index, reverse=True):
+        sizes[name] = math.ceil(ratios[name] / left * rows)
+        rows -= sizes[name]
+        left -= ratios[name]
+    return {"train": rows, **sizes}
+
+
+def _advice_to_stratify(counts: dict[str, int], carve: list[str], ratios: dict[str, float], least: int) -> str | None:
+    """The one-line refusal when single-label rows with ``counts`` cannot be stratified into train + ``carve``
+    (sklearn needs one row of every label in every part), with what helps; ``None`` when they can."""
+    def short_split(kept: list[str]) -> tuple[str, int] | None:
+        sizes = _stratified_cut_sizes(sum(counts[label] for label in kept), carve, ratios)
+        return next(((name, size) for name, size in sizes.items() if size < len(kept)), None)
+
+    labels = rank_labels(counts)
+    short = short_split(labels)
+    if short is None:
+        return None
+    name, size = short
+    help_ = []
+    for threshold in sorted({count for count in counts.values() if count > least}):
+        kept = [label for label in labels if counts[label] >= threshold]
+        if len(kept) >= 2 and short_split(kept) is None:
+            help_.append(f"pass --min-label-count {threshold} to keep the {len(kept)} labels with that many examples")
+            break
+    help_.append(f"give {' and '.join(f'--{part}' for part in carve)} as files")
+    help_.append(f"raise the {name} share of --split" if name != "train" else "lower the val/test shares of --split")
+    return (f"cannot stratify {sum(counts.values())} rows of {len(counts)} labels into {'/'.join(['train', *carve])}: "
+            f"the {name} split would get {size} rows, fewer than the labels, and each split needs every label; "
+            + ", or ".join(help_))
+
+
 def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: int, multi_label: bool,
            path: Path) -> dict[str, list[Row]]:
     """Split the train rows into train plus the ``carve`` splits, refusing labels too rare to stratify."""
@@ -100,19 +136,44 @@ def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: in
     if too_rare:
         rarest = too_rare[-1]
         first = next(row for row in rows if rarest in row.labels)
+        kept = [label for label in labels if counts[label] >= needed]
+        fix = (f"pass --min-label-count {needed} to drop such labels" if len(kept) >= 2 else
+               f"give {' and '.join(f'--{part}' for part in carve)} as files or add examples")
         raise UserError(
             f"label {rarest!r} has {counts[rarest]} example(s) (first here), too few to stratify into "
-            f"{'/'.join(['train', *carve])}, which needs {needed} per label ({len(too_rare)} labels have fewer); "
-            f"pass --min-label-count {needed} to drop such labels",
+            f"{'/'.join(['train', *carve])}, which needs {needed} per label ({len(too_rare)} labels have fewer); {fix}",
             path=first.path,
             line=first.line,
         )
+    if not multi_label:
+        advice = _advice_to_stratify(counts, carve, ratios, needed - 1)
+        if advice:
+            raise UserError(advice, path=path)
     try:
         parts = carve_splits(_multi_hot(rows, labels), carve, ratios, seed, multi_label)
     except ValueError as err:
-        raise UserError(f"cannot stratify the split ({err}); add data, change --split or use --min-label-count",
-                        path=path) from None
+        reason = " ".join(str(err).split())
+        raise UserError(f"cannot stratify the split ({reason}); add data, change --split, use --min-label-count "
+                        f"or give {' and '.join(f'--{part}' for part in carve)} as files", path=path) from None
+    for name in carve:
+        if not len(parts[name]):
+            raise UserError(
+                f"the {name} split carved from it is empty: each of its rows has a label with too few examples to "
+                f"leave train; pass --min-label-count 2 (or higher) to drop rare labels, or give --{name} as a file",
+                path=path)
     return {name: [rows[i] for i in indices] for name, indices in parts.items()}
+
+
+def _warn_rare_multi_labels(rows: list[Row], carved: bool, path: Path, warn: Callable[[str], None]) -> None:
+    """Multi-label data keeps labels with one training example (single-label data refuses them when it carves);
+    say which, since they cannot be learnt well nor, when val/test are carved, evaluated."""
+    counts = label_counts(rows)
+    single = sorted(label for label, count in counts.items() if count == 1)
+    if single:
+        shown = ", ".join(repr(label) for label in single[:10]) + (", ..." if len(single) > 10 else "")
+        where = "; they stay in train, so val/test never test them" if carved else ""
+        warn(f"{len(single)} labels of {path} have a single training example ({shown}){where}; "
+             "pass --min-label-count 2 to drop them")
 
 
 def prepare_dataset(
@@ -166,12 +227,26 @@ def prepare_dataset(
         duplicates["dropped"] += dropped
         duplicates["conflicting"] += conflicting
 
+    as_read = splits
     splits, filtering = filter_labels(splits, class_names, min_label_count, filter_std)
-    if len(label_counts(splits["train"])) < 2:
-        raise UserError("fewer than two labels left to learn after filtering; lower --min-label-count/--filter-std",
-                        path=given["train"])
+    for name in ("val", "test"):
+        if name in given and not splits[name]:
+            unknown = sorted({label for row in as_read[name] for label in row.labels})
+            shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            raise UserError(f"no row keeps a label: its labels ({shown}) have no example in the training data "
+                            f"{given['train']}{' that filtering kept' if min_label_count or filter_std else ''}; "
+                            f"give the --{name} file of the same data", path=given[name])
+    left = rank_labels(label_counts(splits["train"]))
+    if len(left) < 2:
+        if filtering["dropped_labels"] and (min_label_count is not None or filter_std is not None):
+            raise UserError(f"{len(left)} label(s) left to learn after filtering, a classifier needs two or more; "
+                            "lower --min-label-count/--filter-std", path=given["train"])
+        raise UserError(f"the training data has {len(left)} label(s) {left}, a classifier needs two or more; "
+                        "check --label-column", path=given["train"])
     multi_label = any(len(row.labels) != 1 for rows in splits.values() for row in rows)
     carve = [name for name in SPLITS if name not in given]
+    if multi_label:
+        _warn_rare_multi_labels(splits["train"], bool(carve), given["train"], warn)
     if carve:
         splits.update(_carve(splits["train"], carve, ratio_by_split, seed, multi_label, given["train"]))
     splits = {name: splits[name] for name in SPLITS}

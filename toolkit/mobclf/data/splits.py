@@ -31,12 +31,22 @@ def min_examples_to_stratify(n_parts: int, multi_label: bool) -> int:
 
 
 def _split_off(targets: np.ndarray, size: float, seed: int, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, cut) of one stratified cut of ``size`` (a fraction) from the rows of ``targets``."""
+    """Indices (kept, cut) of one stratified cut of ``size`` (a fraction) from the rows of ``targets``.
+
+    A single-label class left with one row by an earlier cut (which sklearn refuses to stratify) stays with the
+    kept rows, and the cut is made from the others with the same number of rows.
+    """
     if multi_label:
-        splitter, y = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed), targets
-    else:
-        splitter, y = StratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed), targets.argmax(axis=1)
-    return next(splitter.split(np.zeros(len(y)), y))
+        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        return next(splitter.split(np.zeros(len(targets)), targets))
+    y = targets.argmax(axis=1)
+    classes, counts = np.unique(y, return_counts=True)
+    alone = np.isin(y, classes[counts == 1])
+    pool = np.flatnonzero(~alone)
+    cut_rows = int(np.ceil(size * len(y)))
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=cut_rows if alone.any() else size, random_state=seed)
+    kept, cut = next(splitter.split(np.zeros(len(pool)), y[pool]))
+    return np.concatenate([pool[kept], np.flatnonzero(alone)]), pool[cut]
 
 
 def _move_missing_labels_to_train(parts: dict[str, np.ndarray], targets: np.ndarray) -> None:
