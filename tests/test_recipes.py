@@ -89,19 +89,29 @@ def test_a_changed_step_reruns_with_what_follows_and_an_interrupted_run_resumes(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    old_bundle = load_artifact(work / "android").sha256
     monkeypatch.setattr("mobclf.export.bundle.export_bundle", interrupted)
     with pytest.raises(click.exceptions.Abort):  # Ctrl-C during the export, after the new student was written
         run_recipe(changed, work=work)
     monkeypatch.undo()
     after_interruption = created(work, STEPS[:4])
     assert after_interruption["student"] != before["student"]
-    assert not (work / "android").exists()  # the outdated bundle went; nothing half-written is left
+    # the outdated bundle is still there, whole: a step's old output is replaced only by a complete new one
+    assert load_artifact(work / "android").sha256 == old_bundle
 
     assert run_recipe(changed, work=work) == {"corpus": "up to date", "dataset": "up to date",
                                               "teacher": "up to date", "student": "up to date", "android": "ran"}
     assert created(work, STEPS[:4]) == after_interruption
     assert load_artifact(work / "android").manifest["lineage"]["parents"][0]["sha256"] == load_artifact(
         work / "student").sha256
+
+    # `--only android --force` interrupted: the bundle it was replacing is still there
+    bundle = load_artifact(work / "android").sha256
+    with monkeypatch.context() as patch, pytest.raises(click.exceptions.Abort):
+        patch.setattr("mobclf.export.bundle.export_bundle", interrupted)
+        run_recipe(changed, work=work, only="android", force=True)
+    assert load_artifact(work / "android").sha256 == bundle
+    assert not list(work.glob(".*partial-*"))
 
     # --only STEP runs that step and what it needs; --force redoes it even though it is up to date
     assert run_recipe(changed, work=work, only="dataset", force=True) == {"corpus": "up to date", "dataset": "ran"}
@@ -163,15 +173,25 @@ def test_interrupted_pretraining_resumes_from_its_saved_state(tmp_path, monkeypa
     assert load_artifact(tmp_path / "work" / "pretrained").manifest["training"]["resumed_from"] == 4
 
 
-def test_what_the_recipe_did_not_make_is_never_replaced_without_force(tmp_path):
+def test_what_the_recipe_did_not_make_is_never_replaced_not_even_with_force(tmp_path):
     recipe = write(tmp_path / "cheap.yaml", CHEAP)
     mine = tmp_path / "work" / "corpus" / "news.jsonl"
     mine.parent.mkdir(parents=True)
     mine.write_text("my own file\n", encoding="utf-8")
-    result = run("run", recipe)
-    assert result.exit_code == 2 and "already exists" in result.output and "cheap.yaml" in result.output
-    assert mine.read_text(encoding="utf-8") == "my own file\n"
-    assert run_recipe(recipe, force=True) == {"corpus": "ran", "dataset": "ran"}
+    for force in ([], ["--force"]):
+        result = run("run", recipe, *force)
+        assert result.exit_code == 2 and "cheap.yaml:4: step 'corpus'" in result.output
+        assert "is not an output this recipe made" in result.output
+        assert mine.read_text(encoding="utf-8") == "my own file\n"
+    mine.unlink()
+    assert run_recipe(recipe) == {"corpus": "ran", "dataset": "ran"}
+    # a corpus the recipe wrote, then edited by hand, is the user's now
+    with mine.open("a", encoding="utf-8") as handle:
+        handle.write('{"text": "my own headline", "labels": ["sports"]}\n')
+    edited = mine.read_bytes()
+    with pytest.raises(UserError, match="is not an output this recipe made"):
+        run_recipe(recipe, force=True)
+    assert mine.read_bytes() == edited
 
 
 def test_recipe_options_become_the_commands_own_options(tmp_path, capsys, monkeypatch):
