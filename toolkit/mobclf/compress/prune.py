@@ -88,18 +88,23 @@ def _check_config(config: PruneConfig) -> dict[str, float]:
     return weights
 
 
-def _teacher_dir(source: Artifact, override: Path | None) -> Path:
-    """The teacher to recover against: ``--teacher`` or the one the student was distilled from."""
+def _teacher(source: Artifact, override: Path | None) -> Artifact:
+    """The teacher to recover against: ``--teacher``, or the one the student was distilled from (checked to be
+    that very artifact)."""
     if override is not None:
-        return Path(override)
+        return load_artifact(override, kind="teacher")
     recorded = (source.manifest.get("pruning", {}).get("teacher") or
-                source.manifest.get("distillation", {}).get("teacher") or {}).get("path")
-    if not recorded:
+                source.manifest.get("distillation", {}).get("teacher") or {})
+    if not recorded.get("path"):
         raise UserError("its manifest names no teacher (distillation.teacher.path); pass --teacher DIR",
                         path=source.path)
-    if not Path(recorded).is_dir():
-        raise UserError(f"its teacher {recorded} is gone; pass --teacher DIR", path=source.path)
-    return Path(recorded)
+    if not Path(recorded["path"]).is_dir():
+        raise UserError(f"its teacher {recorded['path']} is gone; pass --teacher DIR", path=source.path)
+    teacher = load_artifact(Path(recorded["path"]), kind="teacher")
+    if teacher.sha256 != recorded.get("sha256"):
+        raise UserError(f"is not the teacher {source.path} was distilled from (it changed since); pass --teacher DIR",
+                        path=teacher.path)
+    return teacher
 
 
 def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: FitConfig,
@@ -115,7 +120,7 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
     arch = source_artifact.manifest["architecture"]["name"]
     if arch not in ARCHITECTURES:
         raise UserError(f"is a {arch} model; mobclf prune takes a TextCNN or TinyBERT student", path=source)
-    teacher_artifact = load_artifact(_teacher_dir(source_artifact, teacher_dir), kind="teacher")
+    teacher_artifact = _teacher(source_artifact, teacher_dir)
     dataset = load_dataset(data)
     if source_artifact.labels != dataset.labels or teacher_artifact.labels != dataset.labels:
         raise UserError("the student or its teacher was trained on other labels than this dataset's; prune on the "

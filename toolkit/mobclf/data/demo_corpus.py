@@ -14,6 +14,7 @@ and about 4% carry annotation noise (one label swapped). The companies, people a
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from collections import Counter
@@ -288,9 +289,14 @@ def generate_demo_corpus(path: Path, n_items: int = 3000, seed: int = 0) -> dict
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for item in items:
-            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    partial = path.with_name(f".{path.name}.partial")  # renamed into place only once complete (a full disk or a
+    try:                                               # kill leaves no cut corpus that looks finished)
+        with open(partial, "w", encoding="utf-8") as handle:
+            for item in items:
+                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
     counts = Counter(label for item in items for label in item["labels"])
     return {
