@@ -3,6 +3,15 @@ without redoing finished steps, re-runs a changed step and what follows it, and 
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -10,7 +19,7 @@ import pytest
 import torch
 from conftest import run
 
-from mobclf.artifacts import load_artifact
+from mobclf.artifacts import load_artifact, sha256_file
 from mobclf.errors import UserError
 from mobclf.recipes import run_recipe
 
@@ -57,7 +66,14 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     recipe = write(root / "tiny.yaml", TINY.replace("STUDENT_EPOCHS", "2"))
     assert run_recipe(recipe) == dict.fromkeys(STEPS, "ran")
+    (root / "payload.json").write_text(json.dumps(payload(root / "work")), encoding="utf-8")  # before tests change it
     return recipe
+
+
+def payload(work: Path) -> dict:
+    """What the tiny recipe made, but for when: the corpus's hash and every artifact's checksummed files."""
+    return {"corpus": sha256_file(work / "corpus" / "news.jsonl"),
+            **{name: load_artifact(work / name).manifest["files"] for name in STEPS[1:]}}
 
 
 def test_a_recipe_runs_end_to_end_and_then_skips_every_step(tiny, capsys):
@@ -147,6 +163,74 @@ def test_an_output_written_just_before_an_interruption_is_not_redone(tmp_path, m
     stamp = corpus.stat().st_mtime_ns
     assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "ran"}
     assert corpus.stat().st_mtime_ns == stamp
+
+
+def test_a_run_killed_twice_ends_with_the_artifacts_of_an_uninterrupted_run(tiny, tmp_path):
+    """kill -9 during the teacher's training, then during the export: the third run finishes the job, and what it
+    made is what a run that was never interrupted made (every checksummed file; only the timestamps differ)."""
+    recipe, work = write(tmp_path / "tiny.yaml", TINY.replace("STUDENT_EPOCHS", "2")), tmp_path / "work"
+    for stage, ready in (("teacher", "teacher: "), ("android", ".android.partial-")):
+        process = subprocess.Popen([str(Path(sys.executable).parent / "mobclf"), "run", str(recipe)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+        seen, deadline = "", time.monotonic() + 600
+        while f"▶ {stage}:" not in seen or not (ready in seen.split(f"▶ {stage}:")[-1] or any(work.glob(ready + "*"))):
+            assert process.poll() is None and time.monotonic() < deadline, f"{stage} never started: {seen}"
+            try:
+                seen += lines.get(timeout=0.02)
+            except queue.Empty:
+                pass
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+    assert not (work / "android").exists()
+    assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "up to date", "teacher": "up to date",
+                                  "student": "up to date", "android": "ran"}
+    assert payload(work) == json.loads((tiny.parent / "payload.json").read_text(encoding="utf-8"))
+    assert not list(work.rglob("*.partial-*"))
+
+
+def test_a_lost_or_broken_state_file_is_rebuilt_from_lineage(tmp_path, capsys):
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    state = tmp_path / "work" / ".recipe-state.json"
+    assert run_recipe(recipe) == {"corpus": "ran", "dataset": "ran"}
+    state.unlink()
+    assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "up to date"}
+    assert set(json.loads(state.read_text(encoding="utf-8"))["done"]) == {
+        str(tmp_path / "work" / "corpus" / "news.jsonl"), str(tmp_path / "work" / "dataset")}
+    for broken in ("[]", '{"done": []}', '{"done": {"x": 1}}', "not json", '"done"'):
+        state.write_text(broken, encoding="utf-8")
+        capsys.readouterr()
+        assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "up to date"}
+        warnings = [line for line in capsys.readouterr().err.splitlines() if ".recipe-state.json" in line]
+        assert len(warnings) == 1 and "ignored" in warnings[0]
+    # without a state file, the recipe still owns what its steps made: a changed step replaces its old output
+    state.unlink()
+    changed = write(tmp_path / "cheap.yaml", CHEAP.replace("split: [0.8, 0.1, 0.1]", "split: [0.7, 0.2, 0.1]"))
+    assert run_recipe(changed) == {"corpus": "up to date", "dataset": "ran"}
+
+
+def test_a_full_disk_while_writing_the_corpus_leaves_no_cut_corpus(tmp_path, monkeypatch):
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    corpus = tmp_path / "work" / "corpus" / "news.jsonl"
+    from mobclf.data import demo_corpus
+
+    def full_disk(path, n_items, seed):
+        Path(path).write_text('{"text": "half a', encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(demo_corpus, "generate_demo_corpus", full_disk)
+        result = run("run", recipe)
+    assert result.exit_code == 2 and "no space left" in result.output and "Traceback" not in result.output
+    assert not corpus.exists() and not list(corpus.parent.glob(".*partial-*"))
+    assert run_recipe(recipe) == {"corpus": "ran", "dataset": "ran"}
+
+
+def test_a_dry_run_writes_nothing(tmp_path):
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    assert run_recipe(recipe, dry_run=True) == {"corpus": "would run", "dataset": "would run"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cheap.yaml"]
 
 
 def test_interrupted_pretraining_resumes_from_its_saved_state(tmp_path, monkeypatch):

@@ -266,8 +266,8 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
             loader.dispose()
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"not a valid YAML recipe ({problem})", path=path,
+        problem = ", ".join(filter(None, [getattr(err, "context", None), getattr(err, "problem", None)]))
+        raise UserError(f"not a valid YAML recipe ({problem or str(err).splitlines()[0]})", path=path,
                         line=mark.line + 1 if mark else None) from None
     except RecursionError:
         raise UserError(f"not a valid YAML recipe (nested too deeply)", path=path) from None
@@ -361,7 +361,10 @@ class _Loader:
         if not isinstance(out, str) or not out or "\0" in out:
             raise self.error(where + ("out",), f"step {step_id!r}: `out` must be a path (relative to `work`)")
         path = (work / Path(out).expanduser()).resolve()
-        if path == work or work not in path.parents:
+        if path == work:
+            raise self.error(where + ("out",), f"step {step_id!r}: `out` {out!r} is `work` itself ({work}); give "
+                                               "the step a path inside `work`")
+        if work not in path.parents:
             raise self.error(where + ("out",), f"step {step_id!r}: `out` {out!r} is {path}, outside `work` "
                                                f"({work}); a step writes only inside `work`")
         if any(part.startswith(".") for part in path.relative_to(work).parts):
