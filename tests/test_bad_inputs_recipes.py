@@ -31,6 +31,7 @@ class Case:
     args: tuple[str, ...] = ()
     where: str = "recipe.yaml"
     setup: Callable[[Path], None] | None = None
+    allowed: tuple[str, ...] = ()  # mobclf's own files the run may change
 
 
 def data_step(options: str) -> str:
@@ -38,8 +39,9 @@ def data_step(options: str) -> str:
     return HEAD + CORPUS + f"  - {{id: dataset, kind: data, inputs: {{input: corpus}}, options: {{{options}}}}}\n"
 
 
-BILLION_LAUGHS = HEAD.replace("steps:\n", "") + 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)) + "steps: []\n"
+BILLION_LAUGHS = ("name: bad\nwork: w\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+                  + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
+                            for i in range(8)) + "steps: []\n")
 
 
 def hand_made_after_an_interrupted_run(folder: Path) -> None:
@@ -54,6 +56,17 @@ def hand_made_after_an_interrupted_run(folder: Path) -> None:
     state = {"done": {}, "running": {str(step.out): {"step": "dataset", "fingerprint": _fingerprint(step),
                                                      "started": 0}}}
     (folder / "w" / ".recipe-state.json").write_text(json.dumps(state), encoding="utf-8")
+
+
+def recipe_output_with_a_user_file_inside(folder: Path) -> None:
+    """The recipe made the dataset; then the user put a file of their own inside it, and changed the step."""
+    from mobclf.recipes import run_recipe
+
+    recipe = folder / "recipe.yaml"
+    text = recipe.read_text(encoding="utf-8")
+    run_recipe(recipe)
+    (folder / "w" / "dataset" / "my-notes.txt").write_text("mine\n", encoding="utf-8")
+    recipe.write_text(text.replace("seed: 1", "seed: 2"), encoding="utf-8")
 
 
 CASES = {
@@ -83,7 +96,8 @@ CASES = {
                                                "{corpus: corpus/../../secret.txt}}\n"]), 5, "leaves the output"),
     "unknown-only-step": Case(HEAD + CORPUS, None, "no step 'nope'", args=("--only", "nope")),
     # YAML that would silently keep one value, recurse or hang
-    "duplicate-key": Case("name: bad\nwork: w\nwork: /elsewhere\nsteps:\n" + CORPUS, 3, "the key 'work' is given twice"),
+    "duplicate-key": Case("name: bad\nwork: w\nwork: /elsewhere\nsteps:\n" + CORPUS, 3,
+                          "the key 'work' is given twice"),
     "duplicate-option": Case(HEAD + "  - {id: corpus, kind: demo-corpus, options: {items: 300, items: 30}}\n", 4,
                              "the key 'items' is given twice"),
     "billion-laughs": Case(BILLION_LAUGHS, None, "billion laughs"),
@@ -102,8 +116,8 @@ CASES = {
                                          "options: {loss: {soft_kd: .nan}}}\n"]), 6, "not a finite number"),
     "1e29-epochs": Case(data_step("seed: 1") + "  - {id: teacher, kind: teacher, inputs: {data: dataset}, "
                                                 "options: {epochs: 1e29}}\n", 6, "'1e29' is not a valid integer"),
-    "huge-integer": Case(HEAD + "  - {id: corpus, kind: demo-corpus, options: {seed: 100000000000000000000000000000}}\n",
-                         4, "out of range"),
+    "huge-integer": Case(HEAD + "  - {id: corpus, kind: demo-corpus, options: {seed: 1" + "0" * 29 + "}}\n", 4,
+                         "out of range"),
     "absurd-corpus-size": Case(HEAD + "  - {id: corpus, kind: demo-corpus, options: {items: 1000000000}}\n", 4,
                                "items"),
     # outputs outside `work`, hidden, or inside each other
@@ -139,6 +153,9 @@ CASES = {
     "user-file-at-artifact-out": Case(HEAD + "  - {id: dataset, kind: data, options: {input: news.jsonl}}\n", 4,
                                       "is not an output this recipe made", files={"news.jsonl": "x\n",
                                                                                    "w/dataset": "a file\n"}),
+    "user-file-inside-the-recipes-output": Case(
+        data_step("seed: 1"), 5, "so --force will not replace it", setup=recipe_output_with_a_user_file_inside,
+        allowed=("w/.recipe-state.json",)),
     "hand-made-dataset-after-interruption": Case(
         HEAD + "  - {id: dataset, kind: data, options: {input: news.jsonl}}\n", 4, "is not an output this recipe made",
         args=("--force",), setup=hand_made_after_an_interrupted_run),
@@ -155,7 +172,8 @@ def test_a_bad_recipe_is_refused_in_one_line_and_touches_nothing(name, tmp_path)
     recipe.write_bytes(case.recipe if isinstance(case.recipe, bytes) else case.recipe.encode("utf-8"))
     if case.setup is not None:
         case.setup(tmp_path)
-    Refusal(["run", "recipe.yaml", *case.args], where=case.where, line=case.line, says=case.says).check(tmp_path)
+    Refusal(["run", "recipe.yaml", *case.args], where=case.where, line=case.line, says=case.says,
+            allowed=case.allowed).check(tmp_path)
 
 
 def test_a_second_run_on_a_locked_work_folder_is_refused(tmp_path):

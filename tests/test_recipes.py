@@ -175,7 +175,11 @@ def test_a_run_killed_twice_ends_with_the_artifacts_of_an_uninterrupted_run(tiny
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
         seen, deadline = "", time.monotonic() + 600
-        while f"▶ {stage}:" not in seen or not (ready in seen.split(f"▶ {stage}:")[-1] or any(work.glob(ready + "*"))):
+
+        def inside_the_stage() -> bool:  # its log line, or its hidden partial output, shows
+            return f"▶ {stage}:" in seen and (ready in seen.split(f"▶ {stage}:")[-1] or any(work.glob(ready + "*")))
+
+        while not inside_the_stage():
             assert process.poll() is None and time.monotonic() < deadline, f"{stage} never started: {seen}"
             try:
                 seen += lines.get(timeout=0.02)
