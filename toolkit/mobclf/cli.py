@@ -459,7 +459,8 @@ def export_command(model_dir, target, out, data, parity_texts, min_agreement, ma
 @click.option("--work", type=PATH_OUT, help="Artifact root [default: the recipe's `work`].")
 @click.option("--only", multiple=True, metavar="STEP",
               help="Repeatable: run only this step and the steps it needs (when not up to date).")
-@click.option("--force", is_flag=True, help="Run the steps (the --only ones) even when up to date.")
+@click.option("--force", is_flag=True, help="Run the steps (the --only ones) even when up to date (never replaces "
+              "what the recipe did not make).")
 @click.option("--dry-run", is_flag=True,
               help="Check the recipe and print each step's command and whether it would run.")
 def run_command(recipe, work, only, force, dry_run):
