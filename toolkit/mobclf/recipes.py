@@ -98,25 +98,10 @@ def demo_corpus_command(out: Path, items: int, seed: int, force: bool) -> None:
         raise UserError("exists and is not a file; choose another `out`", path=out)
     if out.exists() and not force:
         raise UserError("already exists; pass --force to replace it or choose another --out", path=out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in out.parent.glob(f".{out.name}.partial-*"):
-        leftover.unlink(missing_ok=True)  # an interrupted writer's (`mobclf run` holds the work folder's lock)
-    handle, name = tempfile.mkstemp(prefix=f".{out.name}.partial-", dir=out.parent)
-    os.close(handle)
-    tmp = Path(name)
     try:
-        try:
-            generate_demo_corpus(tmp, n_items=items, seed=seed)
-        except ValueError as err:
-            raise UserError(f"{err}; ask for fewer `items`", path=out) from None
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        tmp.chmod(0o666 & ~mask)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        generate_demo_corpus(out, n_items=items, seed=seed)  # atomic: a full disk or a kill leaves no cut corpus
+    except ValueError as err:
+        raise UserError(f"{err}; ask for fewer `items`", path=out) from None
 
 
 @dataclass(frozen=True)
@@ -270,7 +255,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
         raise UserError(f"not a valid YAML recipe ({problem or str(err).splitlines()[0]})", path=path,
                         line=mark.line + 1 if mark else None) from None
     except RecursionError:
-        raise UserError(f"not a valid YAML recipe (nested too deeply)", path=path) from None
+        raise UserError("not a valid YAML recipe (nested too deeply)", path=path) from None
     except OSError as err:
         raise UserError(f"cannot read it ({err.strerror})", path=path) from None
     return data, _line_numbers(node)

@@ -294,6 +294,8 @@ def generate_demo_corpus(path: Path, n_items: int = 3000, seed: int = 0) -> dict
         with open(partial, "w", encoding="utf-8") as handle:
             for item in items:
                 handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
