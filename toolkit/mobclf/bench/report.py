@@ -50,9 +50,7 @@ def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", lat
         raise UserError(f"the dataset has no {split} split; choose another --split", path=data)
     artifacts = {str(artifact.path): artifact for artifact in (load_artifact(path, kind=KINDS) for path in models)}
     variants = [variant for artifact in artifacts.values() for variant in variants_of(artifact)]
-    for artifact in artifacts.values():
-        if artifact.labels != dataset.labels:
-            raise UserError("this model was trained on other labels than the dataset's", path=artifact.path)
+    dataset.check_labels_of(*artifacts.values())
     teachers = [variant for variant in variants if variant.kind == "teacher"]
     all_threads = sorted({1, os.cpu_count() or 1})
     timing_texts, throughput_texts = texts[:latency_texts], (texts * THROUGHPUT_TEXTS)[:THROUGHPUT_TEXTS]

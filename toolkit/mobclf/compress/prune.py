@@ -122,9 +122,7 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
         raise UserError(f"is a {arch} model; mobclf prune takes a TextCNN or TinyBERT student", path=source)
     teacher_artifact = _teacher(source_artifact, teacher_dir)
     dataset = load_dataset(data)
-    if source_artifact.labels != dataset.labels or teacher_artifact.labels != dataset.labels:
-        raise UserError("the student or its teacher was trained on other labels than this dataset's; prune on the "
-                        "student's data", path=data)
+    dataset.check_labels_of(source_artifact, teacher_artifact)
     temperature = config.temperature or source_artifact.manifest.get("distillation", {}).get("plan", {}).get(
         "temperature", 2.0)
     if fit_config.lr is None:  # recover at the rate the student trained at

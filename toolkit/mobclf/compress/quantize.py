@@ -178,8 +178,7 @@ def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, for
     check_output_dir(out, force)
     parent = load_artifact(model_dir, kind=("student", "pruned"))
     dataset = load_dataset(data)
-    if parent.labels != dataset.labels:
-        raise UserError("the model was trained on other labels than this dataset's; give its own dataset", path=data)
+    dataset.check_labels_of(parent)
     model = load_classifier(parent)
     if config.runtime == "executorch" and config.scheme == "dynamic" and isinstance(model, TextCNN):
         raise UserError("dynamic quantization covers linear layers and a TextCNN is convolutions; use --scheme "

@@ -63,6 +63,22 @@ class Dataset:
             targets[row, [index[label] for label in example.labels]] = 1.0
         return targets
 
+    def check_labels_of(self, *models: Artifact) -> None:
+        """Refuse models whose outputs are not this dataset's labels, in this order (the one check every stage
+        that pairs a model with a dataset makes)."""
+        for model in models:
+            if model.labels == self.labels:
+                continue
+            missing = [label for label in self.labels if label not in model.labels]
+            extra = [label for label in model.labels if label not in self.labels]
+            difference = "; ".join(part for part in (
+                f"the dataset has {', '.join(map(repr, missing[:3]))}{' ...' if len(missing) > 3 else ''}"
+                if missing else "",
+                f"the model has {', '.join(map(repr, extra[:3]))}{' ...' if len(extra) > 3 else ''}"
+                if extra else "") if part) or "the same labels in another order"
+            raise UserError(f"the {model.kind} at {model.path} was trained on other labels ({difference}); use the "
+                            "dataset it was trained on", path=self.artifact.path)
+
     def label_counts(self, split: str) -> np.ndarray:
         """Examples per label (int64, ``labels`` order)."""
         return self.targets(split).sum(axis=0).astype(np.int64)

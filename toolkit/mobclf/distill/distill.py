@@ -86,9 +86,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                         "attention_mse")
     teacher_artifact = load_artifact(teacher_dir, kind="teacher")
     dataset = load_dataset(data)
-    if teacher_artifact.labels != dataset.labels:
-        raise UserError("the teacher was trained on other labels than this dataset's; distil on the teacher's data",
-                        path=data)
+    dataset.check_labels_of(teacher_artifact)
     teacher = load_classifier(teacher_artifact)
     teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
     run_device = resolve_device(device)

@@ -91,9 +91,7 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
     check_output_dir(out, force)
     artifact = load_artifact(source, kind=("student", "pruned", "quantized"))
     dataset = _dataset_of(artifact, data)
-    if dataset.labels != artifact.labels:
-        raise UserError("the dataset has other labels than the model; give the model's own --data",
-                        path=dataset.artifact.path)
+    dataset.check_labels_of(artifact)
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
     texts = dataset.texts("val")
     texts = [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), min(parity_texts, len(texts)),

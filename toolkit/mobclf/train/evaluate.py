@@ -23,9 +23,7 @@ def evaluate(model_dir: Path, data: Path, split: str = "test", device: str = "au
     """Micro/macro precision, recall, F1, subset accuracy and a per-label table, with the artifact's thresholds."""
     artifact = load_artifact(model_dir, kind=("teacher", "student", "pruned"))
     dataset = load_dataset(data)
-    if artifact.labels != dataset.labels:
-        raise UserError("the model's labels differ from this dataset's; evaluate on the data it was trained on",
-                        path=data)
+    dataset.check_labels_of(artifact)
     texts = dataset.texts(split)
     if not texts:
         raise UserError(f"the dataset has no {split!r} examples; choose --split train, val or test", path=data)
