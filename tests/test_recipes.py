@@ -236,6 +236,23 @@ def test_a_dry_run_writes_nothing(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cheap.yaml"]
 
 
+def test_a_dry_run_prints_every_steps_command_up_to_date_or_not(tmp_path, capsys):
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    work = tmp_path / "work"
+    commands = {"corpus": f"demo-corpus --items 300 --seed 3 --out {work / 'corpus' / 'news.jsonl'}",
+                "dataset": f"mobclf data prepare {work / 'corpus' / 'news.jsonl'} --split 0.8 0.1 0.1 --out "
+                           f"{work / 'dataset'}"}
+    for statuses, mark in ((dict.fromkeys(commands, "would run"), "• {} would run: "),
+                           (dict.fromkeys(commands, "up to date"), "✓ {} (up to date): ")):
+        if mark.startswith("✓"):
+            assert run_recipe(recipe) == dict.fromkeys(commands, "ran")
+            capsys.readouterr()
+        assert run_recipe(recipe, dry_run=True) == statuses
+        lines = capsys.readouterr().err.splitlines()
+        for step, command in commands.items():
+            assert any(line.startswith(mark.format(step)) and line.endswith(command) for line in lines), (step, lines)
+
+
 def test_interrupted_pretraining_resumes_from_its_saved_state(tmp_path, monkeypatch):
     recipe = write(tmp_path / "pretrain.yaml", CHEAP + """\
   - id: pretrained

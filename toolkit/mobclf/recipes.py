@@ -761,7 +761,7 @@ def _run(recipe: Recipe, chosen: set[str], forced: set[str], dry_run: bool) -> d
             statuses[step.id] = "up to date"
             if not dry_run:
                 state.record(step, fingerprint, sha)
-            _say(f"✓ {step.id} (up to date)")
+            _say(f"✓ {step.id} (up to date)" + (f": {_shown(step)}" if dry_run else ""))  # a plan shows each command
             continue
         if dry_run:
             statuses[step.id] = "would run"
