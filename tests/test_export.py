@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 from conftest import run
 
 from mobclf.artifacts import load_artifact, sha256_file
 from mobclf.bench.report import markdown
 from mobclf.bench.variants import variants_of
+from mobclf.cli import main
 from mobclf.export.executorch import PteRunner
 from mobclf.export.onnx import OnnxRunner
 from mobclf.models import load_classifier
@@ -64,7 +66,7 @@ def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students
 def test_an_int8_student_exports_its_quantized_file_for_android(students):
     quantized = students / "textcnn-int8-for-export"
     assert run("quantize", "--from", students / "textcnn", "--data", students / "data", "--out", quantized,
-               "--calibration", "32").exit_code == 0
+               "--calibration", "32", "--parity-texts", "50", "--min-agreement", "0.9").exit_code == 0
     out = students / "bundle-int8"
     result = run("export", "--from", quantized, "--target", "android", "--out", out, "--parity-texts", "50",
                  "--min-agreement", "0.9")  # a tiny model has many probabilities near its thresholds
@@ -72,12 +74,14 @@ def test_an_int8_student_exports_its_quantized_file_for_android(students):
     bundle = check_bundle(out, quantized, ["executorch"])
     assert bundle["model"]["files"]["executorch"]["precision"] == "int8"
     assert sha256_file(out / "model.pte") == sha256_file(quantized / "model.pte")
+    # quantize ran export's own parity check: the same texts, the same certificate
+    assert load_artifact(quantized).manifest["parity"]["model.pte"] == bundle["parity"]["files"]["model.pte"]
 
     # a tolerance the int8 file cannot meet: export fails and writes nothing; --force replaces a bundle but never
     # swaps a failing one in for a good one; --accept-parity-failure writes it marked as failed, and bench flags it
     strict = ["export", "--from", quantized, "--target", "android", "--parity-texts", "50", "--max-prob-diff", "0"]
     result = run(*strict, "--out", students / "bundle-strict")
-    assert result.exit_code == 2 and "disagrees with the eager model" in result.output
+    assert result.exit_code == 2 and "disagrees with the fp32 model" in result.output
     assert "--accept-parity-failure" in result.output and "(needs ≤ 0)" in result.output
     assert not (students / "bundle-strict").exists()
     good = sha256_file(out / "manifest.json")
@@ -93,6 +97,18 @@ def test_an_int8_student_exports_its_quantized_file_for_android(students):
            "latency_ms_p95": 1.0, "throughput_per_s": 1.0, "peak_rss_mb": None, "timings": [],
            "parity_passed": False}
     assert "parity FAILED" in markdown({"dataset": "d", "split": "test", "baseline": None, "rows": [row]})
+
+
+def test_an_int8_file_for_one_runtime_is_not_shipped_as_fp32_for_the_other(students, tmp_path):
+    quantized = tmp_path / "textcnn-int8-onnx"
+    assert run("quantize", "--from", students / "textcnn", "--data", students / "data", "--out", quantized,
+               "--runtime", "onnx", "--scheme", "dynamic", "--accept-parity-failure").exit_code == 0
+    for target in ("android", "all"):
+        result = CliRunner().invoke(main, ["export", "--from", str(quantized), "--target", target, "--out",
+                                           str(tmp_path / "b")])
+        assert result.exit_code == 2 and "is INT8 for onnx only, so its model.pte would be fp32" in result.output
+        assert "--target onnx or web" in result.output and str((students / "textcnn").resolve()) in result.output
+        assert not (tmp_path / "b").exists()
 
 
 def test_export_refuses_a_teacher_and_a_foreign_dataset(students, tmp_path):

@@ -34,7 +34,7 @@ def test_quantized_students_run_in_their_runtime_and_agree_with_fp32(students, t
                                                                      model_file):
     out = students / f"{student}-{runtime}-{scheme}"
     result = run("quantize", "--from", students / student, "--data", students / "data", "--out", out,
-                 "--runtime", runtime, "--scheme", scheme, "--calibration", "64")
+                 "--runtime", runtime, "--scheme", scheme, "--calibration", "64", "--min-agreement", "0.8")
     assert result.exit_code == 0, result.output
     artifact = load_artifact(out, kind="quantized")
     manifest = artifact.manifest
@@ -98,6 +98,19 @@ def test_bad_quantize_options_are_one_line_errors(students, tmp_path, args, mess
     assert not (tmp_path / "q").exists()
 
 
+def test_a_file_export_would_refuse_is_refused_when_quantized(students, tmp_path):
+    """quantize runs export's parity check first: with a tolerance no INT8 file meets, it stops in one line, with
+    what to try, and writes nothing; --accept-parity-failure writes it with the failed certificate."""
+    strict = ["quantize", "--from", str(students / "textcnn"), "--data", str(students / "data"), "--calibration",
+              "16", "--parity-texts", "30", "--max-prob-diff", "0"]
+    result = CliRunner().invoke(main, [*strict, "--out", str(tmp_path / "q")])
+    assert result.exit_code == 2 and "as `mobclf export` checks it; nothing was written" in result.output
+    assert "--calibration 64" in result.output and "--embedding fp32" in result.output
+    assert "--accept-parity-failure" in result.output and not (tmp_path / "q").exists()
+    assert CliRunner().invoke(main, [*strict, "--out", str(tmp_path / "q"), "--accept-parity-failure"]).exit_code == 0
+    assert load_artifact(tmp_path / "q").manifest["parity"]["model.pte"]["passed"] is False
+
+
 def test_a_teacher_is_not_quantized_and_textcnn_has_no_dynamic_scheme(students, tmp_path):
     result = CliRunner().invoke(main, ["quantize", "--from", str(students / "teacher"), "--data",
                                        str(students / "data"), "--out", str(tmp_path / "q")])
@@ -119,7 +132,7 @@ def test_a_pruned_tinybert_lowers_to_pte_in_fp32_and_int8(students):
     ids, mask = encode(students / "tinybert-pruned", ["央行宣布降息", "国足客场战平对手 " * 8])
     torch.testing.assert_close(runner(ids, mask), model(ids, mask), atol=1e-5, rtol=1e-4)
     result = run("quantize", "--from", students / "tinybert-pruned", "--data", students / "data", "--out",
-                 students / "tinybert-pruned-int8", "--calibration", "32")
+                 students / "tinybert-pruned-int8", "--calibration", "32", "--min-agreement", "0.8")
     assert result.exit_code == 0, result.output
     metrics = load_artifact(students / "tinybert-pruned-int8", kind="quantized").manifest["metrics"]
     assert metrics["agreement_with_fp32"]["val"] > 0.8

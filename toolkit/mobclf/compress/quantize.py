@@ -11,6 +11,9 @@
 The artifact holds the quantized file (``model.pte`` or ``model.onnx``), the fp32 weights and tokenizer it came
 from, the scheme and the calibration set (indices into the dataset's train split), and val (and test) metrics of the
 quantized file run in its own runtime, with agreement with the fp32 model and with the teacher.
+
+Before anything is written, the file gets the parity check ``mobclf export`` will give it (``export.parity``: the
+same val texts, the same tolerance): a file export would refuse is refused here, in one line with what to try.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
+from mobclf.export.parity import PARITY_TEXTS, Tolerance, certify, failure, parity_sample
 from mobclf.models import load_classifier, save_weights
 from mobclf.models.textcnn import TextCNN
 from mobclf.text import load_tokenizer
@@ -50,6 +54,9 @@ class QuantizeConfig:
     calibration_size: int = 256  # training texts the static scheme calibrates activation ranges on
     embedding: str = "int8"  # ExecuTorch: int8 rows with per-row scales, or fp32 as PT2E leaves it
     seed: int = 42
+    parity_texts: int = PARITY_TEXTS  # val texts of export's parity check, run here first
+    tolerance: Tolerance = Tolerance()  # what export will accept
+    accept_parity_failure: bool = False  # write the file even when export's parity check would refuse it
 
     def check(self) -> None:
         for name, value, allowed in (("runtime", self.runtime, RUNTIMES), ("scheme", self.scheme, SCHEMES),
@@ -58,6 +65,17 @@ class QuantizeConfig:
                 raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         if self.calibration_size < 1:
             raise UserError(f"the calibration set needs at least one text (got {self.calibration_size})")
+        if self.parity_texts < 1:
+            raise UserError(f"the parity check needs at least one text (got {self.parity_texts})")
+
+    def remedies(self, model: nn.Module) -> str:
+        """What else to try when the INT8 file disagrees with the fp32 model."""
+        tries = [f"--calibration {self.calibration_size * 4}"] if self.scheme == "static" else []
+        if self.runtime == "executorch" and self.embedding == "int8":
+            tries.append("--embedding fp32")
+        if not (self.runtime == "executorch" and isinstance(model, TextCNN)):
+            tries.append(f"--scheme {'dynamic' if self.scheme == 'static' else 'static'}")
+        return ", ".join(tries) or "a larger fp32 model"
 
 
 class Int8Embedding(nn.Module):
@@ -191,6 +209,7 @@ def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, for
         path, lowering = quantize_to(model, tokenizer.max_length, config, calibration, artifact.dir)
         runner = PteRunner(path, min_length(model)) if config.runtime == "executorch" else \
             OnnxRunner(path, min_length(model))
+        parity = _export_parity(runner, model, tokenizer, dataset, parent, config, path.name)
         metrics = _runtime_metrics(runner, model, tokenizer, dataset, parent)
         save_weights(model, artifact.dir)
         tokenizer.save(artifact.dir / "tokenizer")
@@ -201,6 +220,7 @@ def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, for
             "quantization": {**asdict(config), **lowering, "file": path.name, "size_bytes": path.stat().st_size,
                              "calibration": {"split": "train", "rows": rows, "dataset_sha256": dataset.artifact.sha256}},
             "metrics": metrics,
+            "parity": {path.name: parity},
             "lineage": lineage([parent, dataset.artifact], config.seed),
         })
     size = artifact.manifest["quantization"]["size_bytes"]
@@ -208,6 +228,23 @@ def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, for
                 f"(fp32 {parent.manifest['metrics']['val']['micro_f1']:.4f}), agreement with fp32 "
                 f"{metrics['agreement_with_fp32']['val']:.4f}")
     return load_artifact(out)
+
+
+def _export_parity(runner, model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
+                   name: str) -> dict:
+    """The parity certificate ``mobclf export`` will compute for this file (same texts, same tolerance); a failure
+    stops here unless ``config.accept_parity_failure``."""
+    texts = parity_sample(dataset.texts("val"), config.parity_texts)
+    result = certify(predict_probs(model, tokenizer, texts, description="parity: fp32"), runner, tokenizer, texts,
+                     np.asarray(parent.manifest["thresholds"]), not dataset.multi_label, config.tolerance,
+                     f"parity: {name}")
+    if not result["passed"]:
+        message = failure(name, result, config.tolerance) + " as `mobclf export` checks it"
+        if not config.accept_parity_failure:
+            raise UserError(f"{message}; nothing was written: try {config.remedies(model)}, or pass "
+                            "--accept-parity-failure here and to export")
+        console.log(f"[yellow]{message}; written anyway (--accept-parity-failure)")
+    return result
 
 
 def _runtime_metrics(runner, model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact) -> dict:

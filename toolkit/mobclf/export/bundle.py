@@ -32,7 +32,7 @@ from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
-from mobclf.export.parity import Tolerance, certify
+from mobclf.export.parity import Tolerance, certify, failure, parity_sample
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
@@ -54,12 +54,26 @@ def _dataset_of(artifact: Artifact, data: Path | None):
     return Dataset(parent)
 
 
+def _check_runtimes(artifact: Artifact, target: str) -> None:
+    """A quantized artifact ships only the INT8 file it was made for: a target needing the other runtime would
+    silently ship an fp32 file under an INT8 artifact's name, so it is refused with the ways out."""
+    quantization = artifact.manifest.get("quantization")
+    other = [runtime for runtime in TARGETS[target] if quantization and runtime != quantization["runtime"]]
+    if other:
+        matching = "android" if quantization["runtime"] == "executorch" else "onnx or web"
+        fp32 = next((parent["path"] for parent in artifact.manifest["lineage"]["parents"]
+                     if parent["kind"] in ("student", "pruned")), "its fp32 model")
+        raise UserError(f"is INT8 for {quantization['runtime']} only, so its {FILES[other[0]]} would be fp32; export "
+                        f"it with --target {matching}, quantize for {other[0]} too (mobclf quantize --runtime "
+                        f"{other[0]}), or export the fp32 model itself (--from {fp32})", path=artifact.path)
+
+
 def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: int, directory: Path) -> dict:
-    """Write the ``runtime`` file into ``directory``: copied from a quantized artifact made for that runtime,
-    otherwise exported in fp32 from the weights. Returns its description for bundle.json."""
+    """Write the ``runtime`` file into ``directory``: copied from a quantized artifact (made for that runtime:
+    ``_check_runtimes``), otherwise exported in fp32 from the weights. Returns its description for bundle.json."""
     path = directory / FILES[runtime]
     quantization = artifact.manifest.get("quantization")
-    if quantization and quantization["runtime"] == runtime:
+    if quantization:
         shutil.copyfile(artifact.file(quantization["file"]), path)
         described = {"precision": "int8", "scheme": quantization["scheme"]}
         if runtime == "executorch":
@@ -71,8 +85,6 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
     else:
         export_onnx(model, max_length, path)
         described = {"precision": "fp32"}
-    if quantization and quantization["runtime"] != runtime:
-        console.log(f"{path.name}: fp32 (the artifact is quantized for {quantization['runtime']} only)")
     return {"file": path.name, "runtime": runtime, **described}
 
 
@@ -90,12 +102,11 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
         raise UserError(f"the parity check needs at least one text (got {parity_texts})")
     check_output_dir(out, force)
     artifact = load_artifact(source, kind=("student", "pruned", "quantized"))
+    _check_runtimes(artifact, target)
     dataset = _dataset_of(artifact, data)
     dataset.check_labels_of(artifact)
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
-    texts = dataset.texts("val")
-    texts = [texts[i] for i in sorted(np.random.default_rng(seed).choice(len(texts), min(parity_texts, len(texts)),
-                                                                        replace=False))]
+    texts = parity_sample(dataset.texts("val"), parity_texts, seed)
     thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
     eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
 
@@ -113,9 +124,7 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
                                                 tolerance, f"parity: {described['file']}")
         failed = {name: result for name, result in parity.items() if not result["passed"]}
         for name, result in failed.items():
-            message = (f"{name} disagrees with the eager model on {len(texts)} val texts: label-set agreement "
-                       f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement:g}), max |Δprob| "
-                       f"{result['max_abs_prob_difference']:.3g} (needs ≤ {tolerance.max_prob_diff:g})")
+            message = failure(name, result, tolerance)
             if not accept_parity_failure:
                 raise UserError(message + "; nothing was written (pass --accept-parity-failure to export it anyway, "
                                 "marked as failed)", path=out)

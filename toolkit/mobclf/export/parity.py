@@ -4,6 +4,9 @@ N real validation texts go through the eager fp32 model and through each exporte
 runtime for ``.pte``, onnxruntime for ``.onnx``). Recorded per file: the largest |Δ probability|, top-label
 agreement and agreement of the thresholded label sets (what the app shows). A file fails when its label-set
 agreement is below ``min_agreement`` or its largest |Δ probability| above ``max_prob_diff``.
+
+``mobclf quantize`` runs the same check on the same texts as ``mobclf export`` will (``parity_texts``), so an INT8
+file that export would refuse is refused when it is made, not stages later (``parity_sample``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,27 @@ from mobclf.train.metrics import agreement
 from mobclf.train.thresholds import predict_labels
 
 
-@dataclass
+PARITY_TEXTS = 200  # validation texts a parity check runs, by default
+PARITY_SEED = 0  # which ones, by default
+
+
+@dataclass(frozen=True)
 class Tolerance:
     min_agreement: float = 0.98  # of thresholded label sets, exported vs eager
     max_prob_diff: float = 0.2  # largest |Δ probability| over the texts and labels
+
+
+def parity_sample(texts: list[str], count: int = PARITY_TEXTS, seed: int = PARITY_SEED) -> list[str]:
+    """The validation texts a parity check runs: ``count`` of ``texts`` drawn with ``seed``, in their order."""
+    chosen = np.random.default_rng(seed).choice(len(texts), min(count, len(texts)), replace=False)
+    return [texts[i] for i in sorted(chosen)]
+
+
+def failure(name: str, result: dict, tolerance: Tolerance) -> str:
+    """What a failed certificate says, in one line."""
+    return (f"{name} disagrees with the fp32 model on {result['texts']} val texts: label-set agreement "
+            f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement:g}), max |Δprob| "
+            f"{result['max_abs_prob_difference']:.3g} (needs ≤ {tolerance.max_prob_diff:g})")
 
 
 def certify(eager_probs: np.ndarray, runner, tokenizer, texts: list[str], thresholds: np.ndarray,
