@@ -51,7 +51,6 @@ from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifi
 from mobclf.train.loop import FitConfig, FitResult, fit
 from mobclf.train.losses import label_pos_weights
 
-ARCHITECTURES = ("textcnn", "tinybert")
 IMPORTANCES = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
                "taylor": lambda: tp.importance.GroupTaylorImportance()}
 
@@ -117,9 +116,11 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
     weights = _check_config(config)
     check_output_dir(out, force)
     source_artifact = load_artifact(source, kind=("student", "pruned"))
+    model = load_classifier(source_artifact)
     arch = source_artifact.manifest["architecture"]["name"]
-    if arch not in ARCHITECTURES:
-        raise UserError(f"is a {arch} model; mobclf prune takes a TextCNN or TinyBERT student", path=source)
+    if not hasattr(model, "prunable_groups"):
+        raise UserError(f"is a {arch} model, which does not describe its prunable groups; mobclf prune takes a "
+                        "TextCNN or TinyBERT student", path=source)
     teacher_artifact = _teacher(source_artifact, teacher_dir)
     dataset = load_dataset(data)
     dataset.check_labels_of(source_artifact, teacher_artifact)
@@ -131,11 +132,10 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
     run_device = resolve_device(device)
     torch.manual_seed(fit_config.seed)
 
-    model = load_classifier(source_artifact)
     model.config = copy.deepcopy(model.config)  # pruning rewrites the geometry; the source manifest stays as read
     tokenizer = load_tokenizer(source_artifact.file("tokenizer"))
     texts = dataset.texts("train")
-    before = _measure(model, arch, tokenizer)
+    before = _measure(model, tokenizer)
     console.log(f"{arch}: {before['params']:,} parameters, {before['macs']:,.0f} MACs per text of "
                 f"{tokenizer.max_length} tokens")
     vocabulary = None
@@ -169,10 +169,10 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
         if config.importance == "taylor":
             _taylor_gradients(model, batch_loss, len(texts), fit_config, config.taylor_batches, run_device)
         model.cpu()
-        _prune_step(model, arch, encoded, 1 - (1 - target) / (1 - done), config)
+        _prune_step(model, encoded, 1 - (1 - target) / (1 - done), config)
         done = target
         model.to(run_device)
-        record = {"step": step, "ratio": round(target, 4), **_measure(model, arch, tokenizer),
+        record = {"step": step, "ratio": round(target, 4), **_measure(model, tokenizer),
                   "val_micro_f1_pruned": validate()}
         console.log(f"step {step}/{config.steps}: {record['params']:,} parameters, {record['macs']:,.0f} MACs, "
                     f"val micro-F1 {record['val_micro_f1_pruned']:.4f} before recovery")
@@ -184,13 +184,14 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
         steps.append(record)
 
     model.cpu()
-    after = _measure(model, arch, tokenizer)
+    after = _measure(model, tokenizer)
     thresholds, info, metrics, predictions = tune_and_score(model, tokenizer, dataset, threshold_objective, "cpu")
     metrics["agreement_with_teacher"] = agreement_with_teacher(predictions, teacher_artifact, teacher,
                                                                teacher_tokenizer, dataset, run_device)
     console.log(f"pruned: {before['params']:,} → {after['params']:,} parameters, {before['macs']:,.0f} → "
-                f"{after['macs']:,.0f} MACs; val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher "
-                f"on val {metrics['agreement_with_teacher']['val']:.4f}")
+                f"{after['macs']:,.0f} MACs; val micro-F1 {metrics['val']['micro_f1']:.4f}"
+                + (" (per-label thresholds tuned on val)" if dataset.multi_label else "")
+                + f", agreement with teacher on val {metrics['agreement_with_teacher']['val']:.4f}")
     extra = {"pruning": {
         "config": {**asdict(config), "temperature": temperature},
         "params_before": before["params"], "params_after": after["params"],
@@ -210,28 +211,17 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
                             fit_config, result, extra, force)
 
 
-def _prune_step(model: nn.Module, arch: str, encoded, ratio: float, config: PruneConfig) -> None:
-    """Remove ``ratio`` of the current prunable channels (and heads) of ``model`` (on the CPU), in place."""
+def _prune_step(model: nn.Module, encoded, ratio: float, config: PruneConfig) -> None:
+    """Remove ``ratio`` of the current prunable channels (and heads) of ``model`` (on the CPU), in place: the model
+    says which groups (``prunable_groups``) and describes the geometry that is left (``pruned_geometry``)."""
     example = tuple(encoded.batch(torch.arange(min(2, len(encoded)))).values())
-    options = dict(importance=IMPORTANCES[config.importance](), pruning_ratio=ratio,
-                   global_pruning=config.global_pruning,
-                   in_channel_groups={}, out_channel_groups={})  # torch-pruning mutates its dict defaults
-    if arch == "textcnn":
-        pruner = tp.pruner.MetaPruner(model, example, ignored_layers=[model.embedding, model.classifier], **options)
-    else:
-        heads = {linear: layer.attention.self.num_attention_heads for layer in model.bert.encoder.layer
-                 for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value)}
-        pruner = tp.pruner.MetaPruner(model, example, num_heads=heads, prune_num_heads=True, prune_head_dims=False,
-                                      head_pruning_ratio=ratio, ignored_layers=[model.bert.embeddings, model.head],
-                                      **options)
+    pruner = tp.pruner.MetaPruner(model, example, importance=IMPORTANCES[config.importance](), pruning_ratio=ratio,
+                                  global_pruning=config.global_pruning, in_channel_groups={},
+                                  out_channel_groups={},  # torch-pruning mutates its dict defaults
+                                  **model.prunable_groups(ratio))
     pruner.step()
     model.zero_grad(set_to_none=True)
-    if arch == "tinybert":
-        for layer in model.bert.encoder.layer:  # transformers reads neither, but keep them true
-            attention = layer.attention.self
-            attention.all_head_size = attention.query.out_features
-            attention.num_attention_heads = attention.all_head_size // attention.attention_head_size
-    model.config.update(_geometry(model, arch))
+    model.config.update(model.pruned_geometry())
 
 
 def _taylor_gradients(model: nn.Module, batch_loss, n_examples: int, fit_config: FitConfig, batches: int,
@@ -243,17 +233,7 @@ def _taylor_gradients(model: nn.Module, batch_loss, n_examples: int, fit_config:
         batch_loss(index).backward()
 
 
-def _geometry(model: nn.Module, arch: str) -> dict:
-    """The architecture-config keys that describe a (pruned) geometry."""
-    if arch == "textcnn":
-        return {"num_filters": [conv.out_channels for conv in model.convs.convs],
-                "vocab_size": model.embedding.num_embeddings}
-    layers = model.bert.encoder.layer
-    return {"layer_heads": [layer.attention.self.num_attention_heads for layer in layers],
-            "layer_intermediate": [layer.intermediate.dense.out_features for layer in layers]}
-
-
-def _measure(model: nn.Module, arch: str, tokenizer: Tokenizer) -> dict:
+def _measure(model: nn.Module, tokenizer: Tokenizer) -> dict:
     """Parameters and MACs (torch-pruning's counter) for one text of the tokenizer's full length, and geometry."""
     example = (torch.full((1, tokenizer.max_length), tokenizer.unk_id, dtype=torch.long),
                torch.ones(1, tokenizer.max_length, dtype=torch.long))
@@ -261,14 +241,8 @@ def _measure(model: nn.Module, arch: str, tokenizer: Tokenizer) -> dict:
     was_training = model.training
     macs, params = tp.utils.count_ops_and_params(model.eval(), tuple(x.to(device) for x in example))
     model.train(was_training)
-    geometry = _geometry(model, arch)
-    geometry.pop("vocab_size", None)
-    return {"params": int(params), "macs": float(macs), "vocab_size": _word_embedding(model).num_embeddings,
-            "geometry": geometry}
-
-
-def _word_embedding(model: nn.Module) -> nn.Embedding:
-    return model.embedding if hasattr(model, "embedding") else model.bert.embeddings.word_embeddings
+    return {"params": int(params), "macs": float(macs), "vocab_size": model.word_embedding.num_embeddings,
+            "geometry": model.pruned_geometry()}
 
 
 def prune_vocabulary(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -> tuple[nn.Module, Tokenizer]:
@@ -279,7 +253,7 @@ def prune_vocabulary(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -
     the same embedding rows, so its logits do not change. (WordPiece: kept pieces still win the greedy longest
     match, so the kept texts split as before.)
     """
-    embedding = _word_embedding(model)
+    embedding = model.word_embedding
     seen = {tokenizer.token_ids[token] for text in texts for token, _, _ in tokenizer.tokenize(text)
             if token in tokenizer.token_ids}
     seen |= {tokenizer.token_ids[token] for token in SPECIAL_TOKENS}
@@ -289,15 +263,8 @@ def prune_vocabulary(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -
     if len(kept) == len(tokenizer.vocab):
         return model, tokenizer
     padding = kept.index(embedding.padding_idx) if embedding.padding_idx is not None else None
-    sliced = nn.Embedding.from_pretrained(embedding.weight.detach()[kept].clone(), freeze=False, padding_idx=padding)
-    if hasattr(model, "embedding"):  # TextCNN (rebuilt with padding_idx 0, which [PAD] keeps)
-        model.embedding = sliced
-        model.config["vocab_size"] = len(kept)
-    else:  # BERT: no tied output embedding in a classifier
-        model.bert.set_input_embeddings(sliced)
-        model.bert.config.vocab_size = len(kept)
-        model.bert.config.pad_token_id = padding
-        model.config["bert"] = {**model.config["bert"], "vocab_size": len(kept), "pad_token_id": padding}
+    model.replace_word_embedding(nn.Embedding.from_pretrained(embedding.weight.detach()[kept].clone(), freeze=False,
+                                                              padding_idx=padding))
     return model, _with_vocab(tokenizer, [tokenizer.vocab[i] for i in kept])
 
 

@@ -96,6 +96,38 @@ class BertClassifier(nn.Module):
             return self.head(masked_max_pool(self.convs(states), attention_mask))
         return self.head(states[:, 0])
 
+    # What structured pruning (compress/prune.py, torch-pruning) asks of a model.
+
+    def prunable_groups(self, ratio: float) -> dict:
+        """torch-pruning ``MetaPruner`` options: whole attention heads (Michel et al., 2019, "Are Sixteen Heads
+        Really Better than One?") and FFN channels are pruned; hidden size, embeddings and the head stay."""
+        heads = {linear: layer.attention.self.num_attention_heads for layer in self.bert.encoder.layer
+                 for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value)}
+        return {"num_heads": heads, "prune_num_heads": True, "prune_head_dims": False, "head_pruning_ratio": ratio,
+                "ignored_layers": [self.bert.embeddings, self.head]}
+
+    def pruned_geometry(self) -> dict:
+        """The ``config`` keys of the current (pruned) geometry, after bringing each attention's head count in line
+        with its pruned weights (transformers reshapes by head size, so whole-head pruning keeps it valid)."""
+        for layer in self.bert.encoder.layer:
+            attention = layer.attention.self
+            attention.all_head_size = attention.query.out_features
+            attention.num_attention_heads = attention.all_head_size // attention.attention_head_size
+        return {"layer_heads": [layer.attention.self.num_attention_heads for layer in self.bert.encoder.layer],
+                "layer_intermediate": [layer.intermediate.dense.out_features for layer in self.bert.encoder.layer]}
+
+    @property
+    def word_embedding(self) -> nn.Embedding:
+        return self.bert.embeddings.word_embeddings
+
+    def replace_word_embedding(self, embedding: nn.Embedding) -> None:
+        """Swap in a (vocabulary-pruned) embedding table (no tied output embedding in a classifier)."""
+        self.bert.set_input_embeddings(embedding)
+        self.bert.config.vocab_size = embedding.num_embeddings
+        self.bert.config.pad_token_id = embedding.padding_idx
+        self.config["bert"] = {**self.config["bert"], "vocab_size": embedding.num_embeddings,
+                               "pad_token_id": embedding.padding_idx}
+
 
 class TinyBertClassifier(BertClassifier):
     """TinyBERT student (Jiao et al., 2020, "TinyBERT: Distilling BERT for Natural Language Understanding"):

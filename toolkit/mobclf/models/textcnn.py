@@ -75,6 +75,26 @@ class TextCNN(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(input_ids), attention_mask)
 
+    # What structured pruning (compress/prune.py, torch-pruning) asks of a model.
+
+    def prunable_groups(self, ratio: float) -> dict:
+        """torch-pruning ``MetaPruner`` options: conv filters are pruned (each kernel size keeps its own count);
+        the embedding and the label outputs stay."""
+        return {"ignored_layers": [self.embedding, self.classifier]}
+
+    def pruned_geometry(self) -> dict:
+        """The ``config`` keys of the current (pruned) geometry."""
+        return {"num_filters": [conv.out_channels for conv in self.convs.convs]}
+
+    @property
+    def word_embedding(self) -> nn.Embedding:
+        return self.embedding
+
+    def replace_word_embedding(self, embedding: nn.Embedding) -> None:
+        """Swap in a (vocabulary-pruned) embedding table; ``[PAD]`` stays row 0."""
+        self.embedding = embedding
+        self.config["vocab_size"] = embedding.num_embeddings
+
 
 def load_pretrained_vectors(vocab: list[str], vocab_file: Path, vectors_file: Path) -> tuple[torch.Tensor, float]:
     """Embedding matrix for ``vocab`` from a ``vocab.txt`` + ``.npy`` pair; unknown tokens keep small random rows.
