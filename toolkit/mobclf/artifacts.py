@@ -132,16 +132,27 @@ class Artifact:
         raise UserError(f"names {name!r}, which is not a checksummed file of this artifact; re-run the stage that "
                         "makes it", path=self.path / MANIFEST)
 
-    def ancestor(self, kind: str) -> "Artifact | None":
-        """The parent of ``kind`` this artifact's lineage names, verified and checked to be the very artifact it was
-        made from (its manifest's sha256); None when the lineage names none."""
-        for parent in self.manifest.get("lineage", {}).get("parents", []):
-            if parent.get("kind") == kind:
-                found = load_artifact(Path(parent["path"]), kind=kind)
-                if found.sha256 != parent.get("sha256"):
-                    raise UserError(f"is not the {kind} {self.path} was made from (it changed since); give the "
-                                    "original or re-run the stages after it", path=found.path)
+    def ancestor(self, kind: str, instead: str = "") -> "Artifact | None":
+        """The nearest artifact of ``kind`` in this artifact's lineage (a parent, else a parent's ancestor: a
+        quantized model's teacher is its student's parent), verified and checked to be the very artifact it was
+        made from (its manifest's sha256); None when the lineage names none. ``instead`` says how to name one by
+        hand (e.g. "pass --teacher DIR") when the one the lineage names is gone or changed."""
+        parents = self.manifest.get("lineage", {}).get("parents", [])
+        for parent in sorted(parents, key=lambda parent: parent.get("kind") != kind):
+            if parent.get("kind") not in (kind, "student", "pruned", "quantized"):
+                continue  # only derived models lead further up, to their teacher and dataset
+            advice = f"; {instead}" if instead else "; give the original or re-run the stages after it"
+            if not Path(parent["path"]).is_dir():
+                raise UserError(f"is gone, and {self.path} was made from it{advice}", path=parent["path"])
+            found = load_artifact(Path(parent["path"]), kind=parent["kind"])
+            if found.sha256 != parent.get("sha256"):
+                raise UserError(f"is not the {parent['kind']} {self.path} was made from (it changed since){advice}",
+                                path=found.path)
+            if found.kind == kind:
                 return found
+            above = found.ancestor(kind, instead)
+            if above is not None:
+                return above
         return None
 
 
@@ -352,6 +363,9 @@ def load_artifact(path: Path, kind: str | tuple[str, ...] | None = None) -> Arti
                         path=path)
     wanted = (kind,) if isinstance(kind, str) else kind
     if wanted and manifest["kind"] not in wanted:
-        raise UserError(f"is a {manifest['kind']} artifact, but a {' or '.join(wanted)} artifact is needed here",
-                        path=path)
+        def a(word: str) -> str:
+            return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
+
+        takes = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else wanted[0]
+        raise UserError(f"is {a(manifest['kind'])} artifact, but {a(takes)} artifact is needed here", path=path)
     return Artifact(path=path, manifest=manifest)

@@ -88,21 +88,13 @@ def _check_config(config: PruneConfig) -> dict[str, float]:
 
 
 def _teacher(source: Artifact, override: Path | None) -> Artifact:
-    """The teacher to recover against: ``--teacher``, or the one the student was distilled from (checked to be
-    that very artifact)."""
+    """The teacher to recover against: ``--teacher``, or the one in the student's lineage (checked to be that very
+    artifact)."""
     if override is not None:
         return load_artifact(override, kind="teacher")
-    recorded = (source.manifest.get("pruning", {}).get("teacher") or
-                source.manifest.get("distillation", {}).get("teacher") or {})
-    if not recorded.get("path"):
-        raise UserError("its manifest names no teacher (distillation.teacher.path); pass --teacher DIR",
-                        path=source.path)
-    if not Path(recorded["path"]).is_dir():
-        raise UserError(f"its teacher {recorded['path']} is gone; pass --teacher DIR", path=source.path)
-    teacher = load_artifact(Path(recorded["path"]), kind="teacher")
-    if teacher.sha256 != recorded.get("sha256"):
-        raise UserError(f"is not the teacher {source.path} was distilled from (it changed since); pass --teacher DIR",
-                        path=teacher.path)
+    teacher = source.ancestor("teacher", instead="pass --teacher DIR")
+    if teacher is None:
+        raise UserError("its lineage names no teacher; pass --teacher DIR", path=source.path)
     return teacher
 
 

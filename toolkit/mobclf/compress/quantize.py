@@ -165,18 +165,13 @@ def _quantize_onnx(model: nn.Module, max_length: int, config: QuantizeConfig, ca
 
 
 def _teacher_of(parent: Artifact) -> Artifact | None:
-    """The teacher a student was distilled from, if its artifact is still where the manifest says, unchanged."""
-    recorded = parent.manifest.get("distillation", {}).get("teacher", {})
+    """The teacher in the student's lineage, if it is still there, unchanged (else agreement with it is not
+    measured)."""
     try:
-        teacher = load_artifact(Path(recorded["path"]), kind="teacher") if recorded.get("path") else None
+        return parent.ancestor("teacher")
     except UserError as err:
         console.log(f"teacher not usable ({err.format_message()}): agreement with the teacher is not measured")
         return None
-    if teacher is not None and teacher.sha256 != recorded.get("sha256"):
-        console.log(f"teacher {teacher.path} changed since the student was distilled: agreement with the teacher is "
-                    "not measured")
-        return None
-    return teacher
 
 
 def _calibration_batches(dataset: Dataset, tokenizer, config: QuantizeConfig) -> tuple[list, list[int]]:
