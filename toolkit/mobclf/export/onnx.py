@@ -20,10 +20,11 @@ def export_onnx(model: nn.Module, max_length: int, path: Path) -> Path:
     shortest = min_length(model)
     example = (torch.ones(2, shortest, dtype=torch.long), torch.ones(2, shortest, dtype=torch.long))
     batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=shortest, max=max_length)
+    exportable = ExportableClassifier(model).eval()  # the wrapper too: torch.onnx warns about training mode
     with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
-        torch.onnx.export(ExportableClassifier(model), example, str(path), input_names=list(INPUTS),
-                          output_names=["logits"], dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
-                          dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(exportable, example, str(path), input_names=list(INPUTS), output_names=["logits"],
+                          dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}), dynamo=True, external_data=False,
+                          verbose=False)
     onnx.checker.check_model(str(path))
     return Path(path)
 
