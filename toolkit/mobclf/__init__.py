@@ -1,10 +1,7 @@
 """mobclf: take a news classifier from a server GPU to a phone, and prove it still agrees with the original."""
 
-import logging
+from mobclf import quiet
 
 __version__ = "0.1.0"
 
-# Import-time noise of the pinned toolchain that says nothing about the user's run: torchao's CUDA-only
-# extensions failing to load on a CPU machine, and torch's deprecation notes about registering Enum constants.
-logging.getLogger("torchao").setLevel(logging.ERROR)
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+quiet.install()  # before any stage imports torch: the toolchain's noise that is not the user's business (quiet.py)

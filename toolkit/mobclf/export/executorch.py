@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mobclf.export.exportable import ExportableClassifier, min_length, pad_to
+from mobclf.quiet import native_stderr
 
 BOOKKEEPING_NODES = ("getitem", "sym_size")  # graph plumbing, not operators that run
 
@@ -79,7 +80,8 @@ class PteRunner:
         from executorch.runtime import Runtime
 
         program = Runtime.get().load_program(Path(pte) if isinstance(pte, (str, Path)) else pte)
-        self.method = program.load_method("forward")
+        with native_stderr():  # the threadpool's first start prints CPU-probing lines meant for ARM boards
+            self.method = program.load_method("forward")
         self.min_length = min_length
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

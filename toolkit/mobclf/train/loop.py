@@ -45,13 +45,13 @@ class FitResult:
 
 def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
         validate: Callable[[], float] | None, config: FitConfig, description: str, *,
-        checkpoint: Path | None = None, save_every: int = 0, score_name: str = "val micro-F1",
+        checkpoint: Path | None = None, save_every: int = 0, score_name: str = "val micro-F1", minimize: bool = False,
         lengths: torch.Tensor | None = None) -> FitResult:
     """Train every parameter of ``module`` (the model plus any learned projections) on ``batch_loss(indices)``.
 
-    After each epoch ``validate()`` returns a score to maximise (``score_name``, val micro-F1 by default);
-    training stops after ``patience`` epochs without improvement and ``module`` ends holding the weights of its
-    best epoch. Without ``validate`` (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
+    After each epoch ``validate()`` returns a score to maximise (``score_name``, val micro-F1 by default), or with
+    ``minimize`` one to minimise (a validation loss), logged and recorded as it is; training stops after
+    ``patience`` epochs without improvement and ``module`` ends holding the weights of its best epoch. Without ``validate`` (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
     With the examples' token ``lengths``, batches group texts of similar length (see ``batch_indices``).
 
     With ``checkpoint`` the whole training state is saved there every ``save_every`` optimizer steps (0: at epoch
@@ -65,9 +65,9 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     steps_per_epoch = math.ceil(n_examples / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    result = FitResult(best_score=-math.inf, best_epoch=0)
+    result = FitResult(best_score=math.inf if minimize else -math.inf, best_epoch=0)
     best_state, stale, first_epoch, skip, running = None, 0, 1, 0, 0.0
-    fingerprint = {"config": asdict(config), "n_examples": n_examples}
+    fingerprint = {"config": asdict(config), "n_examples": n_examples, **({"minimize": True} if minimize else {})}
     if checkpoint is not None and Path(checkpoint).is_file():
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -125,8 +125,6 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                 scheduler.step()
                 running += loss.item()
                 bar.update(task, advance=1, status=f"epoch {epoch} loss {running / step:.4f}{last_val}")
-                if not console.is_terminal and step % max(1, len(batches) // 10) == 0:  # a log file sees no bar
-                    console.log(f"{description}: epoch {epoch} step {step}/{len(batches)} loss {running / step:.4f}")
                 if checkpoint is not None and save_every and ((epoch - 1) * steps_per_epoch + step) % save_every == 0:
                     save(epoch, step)
             if result.stopped:
@@ -143,10 +141,11 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
             console.log(f"{description}: epoch {epoch} loss {running / len(batches):.4f}"
                         + (f" {score_name} {score:.4f}" if validate else ""))
             last_val = f" | {score_name} {score:.4f}" if score is not None else ""
+            bar.update(task, status=f"epoch {epoch} loss {running / len(batches):.4f}{last_val}")
             skip, running, stop = 0, 0.0, False
             if score is None:
                 result.best_epoch = epoch
-            elif score > result.best_score:
+            elif (score < result.best_score) if minimize else (score > result.best_score):
                 result.best_score, result.best_epoch, stale = score, epoch, 0
                 best_state = copy.deepcopy(module.state_dict())
             else:
