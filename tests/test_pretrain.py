@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -56,6 +57,7 @@ def workdir(tmp_path_factory, corpus):
     result = run("pretrain", "--corpus", corpus, "--data", root / "data", "--out", root / "pt", *TINY_CLI)
     assert result.exit_code == 0, result.output
     assert "pretrained checkpoint written to" in result.output
+    (root / "pretrain.txt").write_text(result.output, "utf-8")
     return root
 
 
@@ -99,6 +101,17 @@ def test_pretraining_lowers_the_val_loss_and_writes_a_hf_checkpoint(workdir):
     model = BertForMaskedLM.from_pretrained(str(artifact.file("checkpoint")), local_files_only=True)
     assert model.config.hidden_size == 32 and (artifact.file("checkpoint") / "vocab.txt").is_file()
     assert not (workdir / ".pt.pretrain-state").exists()
+
+
+def test_the_val_mlm_loss_is_printed_and_recorded_as_a_loss_and_the_lowest_is_kept(workdir):
+    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((workdir / "pretrain.txt").read_text("utf-8").split()))
+    assert "-MLM" not in output and not re.search(r"loss -\d", output)
+    printed = [float(loss) for loss in re.findall(r"pretrain: epoch \d+ loss [\d.]+ val MLM loss ([\d.]+)", output)]
+    manifest = load_artifact(workdir / "pt").manifest
+    history = [epoch["val_score"] for epoch in manifest["training"]["history"]]
+    assert len(printed) == len(history) == 4 and printed == pytest.approx(history, abs=1e-4)
+    assert min(history) > 0 and manifest["training"]["best_epoch"] == 1 + history.index(min(history))
+    assert manifest["metrics"]["val_mlm_loss"] == pytest.approx(min(history), rel=1e-5)
 
 
 def test_a_teacher_starts_from_the_pretrained_artifact(workdir):

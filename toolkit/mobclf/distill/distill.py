@@ -145,8 +145,9 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                                                             "cpu")
     metrics["agreement_with_teacher"] = agreement_with_teacher(predictions, teacher_artifact, teacher,
                                                                teacher_tokenizer, dataset, run_device)
-    console.log(f"student: val micro-F1 {metrics['val']['micro_f1']:.4f}, agreement with teacher on val "
-                f"{metrics['agreement_with_teacher']['val']:.4f}")
+    console.log(f"student: val micro-F1 {metrics['val']['micro_f1']:.4f}"
+                + (" (per-label thresholds tuned on val)" if dataset.multi_label else "")
+                + f", agreement with teacher on val {metrics['agreement_with_teacher']['val']:.4f}")
     extra = {"distillation": {"student": student_name, "plan": {**asdict(plan), **prepared.plan_details},
                               "teacher": {"path": str(teacher_artifact.path.resolve()),
                                           "sha256": teacher_artifact.sha256,

@@ -140,8 +140,8 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
     unigram_loss = _unigram_loss(encoded.input_ids[words >= 0], val_labels, len(text_tokenizer.vocab))
     console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}; guessing from token frequencies alone "
                 f"would give {unigram_loss:.4f}")
-    result = fit(model, len(train_texts), batch_loss, lambda: -val_mlm()[0], fit_config, "pretrain",
-                 checkpoint=state / "state.pt", save_every=save_every, score_name="val -MLM loss",
+    result = fit(model, len(train_texts), batch_loss, lambda: val_mlm()[0], fit_config, "pretrain",
+                 checkpoint=state / "state.pt", save_every=save_every, score_name="val MLM loss", minimize=True,
                  lengths=encoded.lengths)
     val_loss, val_accuracy = val_mlm()
     if val_loss > unigram_loss - UNIGRAM_MARGIN:

@@ -79,11 +79,16 @@ def train_teacher(data: Path, out: Path, config: TeacherConfig, fit_config: FitC
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
         return weighted_bce(model(**batch), targets[index].to(run_device), pos_weight)
 
+    multi = dataset.multi_label  # epochs are scored at threshold 0.5 (val_micro_f1), the artifact at tuned ones
     result = fit(model, len(train_texts), batch_loss, lambda: val_micro_f1(model, tokenizer, dataset, run_device),
-                 fit_config, "teacher", lengths=encoded.lengths)
+                 fit_config, "teacher", score_name="val micro-F1 (threshold 0.5)" if multi else "val micro-F1",
+                 lengths=encoded.lengths)
     thresholds, info, metrics, _ = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
-    console.log(f"teacher: best epoch {result.best_epoch}, val micro-F1 {metrics['val']['micro_f1']:.4f}"
-                + (f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else ""))
+    scores = f"val micro-F1 {metrics['val']['micro_f1']:.4f}" + (
+        f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else "")
+    console.log(f"teacher: best epoch {result.best_epoch}, " + (
+        f"val micro-F1 {result.best_score:.4f} at threshold 0.5; with per-label thresholds tuned on val: {scores}"
+        if multi else scores))
     extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme},
              "init": str(init) if init else None}
     return write_classifier(out, "teacher", model, tokenizer, dataset, parents, thresholds, info, metrics,
