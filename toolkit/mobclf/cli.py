@@ -358,26 +358,133 @@ def prune_command(source, data, out, teacher_dir, ratio, importance, global_prun
                f"{pruning['params_after']:,} parameters)")
 
 
-@main.command("eval")
-@click.option("--model", "model_dir", required=True, type=PATH_IN, help="Teacher, student or pruned artifact.")
-@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--device", default="auto", show_default=True)
-@click.option("--json", "json_out", type=PATH_OUT, help="Also write the metrics as JSON to this file.")
-def eval_command(model_dir, data, split, device, json_out):
-    """Micro/macro P/R/F1, subset accuracy and a per-label table."""
-    from mobclf.train.evaluate import evaluate
+def labelled_file_options(command):
+    """How `eval` and `bench` read a labelled --file: the options `data prepare` reads its input with, and what
+    becomes of labels the model does not know."""
+    for option in reversed([
+        click.option("--file", "labelled_file", type=PATH_FILE,
+                     help="A labelled file instead of --data: JSONL, CSV/TSV or THUCNews, read as `data prepare` "
+                          "reads it."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS),
+                     help="--file's format [default: from the extension: .jsonl/.json, .csv, .tsv, .txt = THUCNews]."),
+        click.option("--text-column", default="text", show_default=True,
+                     help="--file's text column (CSV/TSV) or field (JSONL)."),
+        click.option("--label-column", default="labels", show_default=True,
+                     help="--file's label column (CSV/TSV) or field (JSONL)."),
+        click.option("--label-sep", help="Separator of several labels in one CSV/TSV cell of --file, e.g. '|' "
+                                         "[default: one label]."),
+        click.option("--class-file", type=PATH_FILE,
+                     help="THUCNews class.txt for a --file of text<TAB>label_id lines: label names in id order."),
+        click.option("--ignore-unknown-labels", is_flag=True,
+                     help="Drop labels of --file the model does not know (and rows left without a label), and say "
+                          "how many, instead of refusing the file."),
+    ]):
+        command = option(command)
+    return command
 
+
+def labelled_file_reading(data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
+                          ignore_unknown_labels):
+    """The LabelledFileOptions of `eval`/`bench`, checked against --data/--file (exactly one; reading options only
+    with --file)."""
+    from mobclf.train.evaluate import LabelledFileOptions
+
+    if (data is None) == (labelled_file is None):
+        raise UserError("give the labelled examples either as --data DIR (a dataset artifact) or as --file FILE "
+                        "(a labelled file), not both or neither")
+    reading = LabelledFileOptions(fmt=fmt, text_column=text_column, label_column=label_column, label_sep=label_sep,
+                                  class_file=class_file, ignore_unknown_labels=ignore_unknown_labels)
+    if data is not None and reading.given():
+        raise UserError(f"{', '.join(reading.given())} read a labelled --file; with --data drop them")
+    return reading
+
+
+@main.command("eval")
+@click.option("--model", "model_dir", required=True, type=PATH_IN,
+              help="Any model: teacher, student, pruned or quantized artifact, or export bundle (run in its runtime).")
+@click.option("--data", type=PATH_IN, help="Dataset artifact (scored on --split); or give --file.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="Split of --data.")
+@labelled_file_options
+@click.option("--bundle-file", metavar="NAME", help="A bundle's model file, e.g. model.onnx [default: its first].")
+@click.option("--device", default="auto", show_default=True, help="Where an eager model runs: auto, cpu, cuda.")
+@click.option("--json", "json_out", type=PATH_OUT, help="Also write the metrics as JSON to this file.")
+def eval_command(model_dir, data, split, labelled_file, fmt, text_column, label_column, label_sep, class_file,
+                 ignore_unknown_labels, bundle_file, device, json_out):
+    """Micro/macro P/R/F1, subset accuracy and a per-label table of any model, in its runtime with its own
+    thresholds, on a split of a dataset artifact or on a labelled file."""
+    from mobclf.train.evaluate import EvalConfig, run
+
+    reading = labelled_file_reading(data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
+                                    ignore_unknown_labels)
+    if labelled_file is not None and click.get_current_context().get_parameter_source("split").name != "DEFAULT":
+        raise UserError("--split chooses a split of --data; a --file is scored whole: drop --split")
+    config = EvalConfig(split=split, device=device, bundle_file=bundle_file, reading=reading)
     if json_out is not None:  # checked before the evaluation, not after it
         if json_out.exists() or json_out.is_symlink():
             raise UserError("already exists; choose another --json file", path=json_out)
         if not json_out.parent.is_dir():
             raise UserError("its folder does not exist; create it or choose another --json file", path=json_out)
-    metrics = evaluate(model_dir, data, split, device)
+    metrics = run(config, model_dir, data=data, file=labelled_file)
     if json_out is not None:
         partial = json_out.with_name(f".{json_out.name}.partial")
         partial.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(partial, json_out)
+
+
+@main.command("predict")
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
+@click.option("--model", "model_dir", required=True, type=PATH_IN,
+              help="Any model: teacher, student, pruned or quantized artifact, or export bundle (run in its runtime).")
+@click.option("--input", "input_file", type=click.Path(path_type=Path, allow_dash=True),
+              help="File of texts: JSONL (a 'text' field), CSV/TSV (--text-column) or .txt (one per line); '-' or "
+                   "no TEXT and no --input: stdin (one text per line unless --format).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "tsv", "txt"]),
+              help="--input's format [default: from the extension; stdin: txt].")
+@click.option("--text-column", default="text", show_default=True, help="Text column (CSV/TSV) or field (JSONL).")
+@click.option("--output", type=PATH_OUT, help="Write the JSONL here (atomically) instead of to stdout.")
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Keep the K most probable labels' probabilities "
+              "[default: every label's].")
+@click.option("--file", "--bundle-file", "bundle_file", metavar="NAME",
+              help="A bundle's model file, e.g. model.pte or model.onnx [default: its first].")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, help="Where an eager model runs: auto, cpu, cuda.")
+def predict_command(texts, model_dir, input_file, fmt, text_column, output, force, top_k, bundle_file, batch_size,
+                    device):
+    """Classify texts with any model, in its runtime with its own tokenizer, thresholds and decision rule: one JSON
+    line per text ({"text", "labels", "probabilities"}), or a table when a few texts go to a terminal."""
+    import sys
+
+    from mobclf.predict import (TABLE_MAX_TEXTS, PredictConfig, check_output, check_texts, jsonl, read_texts, run,
+                                table, write_jsonl)
+
+    config = PredictConfig(top_k=top_k, batch_size=batch_size, file=bundle_file, device=device)
+    if texts and input_file is not None:
+        raise UserError("give texts either as TEXT arguments or with --input, not both")
+    if output is not None:
+        check_output(output, force)  # before any work
+    from_file = input_file is not None and str(input_file) != "-"
+    if texts:
+        if fmt is not None:
+            raise UserError("--format reads --input or stdin; TEXT arguments are texts as they are: drop --format")
+        inputs = check_texts(list(texts))
+    elif from_file:
+        inputs = read_texts(input_file, fmt, text_column)
+    else:
+        if sys.stdin.isatty():
+            click.echo("reading texts from stdin, one per line (end with Ctrl-D)", err=True)
+        inputs = read_texts(None, fmt, text_column, stdin=click.get_binary_stream("stdin").read())
+    records = run(config, model_dir, inputs, progress=from_file)
+    if output is not None:
+        write_jsonl(records, output, force)
+        click.echo(f"{len(records)} predictions written to {output}", err=True)
+    elif sys.stdout.isatty() and len(records) <= TABLE_MAX_TEXTS:
+        from rich.console import Console
+
+        Console().print(table(records))
+    else:
+        click.echo(jsonl(records), nl=False)
 
 
 @main.command("demo")
@@ -475,20 +582,27 @@ def run_command(recipe, work, only, force, dry_run):
 @click.option("--model", "models", multiple=True, required=True, type=PATH_IN,
               help="Teacher, student, pruned, quantized or export artifact; repeat for each (the teacher is the "
                    "baseline).")
-@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact.")
+@click.option("--data", type=PATH_IN, help="Dataset artifact (scored on --split); or give --file.")
+@labelled_file_options
 @click.option("--out", required=True, type=PATH_OUT, help="Report artifact directory to write.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["val", "test"]))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["val", "test"]), help="Split of --data.")
 @click.option("--latency-texts", default=200, show_default=True, type=click.IntRange(min=1),
               help="Real texts timed one at a time per variant and thread count.")
 @click.option("--tfidf/--no-tfidf", default=True, show_default=True,
-              help="Add the TF-IDF + logistic-regression baseline.")
-@click.option("--name", help="Dataset name in the report [default: the --data directory's name].")
+              help="Add the TF-IDF + logistic-regression baseline (trained on the dataset's train split; with --file, "
+                   "the dataset the first model came from).")
+@click.option("--name", help="Dataset name in the report [default: the --data directory's or --file's name].")
 @click.option("--force", is_flag=True, help="Replace an existing --out report.")
-def bench_command(models, data, out, split, latency_texts, tfidf, name, force):
-    """Size, latency, throughput, memory and accuracy parity of every variant against the teacher; writes
-    report.json, report.md and report.html with plots."""
-    from mobclf.bench.report import bench
+def bench_command(models, data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
+                  ignore_unknown_labels, out, split, latency_texts, tfidf, name, force):
+    """Size, latency, throughput, memory and accuracy parity of every variant against the teacher, on a split of a
+    dataset artifact or on a labelled file; writes report.json, report.md and report.html with plots."""
+    from mobclf.bench.report import BenchConfig, run
 
-    artifact = bench(list(models), data, out, split=split, latency_texts=latency_texts, tfidf=tfidf, name=name,
-                     force=force)
+    reading = labelled_file_reading(data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
+                                    ignore_unknown_labels)
+    if labelled_file is not None and click.get_current_context().get_parameter_source("split").name != "DEFAULT":
+        raise UserError("--split chooses a split of --data; a --file is scored whole: drop --split")
+    config = BenchConfig(split=split, latency_texts=latency_texts, tfidf=tfidf, name=name, reading=reading)
+    artifact = run(config, list(models), out, data=data, file=labelled_file, force=force)
     click.echo((artifact.path / "report.md").read_text(encoding="utf-8"))

@@ -1,11 +1,13 @@
 """``mobclf bench``: size, latency, throughput, memory and accuracy parity of every variant against the teacher.
 
 Every variant of every ``--model`` artifact (see ``variants``) plus the TF-IDF + logistic-regression baseline is
-scored on the whole split, and timed on real texts of it, in fresh processes at 1 thread and at all threads
-(``measure``). The teacher fp32 eager row is the baseline: every row records its agreement with it. Output (a
-``report`` artifact): ``report.json`` in DESIGN.md's result format (rows with extra fields: latency per thread count
-and with/without tokenization, peak memory), ``report.md``, ``report.html`` and its PNG plots (micro-F1 against
-latency and against size with the Pareto front; per-label F1 of the teacher and the best student).
+scored on the whole split of a dataset artifact (or on a whole labelled file, read as ``mobclf eval`` reads it, the
+baseline then trained on the dataset the first model came from), and timed on real texts of it, in fresh processes
+at 1 thread and at all threads (``measure``). The teacher fp32 eager row is the baseline: every row records its
+agreement with it. Output (a ``report`` artifact): ``report.json`` in DESIGN.md's result format (rows with extra
+fields: latency per thread count and with/without tokenization, peak memory), ``report.md``, ``report.html`` and
+its PNG plots (micro-F1 against latency and against size with the Pareto front; per-label F1 of the teacher and the
+best student).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, write_artifact
+from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.bench.measure import measure_in_subprocess
 from mobclf.bench.variants import KINDS, Variant, variants_of
 from mobclf.console import console
@@ -31,29 +34,67 @@ from mobclf.models import load_classifier
 from mobclf.models.tfidf import fit_tfidf_baseline
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
+from mobclf.train.evaluate import Labelled, LabelledFileOptions, labelled_file, labelled_split
 from mobclf.train.metrics import agreement, classification_metrics
 from mobclf.train.thresholds import predict_labels
 
 THROUGHPUT_TEXTS = 512
 
 
+@dataclass(frozen=True)
+class BenchConfig:
+    """``mobclf bench``: which split (of a dataset artifact) or how a labelled file is read, how many texts are timed,
+    whether the TF-IDF baseline joins, and the report's dataset name."""
+
+    split: str = "test"
+    latency_texts: int = 200
+    tfidf: bool = True
+    name: str | None = None  # default: the --data directory's or the --file's name
+    reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
+
+    def __post_init__(self):
+        if self.split not in ("val", "test"):
+            raise UserError(f"unknown split {self.split!r}; choose val or test")
+        if self.latency_texts < 1:
+            raise UserError(f"--latency-texts must be at least 1 (got {self.latency_texts})")
+
+
 def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", latency_texts: int = 200,
           tfidf: bool = True, name: str | None = None, force: bool = False) -> Artifact:
     """Benchmark every variant of ``models`` on ``split`` of ``data`` (``name``: the report's dataset name,
     default the directory's); write a ``report`` artifact at ``out``."""
-    check_output_dir(out, force)
     if latency_texts < 1:
         raise UserError(f"--latency-texts must be at least 1 (got {latency_texts})")
-    dataset = load_dataset(data)
-    texts = dataset.texts(split)
-    if not texts:
-        raise UserError(f"the dataset has no {split} split; choose another --split", path=data)
+    return run(BenchConfig(split=split, latency_texts=latency_texts, tfidf=tfidf, name=name), models, out,
+               data=data, force=force)
+
+
+def run(config: BenchConfig, models: list[Path], out: Path, data: Path | None = None, file: Path | None = None,
+        force: bool = False) -> Artifact:
+    """Benchmark every variant of ``models`` on ``config.split`` of the dataset artifact ``data`` or on the labelled
+    ``file`` (exactly one); write a ``report`` artifact at ``out``."""
+    if (data is None) == (file is None):
+        raise UserError("give the labelled examples either as --data DIR (a dataset artifact) or as --file FILE "
+                        "(a labelled file), not both or neither")
+    check_output_dir(out, force)
     artifacts = {str(artifact.path): artifact for artifact in (load_artifact(path, kind=KINDS) for path in models)}
     variants = [variant for artifact in artifacts.values() for variant in variants_of(artifact)]
-    dataset.check_labels_of(*artifacts.values())
+    if data is not None:
+        training = load_dataset(data)
+        examples = labelled_split(training, config.split, *artifacts.values())
+    else:
+        first, *others = artifacts.values()
+        for other in others:
+            if other.labels != first.labels:
+                raise UserError(f"has other labels than {first.path} (or another order); bench models trained on "
+                                "the same labels", path=other.path)
+        examples = labelled_file(file, first.labels, config.reading)
+        training = _training_data(first, examples.labels) if config.tfidf else None
+    texts = examples.texts
     teachers = [variant for variant in variants if variant.kind == "teacher"]
     all_threads = sorted({1, os.cpu_count() or 1})
-    timing_texts, throughput_texts = texts[:latency_texts], (texts * THROUGHPUT_TEXTS)[:THROUGHPUT_TEXTS]
+    timing_texts = texts[:config.latency_texts]
+    throughput_texts = (texts * THROUGHPUT_TEXTS)[:THROUGHPUT_TEXTS]
 
     rows, predictions = [], {}
     for variant in variants:
@@ -66,23 +107,43 @@ def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", lat
                                          None if eager_probs is not None or threads != all_threads[-1] else texts)
                    for threads in all_threads]
         probs = eager_probs if eager_probs is not None else timings[-1].pop("probs")
-        predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), not dataset.multi_label)
-        rows.append(_row(variant, dataset, split, predictions[variant.name], timings))
-    if tfidf:
-        rows.append(_tfidf_row(dataset, split, timing_texts, throughput_texts, predictions))
+        predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), variant.single_label)
+        rows.append(_row(variant, examples, predictions[variant.name], timings))
+    if config.tfidf and training is not None:
+        rows.append(_tfidf_row(training, examples, timing_texts, throughput_texts, predictions))
     baseline = teachers[0].name if teachers else None
     for row in rows:
         row["agreement_with_teacher"] = (agreement(predictions[row["name"]], predictions[baseline])
                                          if baseline else None)
-    report = {"dataset": name or Path(data).name, "split": split,
+    report = {"dataset": config.name or Path(data if data is not None else file).name,
+              "split": config.split if data is not None else "file",
               "baseline": baseline, "machine": machine(), "rows": rows,
               "per_label_f1": {row["name"]: row.pop("per_label_f1") for row in rows}}
+    parents = [*artifacts.values()] + ([training.artifact] if training is not None else [])
     with write_artifact(out, kind="report", force=force) as artifact:
         write_report_files(report, artifact.dir)
-        artifact.manifest.update({"report": "report.json", "labels": dataset.labels,
-                                  "lineage": lineage([*artifacts.values(), dataset.artifact])})
+        artifact.manifest.update({"report": "report.json", "labels": examples.labels, "lineage": lineage(parents)})
+        if file is not None:
+            artifact.manifest["examples"] = {"file": str(Path(file).resolve()), "sha256": sha256_file(file),
+                                             "texts": len(texts), "dropped_unknown_labels": examples.dropped or None}
     console.log(f"report written to {out / 'report.md'}")
     return load_artifact(out)
+
+
+def _training_data(model: Artifact, labels: list[str]) -> Dataset | None:
+    """The dataset ``model`` came from (its lineage), for the TF-IDF baseline's training split; None (logged) when
+    there is none to be had."""
+    try:
+        parent = model.ancestor("dataset")
+    except UserError as err:
+        parent, reason = None, str(err.message)
+    else:
+        reason = "its lineage names no dataset"
+    if parent is not None and parent.labels == labels:
+        return Dataset(parent)
+    console.log(f"[yellow]no TF-IDF baseline: it trains on the dataset {model.path} came from, and "
+                f"{reason if parent is None else 'that dataset has other labels'}")
+    return None
 
 
 def _eager_probs(variant: Variant, artifact: Artifact, texts: list[str]) -> np.ndarray:
@@ -94,8 +155,8 @@ def _eager_probs(variant: Variant, artifact: Artifact, texts: list[str]) -> np.n
     return torch.sigmoid(teacher_outputs(artifact, model, tokenizer, texts, device=variant.device).logits).numpy()
 
 
-def _row(variant: Variant, dataset: Dataset, split: str, predicted: np.ndarray, timings: list[dict]) -> dict:
-    metrics = classification_metrics(dataset.targets(split), predicted, dataset.labels)
+def _row(variant: Variant, examples: Labelled, predicted: np.ndarray, timings: list[dict]) -> dict:
+    metrics = classification_metrics(examples.targets, predicted, examples.labels)
     main_timing = timings[-1]
     return {"name": variant.name, "kind": variant.kind, "arch": variant.arch, "runtime": variant.runtime,
             "precision": variant.precision, "device": variant.device, "parity_passed": variant.parity_passed,
@@ -109,13 +170,14 @@ def _row(variant: Variant, dataset: Dataset, split: str, predicted: np.ndarray, 
             "per_label_f1": [label["f1"] for label in metrics["per_label"]]}
 
 
-def _tfidf_row(dataset: Dataset, split: str, timing_texts: list[str], throughput_texts: list[str],
+def _tfidf_row(dataset: Dataset, examples: Labelled, timing_texts: list[str], throughput_texts: list[str],
                predictions: dict) -> dict:
-    """The TF-IDF + logistic-regression baseline, fitted on the training split and timed in this process."""
+    """The TF-IDF + logistic-regression baseline, fitted on the training split of ``dataset`` and timed in this
+    process."""
     baseline = fit_tfidf_baseline(dataset.texts("train"), dataset.targets("train"), language=dataset.language,
                                   multi_label=dataset.multi_label)
-    predictions["tfidf-lr"] = baseline.predict(dataset.texts(split))
-    metrics = classification_metrics(dataset.targets(split), predictions["tfidf-lr"], dataset.labels)
+    predictions["tfidf-lr"] = baseline.predict(examples.texts)
+    metrics = classification_metrics(examples.targets, predictions["tfidf-lr"], examples.labels)
     seconds = []
     for text in timing_texts:
         start = time.perf_counter()
@@ -174,14 +236,19 @@ def write_report_files(report: dict, directory: Path) -> None:
         f"<!doctype html><meta charset='utf-8'><title>mobclf bench: {html.escape(report['dataset'])}</title>"
         "<style>body{font-family:sans-serif;max-width:70em;margin:auto}td,th{padding:2px 8px;text-align:right}"
         "td:first-child{text-align:left}table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}"
-        f"</style><h1>mobclf bench: {html.escape(report['dataset'])} ({report['split']} split)</h1>"
+        f"</style><h1>mobclf bench: {html.escape(report['dataset'])} ({html.escape(_scope(report))})</h1>"
         f"<p>{html.escape(json.dumps(report['machine']))}</p><table><tr>{header}</tr>{rows}</table>{images}",
         encoding="utf-8")
 
 
+def _scope(report: dict) -> str:
+    """What was scored: "test split", or "whole file" for a labelled --file."""
+    return "whole file" if report["split"] == "file" else f"{report['split']} split"
+
+
 def markdown(report: dict) -> str:
     baseline = next((row for row in report["rows"] if row["name"] == report["baseline"]), None)
-    lines = [f"# mobclf bench: {report['dataset']} ({report['split']} split)", "",
+    lines = [f"# mobclf bench: {report['dataset']} ({_scope(report)})", "",
              "| model | runtime | precision | micro-F1 | macro-F1 | % of teacher | agreement with teacher | "
              "size (MB) | params | latency p50 / p95 (ms) | throughput (/s) | peak RSS (MB) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -196,8 +263,9 @@ def markdown(report: dict) -> str:
                      f"{row['throughput_per_s']:.0f} | {rss} |")
     threads = max((timing["threads"] for row in report["rows"] for timing in row["timings"]), default=1)
     lines += ["", f"Latency: batch 1 with tokenization, {threads} thread(s), over real "
-              f"{report['split']} texts; each row's `timings` in report.json also has 1 thread and the model call "
-              "alone. Peak RSS: the measuring process, Python and libraries included."]
+              f"{'file' if report['split'] == 'file' else report['split']} texts; each row's `timings` in report.json "
+              "also has 1 thread and the model call alone. Peak RSS: the measuring process, Python and libraries "
+              "included."]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,13 @@
 - an export bundle: each of its files in its runtime.
 
 A ``Variant`` is plain data (it crosses into the measuring subprocess); ``open_predictor`` turns it into a callable
-``(input_ids, attention_mask) → logits`` and its tokenizer there.
+``(input_ids, attention_mask) → logits`` and its tokenizer there. ``open_model`` is the same thing for one process
+that wants answers, not timings (``mobclf predict``, ``mobclf eval``): any model artifact or bundle file as a
+``Predictor`` with its own tokenizer, labels, thresholds and decision rule.
+
+    model = open_model(Path("bundle"), file="model.onnx")
+    probs = model.probs(["央行宣布下调存款准备金率"])   # [N, labels], in the file's runtime
+    chosen = model.decide(probs)                         # multi-hot [N, labels], the phone's decision
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 
 from mobclf.artifacts import Artifact, load_artifact
@@ -22,6 +30,9 @@ from mobclf.errors import UserError
 from mobclf.export.exportable import min_length
 from mobclf.models import WEIGHTS, build_model, load_classifier
 from mobclf.text import load_tokenizer
+from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.classifier import predict_probs
+from mobclf.train.thresholds import predict_labels
 
 KINDS = ("teacher", "student", "pruned", "quantized", "export")
 
@@ -41,6 +52,7 @@ class Variant:
     device: str = "cpu"
     min_length: int = 1  # exported files: the shortest input they take
     parity_passed: bool | None = None  # bundle files: whether the export's parity certificate passed
+    single_label: bool = False  # the decision rule: argmax (single-label) or thresholds (multi-label)
 
 
 def variants_of(artifact: Artifact) -> list[Variant]:
@@ -50,18 +62,21 @@ def variants_of(artifact: Artifact) -> list[Variant]:
     if artifact.kind in ("teacher", "student", "pruned"):
         device = "cuda" if artifact.kind == "teacher" and torch.cuda.is_available() else "cpu"
         return [_variant(artifact, name, artifact.kind, manifest["architecture"]["name"], "eager", "fp32", WEIGHTS,
-                         manifest["params"], manifest["thresholds"], device)]
+                         manifest["params"], manifest["thresholds"], device,
+                         single_label=not manifest["multi_label"])]
     if artifact.kind == "quantized":
         quantization = manifest["quantization"]
         return [_variant(artifact, name, "quantized", manifest["architecture"]["name"],
                          _runtime(quantization["runtime"]), "int8", quantization["file"], manifest["params"],
-                         manifest["thresholds"], shortest=min_length(build_model(manifest["architecture"])))]
+                         manifest["thresholds"], shortest=min_length(build_model(manifest["architecture"])),
+                         single_label=not manifest["multi_label"])]
     bundle = json.loads(artifact.file(manifest["bundle"]).read_text(encoding="utf-8"))
     return [_variant(artifact, f"{name}/{described['file']}", "quantized" if described["precision"] == "int8" else
                      bundle["model"]["source_kind"], bundle["model"]["architecture"], _runtime(described["runtime"]),
                      described["precision"], described["file"], bundle["model"]["params"], bundle["thresholds"],
                      shortest=bundle["inputs"]["min_length"],
-                     parity_passed=bool(manifest["parity"].get(described["file"], {}).get("passed")))
+                     parity_passed=bool(manifest["parity"].get(described["file"], {}).get("passed")),
+                     single_label=bundle["output"]["decision"] == "argmax")
             for described in bundle["model"]["files"].values()]
 
 
@@ -71,17 +86,19 @@ def _runtime(name: str) -> str:
 
 def _variant(artifact: Artifact, name: str, kind: str, arch: str, runtime: str, precision: str, file: str,
              params: int, thresholds: list[float], device: str = "cpu", shortest: int = 1,
-             parity_passed: bool | None = None) -> Variant:
+             parity_passed: bool | None = None, single_label: bool = False) -> Variant:
     return Variant(name, kind, arch, runtime, precision, str(artifact.path), file, params,
-                   artifact.file(file).stat().st_size, thresholds, device, shortest, parity_passed)
+                   artifact.file(file).stat().st_size, thresholds, device, shortest, parity_passed, single_label)
 
 
-def open_predictor(variant: Variant, threads: int):
-    """``(predictor, tokenizer)`` for ``variant``, with ``threads`` CPU threads; call before loading any other
-    ExecuTorch program in this process (its thread pool can only be sized first)."""
-    artifact = load_artifact(Path(variant.artifact))
+def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | None = None):
+    """``(predictor, tokenizer)`` for ``variant``, with ``threads`` CPU threads (None: leave the thread pools as they
+    are); with threads, call before loading any other ExecuTorch program in this process (its thread pool can only
+    be sized first). ``artifact``: the variant's artifact when it is loaded already (not verified again)."""
+    artifact = artifact or load_artifact(Path(variant.artifact))
     tokenizer = load_tokenizer(artifact.file("tokenizer"))
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     if variant.runtime == "eager":
         model = load_classifier(artifact).to(variant.device)
 
@@ -95,10 +112,88 @@ def open_predictor(variant: Variant, threads: int):
 
         from mobclf.export.executorch import PteRunner
 
-        _unsafe_reset_threadpool(threads)
+        if threads is not None:
+            _unsafe_reset_threadpool(threads)
         return PteRunner(artifact.file(variant.file), variant.min_length), tokenizer
     if variant.runtime == "onnxruntime":
         from mobclf.export.onnx import OnnxRunner
 
         return OnnxRunner(artifact.file(variant.file), variant.min_length, threads=threads), tokenizer
     raise UserError(f"unknown runtime {variant.runtime!r}")
+
+
+
+def choose_variant(artifact: Artifact, file: str | None = None) -> Variant:
+    """The variant of ``artifact`` that answers: a bundle's ``file`` (its first file when None), else its one model."""
+    variants = variants_of(artifact)
+    if file is None:
+        return variants[0]
+    if artifact.kind != "export":
+        raise UserError(f"is a {artifact.kind} artifact with one model; choosing a file (--file {file}) is for "
+                        "export bundles: drop it", path=artifact.path)
+    for variant in variants:
+        if variant.file == file:
+            return variant
+    raise UserError(f"the bundle has no model file {file!r}; choose one of {', '.join(v.file for v in variants)}",
+                    path=artifact.path)
+
+
+@dataclass
+class Predictor:
+    """One model in its runtime, as an app uses it: texts → probabilities (``probs``) → chosen labels (``decide``,
+    the model's own thresholds and decision rule: ``predict_labels``)."""
+
+    variant: Variant
+    labels: list[str]
+    tokenizer: object
+    forward: Callable  # (input_ids, attention_mask) → logits
+
+    @property
+    def single_label(self) -> bool:
+        return self.variant.single_label
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.asarray(self.variant.thresholds)
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether a text's answer would depend on the batch it is in: an INT8 ONNX file quantizes activations with
+        scales computed over its whole input (dynamic), padding included, so it runs one text at a time, as an app
+        does. (ExecuTorch programs run one row at a time anyway; fp32 answers do not depend on the batch.)"""
+        return self.variant.runtime == "onnxruntime" and self.variant.precision == "int8"
+
+    def probs(self, texts: list[str], batch_size: int = 128, description: str | None = None) -> np.ndarray:
+        """Probabilities ``[N, labels]`` of ``texts``, in batches of ``batch_size`` (one text at a time where the
+        batch would change the answer, see ``one_at_a_time``); with a rich progress bar when ``description`` is
+        given. A text's answer never depends on the other texts."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        batch_size = 1 if self.one_at_a_time else batch_size
+        if description is not None:
+            return predict_probs(self.forward, self.tokenizer, texts, batch_size=batch_size, description=description)
+        encoded = encode_texts(self.tokenizer, texts)
+        with torch.no_grad():
+            logits = torch.cat([self.forward(**encoded.batch(index)).float().cpu()
+                                for index in batch_indices(len(encoded), batch_size)])
+        return torch.sigmoid(logits).numpy()
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Multi-hot ``[N, labels]`` choices: argmax for a single-label model; for a multi-label one every label at
+        or above its threshold, the most probable one when none is."""
+        return predict_labels(probs, self.thresholds, self.single_label)
+
+
+def open_model(model: Path | Artifact, file: str | None = None, device: str = "auto",
+               kinds: tuple[str, ...] = KINDS) -> Predictor:
+    """Any model artifact (teacher, student, pruned, quantized) or export bundle (a directory, or an artifact loaded
+    already) as a ``Predictor`` in its runtime: eager (on ``device``; auto: CUDA for a teacher when there is one),
+    ExecuTorch or onnxruntime. ``file`` chooses a bundle's file (default its first)."""
+    artifact = model if isinstance(model, Artifact) else load_artifact(Path(model), kind=kinds)
+    variant = choose_variant(artifact, file)
+    if variant.runtime == "eager" and device != "auto":
+        from mobclf.models import resolve_device
+
+        variant.device = str(resolve_device(device))
+    forward, tokenizer = open_predictor(variant, threads=None, artifact=artifact)
+    return Predictor(variant, artifact.labels, tokenizer, forward)

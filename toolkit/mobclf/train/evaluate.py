@@ -1,38 +1,163 @@
-"""``mobclf eval``: score a teacher or student artifact on one split of a dataset artifact."""
+"""``mobclf eval``: score any model (teacher, student, pruned, quantized artifact or export bundle, each in its own
+runtime with its own thresholds and decision rule) on a split of a dataset artifact or on a labelled file.
+
+    metrics = run(EvalConfig(split="test"), Path("bundle"), data=Path("data"))
+    metrics = run(EvalConfig(reading=LabelledFileOptions(ignore_unknown_labels=True)), Path("student"),
+                  file=Path("next-month.jsonl"))
+
+A labelled file is read as ``mobclf data prepare`` reads it (``read_labelled``); its labels must be labels the model
+knows: an unknown one is refused naming it and the line it first appears on, or, with ``ignore_unknown_labels``,
+dropped (rows left without a label are dropped too) and counted. Labels the model knows that the file lacks simply
+have no support.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from mobclf.artifacts import load_artifact
 from mobclf.console import console
-from mobclf.data.dataset import load_dataset
+from mobclf.data.readers import FORMATS, read_class_file, read_labelled
 from mobclf.errors import UserError
-from mobclf.models import load_classifier, resolve_device
-from mobclf.text import load_tokenizer
-from mobclf.train.classifier import predict_probs, split_metrics
+from mobclf.train.metrics import classification_metrics
 
 SUMMARY_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision", "macro_recall", "macro_f1",
                 "subset_accuracy")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LabelledFileOptions:
+    """How a labelled ``--file`` is read (as ``mobclf data prepare`` reads its input) and what becomes of labels the
+    model does not know."""
+
+    fmt: str | None = None  # None: from the extension
+    text_column: str = "text"
+    label_column: str = "labels"
+    label_sep: str | None = None
+    class_file: Path | None = None  # THUCNews ``text<TAB>label_id`` files: label names in id order
+    ignore_unknown_labels: bool = False
+
+    def __post_init__(self):
+        if self.fmt is not None and self.fmt not in FORMATS:
+            raise UserError(f"unknown format {self.fmt!r}; use one of {', '.join(FORMATS)}")
+        for name in ("text_column", "label_column"):
+            if not getattr(self, name):
+                raise UserError(f"--{name.replace('_', '-')} must not be empty")
+        if self.label_sep == "":
+            raise UserError("--label-sep must not be empty")
+
+    def given(self) -> list[str]:
+        """The options set to something other than their defaults, as command-line flags."""
+        flags = {"fmt": "--format"}
+        return [flags.get(name, "--" + name.replace("_", "-")) for name, value in vars(self).items()
+                if value != type(self).__dataclass_fields__[name].default]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``mobclf eval``: which split (of a dataset artifact), which file of a bundle, where eager models run."""
+
+    split: str = "test"
+    device: str = "auto"
+    bundle_file: str | None = None  # a bundle's model file (default its first)
+    batch_size: int = 128
+    reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise UserError(f"unknown split {self.split!r}; choose {', '.join(SPLITS)}")
+        if self.batch_size < 1:
+            raise UserError(f"the batch size must be at least 1 (got {self.batch_size})")
+
+
+@dataclass
+class Labelled:
+    """Texts with multi-hot targets in a model's label order, where they came from, and what was dropped."""
+
+    texts: list[str]
+    targets: np.ndarray  # float32 [N, len(labels)]
+    labels: list[str]
+    source: str  # "test split of runs/data", "news.jsonl"
+    dropped: dict = field(default_factory=dict)  # ignore_unknown_labels: {"labels": {name: rows}, "rows": n}
+
+
+def labelled_split(data, split: str, *models) -> Labelled:
+    """``split`` of the dataset artifact ``data`` (a directory or a loaded ``Dataset``), checked to have the labels
+    of every artifact in ``models``."""
+    from mobclf.data.dataset import load_dataset
+
+    dataset = load_dataset(data) if isinstance(data, (str, Path)) else data
+    dataset.check_labels_of(*models)
+    texts = dataset.texts(split)
+    if not texts:
+        raise UserError(f"the dataset has no {split!r} examples; choose another --split", path=dataset.artifact.path)
+    return Labelled(texts, dataset.targets(split), dataset.labels, f"{split} split of {dataset.artifact.path}")
+
+
+def labelled_file(path: Path, labels: list[str], options: LabelledFileOptions = LabelledFileOptions()) -> Labelled:
+    """The rows of a labelled file with targets in ``labels`` order (a model's). Labels not in ``labels`` are
+    refused naming them and the file:line of the first, unless ``options.ignore_unknown_labels``: then they are
+    dropped, rows left without a label are dropped, and both are counted (and logged)."""
+    class_names = read_class_file(options.class_file) if options.class_file is not None else None
+    rows = read_labelled(Path(path), options.fmt, text_column=options.text_column, label_column=options.label_column,
+                         label_sep=options.label_sep, class_names=class_names)
+    known = {label: index for index, label in enumerate(labels)}
+    unknown = Counter(label for row in rows for label in row.labels if label not in known)
+    dropped = {}
+    if unknown:
+        first = next(row for row in rows if any(label not in known for label in row.labels))
+        names = ", ".join(repr(label) for label in list(unknown)[:5]) + (" ..." if len(unknown) > 5 else "")
+        if not options.ignore_unknown_labels:
+            raise UserError(f"{len(unknown)} label(s) the model does not know: {names} (first on this line); the "
+                            f"model knows {', '.join(map(repr, labels[:5]))}{' ...' if len(labels) > 5 else ''}. "
+                            "Fix the file or pass --ignore-unknown-labels to drop them",
+                            path=first.path, line=first.line)
+        kept = [row for row in rows if any(label in known for label in row.labels)]
+        dropped = {"labels": dict(unknown), "rows": len(rows) - len(kept)}
+        console.log(f"{path}: dropped {sum(unknown.values())} unknown label(s) ({names}) and "
+                    f"{dropped['rows']} row(s) left without a label (--ignore-unknown-labels)")
+        rows = kept
+        if not rows:
+            raise UserError("no row has a label the model knows; nothing to score", path=path)
+    targets = np.zeros((len(rows), len(labels)), dtype=np.float32)
+    for number, row in enumerate(rows):
+        targets[number, [known[label] for label in row.labels if label in known]] = 1.0
+    return Labelled([row.text for row in rows], targets, list(labels), str(path), dropped)
+
+
+def run(config: EvalConfig, model_dir: Path, data: Path | None = None, file: Path | None = None) -> dict:
+    """Micro/macro precision, recall, F1, subset accuracy and a per-label table of the model at ``model_dir`` (any
+    model artifact or bundle, in its runtime, with its own thresholds and decision rule) on ``config.split`` of the
+    dataset artifact ``data`` or on the labelled ``file`` (exactly one of them)."""
+    from mobclf.artifacts import load_artifact
+    from mobclf.bench.variants import KINDS, open_model
+
+    if (data is None) == (file is None):
+        raise UserError("give the examples either as --data DIR (a dataset artifact) or as --file FILE (a labelled "
+                        "file), not both or neither")
+    artifact = load_artifact(model_dir, kind=KINDS)
+    examples = (labelled_split(data, config.split, artifact) if data is not None
+                else labelled_file(file, artifact.labels, config.reading))
+    model = open_model(artifact, config.bundle_file, config.device)
+    probs = model.probs(examples.texts, config.batch_size, description=f"eval {Path(examples.source).name}"
+                        if file is not None else f"eval {config.split}")
+    metrics = classification_metrics(examples.targets, model.decide(probs), examples.labels)
+    if examples.dropped:
+        metrics["dropped_unknown_labels"] = examples.dropped
+    variant = model.variant
+    _print_metrics(metrics, f"{variant.kind} {variant.name} ({variant.runtime} {variant.precision}) on "
+                            f"{examples.source} ({len(examples.texts)} texts)")
+    return metrics
 
 
 def evaluate(model_dir: Path, data: Path, split: str = "test", device: str = "auto") -> dict:
-    """Micro/macro precision, recall, F1, subset accuracy and a per-label table, with the artifact's thresholds."""
-    artifact = load_artifact(model_dir, kind=("teacher", "student", "pruned"))
-    dataset = load_dataset(data)
-    dataset.check_labels_of(artifact)
-    texts = dataset.texts(split)
-    if not texts:
-        raise UserError(f"the dataset has no {split!r} examples; choose --split train, val or test", path=data)
-    model = load_classifier(artifact).to(resolve_device(device))
-    probs = predict_probs(model, load_tokenizer(artifact.file("tokenizer")), texts, resolve_device(device),
-                          description=f"eval {split}")
-    metrics = split_metrics(probs, dataset, split, np.asarray(artifact.manifest["thresholds"]))
-    _print_metrics(metrics, f"{artifact.kind} {artifact.path} on {split} ({len(texts)} texts)")
-    return metrics
+    """``run`` on ``split`` of the dataset artifact ``data``."""
+    return run(EvalConfig(split=split, device=device), model_dir, data=data)
 
 
 def _print_metrics(metrics: dict, title: str) -> None:

@@ -1,0 +1,249 @@
+"""``mobclf predict``: classify texts with any model, in the runtime it ships in — the answer the phone gives.
+
+The model is any model artifact (teacher, student, pruned, quantized) or export bundle, opened by
+``bench.variants.open_model``: eager PyTorch, the ExecuTorch runtime (``.pte``) or onnxruntime (``.onnx``), with its
+own tokenizer, thresholds and decision rule (argmax for a single-label model; for a multi-label one every label at or
+above its threshold, the most probable one when none is). An empty text gets what the model answers for the
+tokenizer's empty encoding.
+
+    records = run(PredictConfig(top_k=3), Path("bundle"), ["央行宣布下调存款准备金率", "国足客场逼平对手"])
+    # [{"text": "...", "labels": ["财经"], "probabilities": {"财经": 0.93, "股票": 0.41, "体育": 0.02}}, ...]
+
+Texts come from ``read_texts``: JSON Lines (a ``text`` field, or ``text_column``), CSV/TSV with a header
+(``text_column``), or plain text, one text per line (every line, an empty one too, so output line n answers input
+line n). Records go out as JSON Lines (``write_jsonl``: atomically, never over an existing file unless ``force``) or
+as a table for a terminal (``table``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from mobclf.data.readers import read_text_file, split_lines
+from mobclf.errors import UserError
+
+INPUT_FORMATS = ("jsonl", "csv", "tsv", "txt")
+_FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
+STDIN = "<stdin>"
+TABLE_MAX_TEXTS = 20  # a terminal gets a table for this many texts at most, JSON Lines beyond
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """``mobclf predict``: how many probabilities each record keeps, the batch size, which file of a bundle runs,
+    and where an eager model runs."""
+
+    top_k: int | None = None  # None: every label's probability
+    batch_size: int = 64
+    file: str | None = None  # a bundle's model file, e.g. "model.onnx" (default: its first)
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise UserError(f"--top-k must be a whole number of at least 1 (got {self.top_k!r})")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise UserError(f"--batch-size must be a whole number of at least 1 (got {self.batch_size!r})")
+
+
+def run(config: PredictConfig, model_dir: Path, texts: list[str], progress: bool = False) -> list[dict]:
+    """One record per text, in order: ``{"text", "labels" (chosen, most probable first), "probabilities"
+    ({label: p}, most probable first; every label, or the ``top_k`` most probable)}``. ``progress``: a rich
+    progress bar (for files)."""
+    from mobclf.bench.variants import open_model
+
+    model = open_model(model_dir, config.file, config.device)
+    probs = model.probs(list(texts), config.batch_size, description="predicting" if progress else None)
+    chosen = model.decide(probs)
+    records = []
+    for text, row, picks in zip(texts, probs, chosen):
+        order = sorted(range(len(model.labels)), key=lambda index: -row[index])
+        records.append({"text": text, "labels": [model.labels[index] for index in order if picks[index]],
+                        "probabilities": {model.labels[index]: round(float(row[index]), 6)
+                                          for index in order[:config.top_k]}})
+    return records
+
+
+# ---- reading texts -----------------------------------------------------------------------------------------------
+
+def input_format(path: Path | None, fmt: str | None) -> str:
+    """``fmt``, or the one the extension implies; stdin (``path`` None) is plain text unless ``fmt`` says otherwise."""
+    if fmt is not None:
+        if fmt not in INPUT_FORMATS:
+            raise UserError(f"unknown input format {fmt!r}; use one of {', '.join(INPUT_FORMATS)}")
+        return fmt
+    if path is None:
+        return "txt"
+    detected = _FORMAT_BY_EXTENSION.get(Path(path).suffix.lower())
+    if detected is None:
+        raise UserError(f"cannot tell the format from the extension; pass --format ({'|'.join(INPUT_FORMATS)})",
+                        path=path)
+    return detected
+
+
+def _decode_stdin(data: bytes) -> str:
+    if b"\0" in data:
+        raise UserError("NUL byte: the input looks binary, not UTF-8 text", path=STDIN,
+                        line=data[:data.index(b"\0")].count(b"\n") + 1)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"invalid UTF-8 (byte 0x{data[err.start]:02x}); convert the input to UTF-8, e.g. with "
+                        "`iconv -f GB18030 -t UTF-8`", path=STDIN, line=data[:err.start].count(b"\n") + 1) from None
+
+
+def _checked(value: object, what: str, where: str, line: int) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{what} must be a string, not {'null' if value is None else type(value).__name__}",
+                        path=where, line=line)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UserError(f"{what} is not valid Unicode (lone surrogate \\u{ord(value[err.start]):04x}); fix the "
+                        "escape or remove the line", path=where, line=line) from None
+    return value
+
+
+def parse_texts(content: str, fmt: str, where: str, text_column: str = "text") -> list[str]:
+    """The texts in ``content`` (the decoded input named ``where``), read as ``fmt``."""
+    if fmt == "txt":
+        lines = split_lines(content)
+        if lines and lines[-1] == "":
+            lines.pop()  # the line break that ends the last line starts no new text
+        return lines
+    if fmt == "jsonl":
+        texts = []
+        for number, line in enumerate(split_lines(content), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as err:
+                reason = f"{err.msg}, column {err.colno}" if isinstance(err, json.JSONDecodeError) else \
+                    "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
+                raise UserError(f"malformed JSON ({reason}); each line must be one JSON object with a "
+                                f"{text_column!r} field", path=where, line=number) from None
+            if not isinstance(record, dict) or text_column not in record:
+                raise UserError(f"no {text_column!r} field; each line must be one JSON object with one (or pass "
+                                "--text-column)", path=where, line=number)
+            texts.append(_checked(record[text_column], f"field {text_column!r}", where, number))
+        return texts
+    if fmt in ("csv", "tsv"):
+        delimiter = "\t" if fmt == "tsv" else ","
+        quoting = {"quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+        reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True, **quoting)
+        line = 1
+        try:
+            header = [name.strip() for name in next(reader, [])]
+            if text_column not in header:
+                raise UserError(f"no column {text_column!r} in the header ({', '.join(header) or 'empty'}); a header "
+                                "row is required, pass --text-column to name the text column", path=where, line=1)
+            column = header.index(text_column)
+            texts = []
+            line = reader.line_num + 1
+            for record in reader:
+                if record:
+                    if len(record) != len(header):
+                        raise UserError(f"{len(record)} fields, but the header has {len(header)}; "
+                                        + ("TSV has no quoting: replace tabs and line breaks in texts with spaces"
+                                           if fmt == "tsv" else f"quote fields that contain {delimiter!r} or line "
+                                           "breaks"), path=where, line=line)
+                    texts.append(_checked(record[column], f"column {text_column!r}", where, line))
+                line = reader.line_num + 1
+        except csv.Error as err:
+            raise UserError(f"malformed row ({err}); check the quoting", path=where, line=line) from None
+        return texts
+    raise UserError(f"unknown input format {fmt!r}; use one of {', '.join(INPUT_FORMATS)}")
+
+
+def read_texts(path: Path | None, fmt: str | None = None, text_column: str = "text", stdin: bytes | None = None
+               ) -> list[str]:
+    """Texts of the file ``path``, or of ``stdin`` (its bytes) when ``path`` is None; refuses an input without any."""
+    fmt = input_format(path, fmt)
+    if path is None:
+        where, content = STDIN, _decode_stdin(stdin or b"")
+    else:
+        where = str(path)
+        if Path(path).is_dir():
+            raise UserError("is a folder; give a file of texts (.jsonl, .csv, .tsv or .txt)", path=path)
+        content = read_text_file(Path(path))
+    texts = parse_texts(content, fmt, where, text_column)
+    if not texts:
+        raise UserError("no texts to classify: the input is empty" + (" (a header only)" if fmt in ("csv", "tsv")
+                                                                     else ""), path=where)
+    return texts
+
+
+def check_texts(texts: list[str]) -> list[str]:
+    """Texts given as command-line arguments, checked to be writable as UTF-8."""
+    for number, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"TEXT argument {number} is not valid UTF-8; give UTF-8 text or use --input FILE") \
+                from None
+    return list(texts)
+
+
+# ---- writing records ---------------------------------------------------------------------------------------------
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse an ``output`` that exists (unless ``force``), is a folder, or has no folder to go into — before any
+    work is done."""
+    output = Path(output)
+    if output.is_dir():
+        raise UserError("is a folder; give a file name for --output", path=output)
+    if (output.exists() or output.is_symlink()) and not force:
+        raise UserError("already exists; pass --force to replace it or choose another --output", path=output)
+    if not output.parent.is_dir():
+        raise UserError("its folder does not exist; create it or choose another --output", path=output)
+
+
+def jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def write_jsonl(records: list[dict], output: Path, force: bool = False) -> None:
+    """``records`` as JSON Lines in ``output``, atomically: a hidden temporary file in the same folder, synced, then
+    renamed over ``output`` (which only ``force`` lets be replaced)."""
+    output = Path(output)
+    check_output(output, force)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{output.name}.partial-", dir=output.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(jsonl(records))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(partial, 0o666 & ~_umask())
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def table(records: list[dict], width: int = 60) -> Table:
+    """The records for a person at a terminal: text, chosen labels, the three most probable labels."""
+    view = Table(show_lines=False)
+    view.add_column("text", overflow="fold")
+    view.add_column("labels")
+    view.add_column("most probable", justify="right")
+    for record in records:
+        text = record["text"] if len(record["text"]) <= width else record["text"][:width - 1] + "…"
+        top = list(record["probabilities"].items())[:3]
+        view.add_row(Text(text) if text else Text("(empty)", style="dim"), Text(", ".join(record["labels"])),
+                     Text("  ".join(f"{label} {p:.3f}" for label, p in top)))
+    return view
