@@ -31,7 +31,7 @@ WARNINGS = [
 
 # logger name -> message regexes: records the libraries log while they load or export.
 LOGS = {
-    # torch.onnx registers torchvision's detection ops when torchvision is installed; mobclf has none of them.
+    # torch.onnx skipping torchvision's detection ops (nms, roi_align, ...) as torchvision is absent; mobclf needs none.
     "torch.onnx._internal.exporter._registration": [r"torchvision is not installed"],
     # torchao's CUDA-only kernels (mxfp8, cutlass) that a CPU machine cannot load and mobclf never uses.
     "torchao": [r"Failed to load .*_C_"],

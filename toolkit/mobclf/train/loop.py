@@ -51,7 +51,8 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
 
     After each epoch ``validate()`` returns a score to maximise (``score_name``, val micro-F1 by default), or with
     ``minimize`` one to minimise (a validation loss), logged and recorded as it is; training stops after
-    ``patience`` epochs without improvement and ``module`` ends holding the weights of its best epoch. Without ``validate`` (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
+    ``patience`` epochs without improvement and ``module`` ends holding the weights of its best epoch. Without
+    ``validate`` (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
     With the examples' token ``lengths``, batches group texts of similar length (see ``batch_indices``).
 
     With ``checkpoint`` the whole training state is saved there every ``save_every`` optimizer steps (0: at epoch
