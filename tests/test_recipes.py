@@ -106,7 +106,7 @@ def test_a_changed_step_reruns_with_what_follows_and_an_interrupted_run_resumes(
         raise KeyboardInterrupt
 
     old_bundle = load_artifact(work / "android").sha256
-    monkeypatch.setattr("mobclf.export.bundle.export_bundle", interrupted)
+    monkeypatch.setattr("mobclf.export.bundle.run", interrupted)
     with pytest.raises(click.exceptions.Abort):  # Ctrl-C during the export, after the new student was written
         run_recipe(changed, work=work)
     monkeypatch.undo()
@@ -124,7 +124,7 @@ def test_a_changed_step_reruns_with_what_follows_and_an_interrupted_run_resumes(
     # `--only android --force` interrupted: the bundle it was replacing is still there
     bundle = load_artifact(work / "android").sha256
     with monkeypatch.context() as patch, pytest.raises(click.exceptions.Abort):
-        patch.setattr("mobclf.export.bundle.export_bundle", interrupted)
+        patch.setattr("mobclf.export.bundle.run", interrupted)
         run_recipe(changed, work=work, only="android", force=True)
     assert load_artifact(work / "android").sha256 == bundle
     assert not list(work.glob(".*partial-*"))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mobclf.errors import UserError
+from mobclf.protocol import CALL
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 2  # 2: the manifest carries a seal over its own content
@@ -173,14 +174,19 @@ def package_versions() -> dict[str, str]:
 
 
 def lineage(parents: list[Artifact], seed: int | None = None) -> dict:
-    """Where an artifact came from: its parents (absolute path, kind, sha256), the command line, seed, package
-    versions, and the recipe step that made it (``mobclf run``)."""
+    """Where an artifact came from: its parents (absolute path, kind, sha256), the stage and its config with the
+    equivalent command line (``stage.CALL``, set by ``Stage.call``), seed, package versions, and the recipe step
+    that made it (``mobclf run``)."""
+    call = CALL.get()
     record = {
         "parents": [{"path": str(p.path.resolve()), "kind": p.kind, "sha256": p.sha256} for p in parents],
-        "command": " ".join(["mobclf", *sys.argv[1:]]) if Path(sys.argv[0]).name == "mobclf" else " ".join(sys.argv),
+        "command": call["command"] if call else " ".join(["mobclf", *sys.argv[1:]]) if Path(sys.argv[0]).name == "mobclf"
+        else " ".join(sys.argv),
         "seed": seed,
         "versions": package_versions(),
     }
+    if call:
+        record["stage"] = {"name": call["stage"], "config": call["config"]}
     if RECIPE_STEP.get() is not None:
         record["recipe_step"] = RECIPE_STEP.get()
     return record

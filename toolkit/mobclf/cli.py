@@ -6,12 +6,15 @@ import errno
 import json
 import math
 import os
+import typing
 from pathlib import Path
 
 import click
 
 from mobclf.data.readers import FORMATS
 from mobclf.errors import UserError
+from mobclf.protocol import Setting, Stage, build_config, optional_type, settings
+from mobclf.stages import STAGES
 
 
 _OS_ADVICE = {
@@ -74,6 +77,88 @@ class FiniteFloat(click.FloatRange):
 PATH_IN = click.Path(exists=True, file_okay=False, path_type=Path)
 PATH_OUT = click.Path(path_type=Path)
 PATH_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _setting_option(setting: Setting) -> click.Option:
+    """The click option of one config setting: its flag, type, range, choices, default and help."""
+    kind, optional = optional_type(setting.type)
+    meta, name, flag = setting.meta, "__".join(setting.path), f"--{setting.flag}"
+    common = {"default": setting.default, "show_default": setting.default not in (None, False), "help": meta["help"]}
+    if kind is bool:
+        off = meta.get("off") or ("no-" + setting.flag if setting.default else None)
+        return click.Option([f"{flag}/--{off}" if off else flag, name], is_flag=True, **common)
+    origin = typing.get_origin(kind)
+    if origin is dict:
+        return click.Option([flag, name], multiple=True, metavar="NAME=VALUE", callback=_pairs,
+                            **{**common, "default": [f"{key}={value}" for key, value in setting.default.items()]})
+    if origin is tuple and len(typing.get_args(kind)) > 1:
+        return click.Option([flag, name], nargs=len(typing.get_args(kind)), type=_scalar_type(typing.get_args(kind)[0],
+                                                                                             meta), **common)
+    if origin in (list, tuple):
+        return click.Option([flag, name], metavar="A,B,...", callback=_comma_list(typing.get_args(kind)[0]),
+                            **{**common, "default": ",".join(map(str, setting.default))})
+    return click.Option([flag, name], type=_scalar_type(kind, meta), metavar=meta.get("metavar"), **common)
+
+
+def _scalar_type(kind, meta: dict):
+    if meta.get("choices"):
+        return click.Choice(meta["choices"])
+    bounds = {key: meta.get(key) for key in ("min", "max", "min_open", "max_open")}
+    if kind is int:
+        return click.IntRange(**bounds) if meta.get("min") is not None or meta.get("max") is not None else int
+    if kind is float:
+        return FiniteFloat(**bounds)
+    return click.Path(path_type=Path) if kind is Path else str
+
+
+def _pairs(ctx, param, values) -> dict[str, float]:
+    """``NAME=VALUE`` options (repeatable) as a mapping; the setting's own check takes it from there."""
+    pairs = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        try:
+            pairs[name.strip()] = float(number) if sep else 1.0
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE, e.g. soft_kd=1.0") from None
+    return pairs
+
+
+def _comma_list(element):
+    def parse(ctx, param, value):
+        try:
+            return [element(part) for part in str(value).split(",") if part.strip()] if value else []
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected comma-separated {element.__name__} values") from None
+    return parse
+
+
+def stage_command(stage: Stage) -> click.Command:
+    """The click command of a stage: its inputs, ``--out``, every config setting and ``--force``; the command only
+    builds the config and runs the stage (``Stage.call``)."""
+    params: list[click.Parameter] = []
+    for spec in stage.inputs:
+        kind = PATH_FILE if spec.file else PATH_IN
+        if spec.argument:
+            params.append(click.Argument([spec.keyword], type=kind, required=spec.required,
+                                         metavar=f"[{spec.name.upper()}]" if not spec.required else None))
+        else:
+            params.append(click.Option([f"--{spec.name}", spec.keyword], type=kind, required=spec.required,
+                                       multiple=spec.multiple, help=spec.help))
+    params.append(click.Option(["--out"], required=True, type=PATH_OUT,
+                               help=f"{stage.produces.capitalize()} artifact directory to write."))
+    params += [_setting_option(setting) for setting in settings(stage.config)]
+    params.append(click.Option(["--force"], is_flag=True, help="Replace an existing --out artifact."))
+
+    def callback(**values):
+        inputs = {spec.keyword: values.pop(spec.keyword) for spec in stage.inputs}
+        out, force = values.pop("out"), values.pop("force")
+        config = build_config(stage.config, {tuple(name.split("__")): value for name, value in values.items()})
+        artifact = stage.call(config, inputs, out, force)
+        click.echo(f"{stage.produces} written to {artifact.path}")
+
+    return click.Command(stage.command[-1], params=params, callback=callback, help=stage.help)
+
+
 
 
 @data.command("prepare")
@@ -506,61 +591,6 @@ def demo_command(out, n_items, pretrain_epochs, teacher_epochs, student_epochs, 
              student_epochs=student_epochs, seed=seed, force=force)
 
 
-@main.command("quantize")
-@click.option("--from", "model_dir", required=True, type=PATH_IN, help="Student or pruned artifact.")
-@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact (calibration texts, val/test metrics).")
-@click.option("--out", required=True, type=PATH_OUT, help="Quantized artifact directory to write.")
-@click.option("--runtime", default="executorch", show_default=True, type=click.Choice(["executorch", "onnx"]),
-              help="ExecuTorch (PT2E, XNNPACK) → model.pte; ONNX (onnxruntime.quantization) → model.onnx.")
-@click.option("--scheme", default="static", show_default=True, type=click.Choice(["static", "dynamic"]),
-              help="static: int8 activations calibrated on training texts; dynamic: activations quantized per call "
-                   "(linear layers, for TinyBERT).")
-@click.option("--calibration", "calibration_size", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Training texts to calibrate on.")
-@click.option("--embedding", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]),
-              help="ExecuTorch: embedding tables as int8 with per-row scales, or fp32 as PT2E leaves them.")
-@click.option("--seed", default=42, show_default=True, type=int, help="Which training texts calibrate.")
-@click.option("--force", is_flag=True, help="Replace an existing --out artifact.")
-def quantize_command(model_dir, data, out, runtime, scheme, calibration_size, embedding, seed, force):
-    """INT8 post-training quantization, measured on val (and test) in the runtime the model will run in."""
-    from mobclf.compress.quantize import QuantizeConfig, quantize
-
-    config = QuantizeConfig(runtime=runtime, scheme=scheme, calibration_size=calibration_size, embedding=embedding,
-                            seed=seed)
-    artifact = quantize(model_dir, data, out, config, force=force)
-    click.echo(f"quantized model written to {artifact.path}")
-
-
-@main.command("export")
-@click.option("--from", "model_dir", required=True, type=PATH_IN, help="Student, pruned or quantized artifact.")
-@click.option("--target", default="android", show_default=True, type=click.Choice(["android", "onnx", "web", "all"]),
-              help="android: model.pte (ExecuTorch, XNNPACK); onnx/web: model.onnx (onnxruntime); all: both.")
-@click.option("--out", required=True, type=PATH_OUT, help="Bundle (export artifact) directory to write.")
-@click.option("--data", type=PATH_IN, help="Dataset artifact for the parity texts [default: the model's own].")
-@click.option("--parity-texts", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Validation texts run through the eager model and every exported file.")
-@click.option("--min-agreement", default=0.98, show_default=True, type=FiniteFloat(0, 1),
-              help="Least share of texts whose thresholded labels must match the eager model's.")
-@click.option("--max-prob-diff", default=0.2, show_default=True, type=FiniteFloat(0, 1),
-              help="Largest |Δ probability| allowed between an exported file and the eager model.")
-@click.option("--ort", is_flag=True, help="Also write model.ort (ONNX Runtime Mobile format) beside model.onnx.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Which validation texts check parity.")
-@click.option("--force", is_flag=True, help="Replace an existing --out bundle.")
-@click.option("--accept-parity-failure", is_flag=True,
-              help="Write the bundle even when an exported file fails the parity check (its certificate says so, "
-                   "and `mobclf bench` flags it).")
-def export_command(model_dir, target, out, data, parity_texts, min_agreement, max_prob_diff, ort, seed, force,
-                   accept_parity_failure):
-    """Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity certificate."""
-    from mobclf.export.bundle import export_bundle
-    from mobclf.export.parity import Tolerance
-
-    artifact = export_bundle(model_dir, out, target, data=data, parity_texts=parity_texts,
-                             tolerance=Tolerance(min_agreement, max_prob_diff), ort=ort, seed=seed, force=force,
-                             accept_parity_failure=accept_parity_failure)
-    click.echo(f"bundle written to {artifact.path}")
-
-
 @main.command("run")
 @click.argument("recipe", type=PATH_FILE)
 @click.option("--work", type=PATH_OUT, help="Artifact root [default: the recipe's `work`].")
@@ -606,3 +636,7 @@ def bench_command(models, data, labelled_file, fmt, text_column, label_column, l
     config = BenchConfig(split=split, latency_texts=latency_texts, tfidf=tfidf, name=name, reading=reading)
     artifact = run(config, list(models), out, data=data, file=labelled_file, force=force)
     click.echo((artifact.path / "report.md").read_text(encoding="utf-8"))
+
+
+for _stage in STAGES:
+    (main.commands[_stage.command[0]] if len(_stage.command) > 1 else main).add_command(stage_command(_stage))

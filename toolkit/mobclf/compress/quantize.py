@@ -19,7 +19,7 @@ same val texts, the same tolerance): a file export would refuse is refused here,
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,8 @@ from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
-from mobclf.export.parity import PARITY_TEXTS, Tolerance, certify, failure, parity_sample
+from mobclf.export.parity import certify, failure, parity_sample
+from mobclf.stages import QuantizeConfig
 from mobclf.models import load_classifier, save_weights
 from mobclf.models.textcnn import TextCNN
 from mobclf.text import load_tokenizer
@@ -42,40 +43,6 @@ from mobclf.train.classifier import predict_probs
 from mobclf.train.metrics import agreement, classification_metrics
 from mobclf.train.thresholds import predict_labels
 
-RUNTIMES = ("executorch", "onnx")
-SCHEMES = ("static", "dynamic")
-EMBEDDINGS = ("int8", "fp32")
-
-
-@dataclass
-class QuantizeConfig:
-    runtime: str = "executorch"
-    scheme: str = "static"
-    calibration_size: int = 256  # training texts the static scheme calibrates activation ranges on
-    embedding: str = "int8"  # ExecuTorch: int8 rows with per-row scales, or fp32 as PT2E leaves it
-    seed: int = 42
-    parity_texts: int = PARITY_TEXTS  # val texts of export's parity check, run here first
-    tolerance: Tolerance = Tolerance()  # what export will accept
-    accept_parity_failure: bool = False  # write the file even when export's parity check would refuse it
-
-    def check(self) -> None:
-        for name, value, allowed in (("runtime", self.runtime, RUNTIMES), ("scheme", self.scheme, SCHEMES),
-                                     ("embedding", self.embedding, EMBEDDINGS)):
-            if value not in allowed:
-                raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
-        if self.calibration_size < 1:
-            raise UserError(f"the calibration set needs at least one text (got {self.calibration_size})")
-        if self.parity_texts < 1:
-            raise UserError(f"the parity check needs at least one text (got {self.parity_texts})")
-
-    def remedies(self, model: nn.Module) -> str:
-        """What else to try when the INT8 file disagrees with the fp32 model."""
-        tries = [f"--calibration {self.calibration_size * 4}"] if self.scheme == "static" else []
-        if self.runtime == "executorch" and self.embedding == "int8":
-            tries.append("--embedding fp32")
-        if not (self.runtime == "executorch" and isinstance(model, TextCNN)):
-            tries.append(f"--scheme {'dynamic' if self.scheme == 'static' else 'static'}")
-        return ", ".join(tries) or "a larger fp32 model"
 
 
 class Int8Embedding(nn.Module):
@@ -185,11 +152,10 @@ def _calibration_batches(dataset: Dataset, tokenizer, config: QuantizeConfig) ->
     return batches, sorted(rows.tolist())
 
 
-def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, force: bool = False) -> Artifact:
+def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: bool = False) -> Artifact:
     """Quantize a ``student`` (or ``pruned``) artifact to INT8 for ``config.runtime`` and measure it there."""
-    config.check()
     check_output_dir(out, force)
-    parent = load_artifact(model_dir, kind=("student", "pruned"))
+    parent = load_artifact(source, kind=("student", "pruned"))
     dataset = load_dataset(data)
     dataset.check_labels_of(parent)
     model = load_classifier(parent)
@@ -225,6 +191,16 @@ def quantize(model_dir: Path, data: Path, out: Path, config: QuantizeConfig, for
     return load_artifact(out)
 
 
+def _remedies(config: QuantizeConfig, model: nn.Module) -> str:
+    """What else to try when the INT8 file disagrees with the fp32 model."""
+    tries = [f"--calibration {config.calibration_size * 4}"] if config.scheme == "static" else []
+    if config.runtime == "executorch" and config.embedding == "int8":
+        tries.append("--embedding fp32")
+    if not (config.runtime == "executorch" and isinstance(model, TextCNN)):
+        tries.append(f"--scheme {'dynamic' if config.scheme == 'static' else 'static'}")
+    return ", ".join(tries) or "a larger fp32 model"
+
+
 def _export_parity(runner, model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
                    name: str) -> dict:
     """The parity certificate ``mobclf export`` will compute for this file (same texts, same tolerance); a failure
@@ -236,7 +212,7 @@ def _export_parity(runner, model: nn.Module, tokenizer, dataset: Dataset, parent
     if not result["passed"]:
         message = failure(name, result, config.tolerance) + " as `mobclf export` checks it"
         if not config.accept_parity_failure:
-            raise UserError(f"{message}; nothing was written: try {config.remedies(model)}, or pass "
+            raise UserError(f"{message}; nothing was written: try {_remedies(config, model)}, or pass "
                             "--accept-parity-failure here and to export")
         console.log(f"[yellow]{message}; written anyway (--accept-parity-failure)")
     return result
@@ -262,3 +238,4 @@ def _runtime_metrics(runner, model: nn.Module, tokenizer, dataset: Dataset, pare
     metrics["agreement_with_teacher"] = {} if teacher is None else agreement_with_teacher(
         predictions, teacher, load_classifier(teacher), load_tokenizer(teacher.file("tokenizer")), dataset)
     return metrics
+

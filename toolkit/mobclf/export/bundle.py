@@ -33,6 +33,7 @@ from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
 from mobclf.export.parity import Tolerance, certify, failure, parity_sample
+from mobclf.stages import ExportConfig
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
@@ -88,25 +89,20 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
     return {"file": path.name, "runtime": runtime, **described}
 
 
-def export_bundle(source: Path, out: Path, target: str, data: Path | None = None, parity_texts: int = 200,
-                  tolerance: Tolerance = Tolerance(), ort: bool = False, seed: int = 0, force: bool = False,
-                  accept_parity_failure: bool = False) -> Artifact:
-    """Export a student, pruned or quantized artifact as a device bundle for ``target`` (android, onnx, web, all);
-    ``ort`` adds ``model.ort`` (ONNX Runtime Mobile) beside ``model.onnx``. ``force`` replaces an earlier bundle at
-    ``out``; ``accept_parity_failure`` writes the bundle even when a file fails the parity check."""
-    if target not in TARGETS:
-        raise UserError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = None, force: bool = False) -> Artifact:
+    """Export a student, pruned or quantized artifact as a device bundle for ``config.target``; ``config.ort`` adds
+    ``model.ort`` (ONNX Runtime Mobile) beside ``model.onnx``. ``force`` replaces an earlier bundle at ``out``;
+    ``config.accept_parity_failure`` writes the bundle even when a file fails the parity check."""
+    target, tolerance, ort = config.target, config.tolerance, config.ort
     if ort and "onnx" not in TARGETS[target]:
         raise UserError(f"--ort converts the .onnx file; use it with --target onnx, web or all (not {target})")
-    if parity_texts < 1:
-        raise UserError(f"the parity check needs at least one text (got {parity_texts})")
     check_output_dir(out, force)
     artifact = load_artifact(source, kind=("student", "pruned", "quantized"))
     _check_runtimes(artifact, target)
     dataset = _dataset_of(artifact, data)
     dataset.check_labels_of(artifact)
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
-    texts = parity_sample(dataset.texts("val"), parity_texts, seed)
+    texts = parity_sample(dataset.texts("val"), config.parity_texts, config.seed)
     thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
     eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
 
@@ -125,7 +121,7 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
         failed = {name: result for name, result in parity.items() if not result["passed"]}
         for name, result in failed.items():
             message = failure(name, result, tolerance)
-            if not accept_parity_failure:
+            if not config.accept_parity_failure:
                 raise UserError(message + "; nothing was written (pass --accept-parity-failure to export it anyway, "
                                 "marked as failed)", path=out)
             console.log(f"[yellow]{message}; exported anyway (--accept-parity-failure), marked as failed")
@@ -137,7 +133,7 @@ def export_bundle(source: Path, out: Path, target: str, data: Path | None = None
         (bundle.dir / "bundle.json").write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
         bundle.manifest.update({"target": target, "bundle": "bundle.json", "labels": artifact.labels,
-                                "parity": parity, "lineage": lineage([artifact, dataset.artifact], seed)})
+                                "parity": parity, "lineage": lineage([artifact, dataset.artifact], config.seed)})
     for name, result in parity.items():
         console.log(f"{name}: label-set agreement {result['label_set_agreement']:.4f}, max |Δprob| "
                     f"{result['max_abs_prob_difference']:.2e} on {result['texts']} val texts")

@@ -11,23 +11,13 @@ file that export would refuse is refused when it is made, not stages later (``pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
+from mobclf.stages import PARITY_TEXTS, PARITY_SEED, Tolerance
 from mobclf.train.classifier import predict_probs
 from mobclf.train.metrics import agreement
 from mobclf.train.thresholds import predict_labels
-
-
-PARITY_TEXTS = 200  # validation texts a parity check runs, by default
-PARITY_SEED = 0  # which ones, by default
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    min_agreement: float = 0.98  # of thresholded label sets, exported vs eager
-    max_prob_diff: float = 0.2  # largest |Δ probability| over the texts and labels
 
 
 def parity_sample(texts: list[str], count: int = PARITY_TEXTS, seed: int = PARITY_SEED) -> list[str]:
