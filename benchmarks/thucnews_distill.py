@@ -24,8 +24,8 @@ from common import (
     write_report,
 )
 from mobclf.bench.report import machine
+from mobclf.stages import DATA_PREPARE, PrepareConfig
 from mobclf.data.dataset import load_dataset
-from mobclf.data.prepare import prepare_dataset
 from mobclf.distill.distill import DistillPlan, distill
 from mobclf.distill.teacher_cache import teacher_predictions
 from mobclf.distill.textcnn_student import TextCnnConfig
@@ -57,8 +57,9 @@ UNLABELED_STUDENT = "textcnn-all-unlabeled"  # all losses + 20k unlabelled TNEWS
 def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, results: Path,
          unlabeled_student: bool) -> None:
     source = data_root / "thucnews"
-    dataset_artifact, data_seconds = reuse_or_run(work / "dataset", "dataset", lambda: prepare_dataset(
-        train=source / "train.jsonl", val=source / "val.jsonl", test=source / "test.jsonl", out=work / "dataset"))
+    dataset_artifact, data_seconds = reuse_or_run(work / "dataset", "dataset", lambda: DATA_PREPARE.call(
+        PrepareConfig(), {"train": source / "train.jsonl", "val": source / "val.jsonl", "test": source / "test.jsonl"},
+        work / "dataset"))
     dataset = load_dataset(dataset_artifact.path)
     teacher, teacher_seconds = reuse_or_run(work / "teacher-bert-base", "teacher", lambda: train_teacher(
         dataset_artifact.path, work / "teacher-bert-base", BERT_BASE,

@@ -35,8 +35,8 @@ from common import (
     write_report,
 )
 from mobclf.bench.report import machine
+from mobclf.stages import DATA_PREPARE, PrepareConfig
 from mobclf.data.dataset import load_dataset
-from mobclf.data.prepare import prepare_dataset
 from mobclf.distill.distill import DistillPlan, distill
 from mobclf.distill.teacher_cache import teacher_predictions
 from mobclf.distill.textcnn_student import TextCnnConfig
@@ -103,7 +103,7 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, pretraini
     setting, work = SETTINGS[name], work or WORK_ROOT / name
     files = {split: data_root / path for split, path in setting.files.items()}
     data_artifact, _ = reuse_or_run(work / "dataset", "dataset",
-                                    lambda: prepare_dataset(out=work / "dataset", **files))
+                                    lambda: DATA_PREPARE.call(PrepareConfig(), files, work / "dataset"))
     dataset = load_dataset(data_artifact.path)
     teacher_dir = work / setting.teacher_name
     teacher, teacher_seconds = reuse_or_run(teacher_dir, "teacher", lambda: train_teacher(

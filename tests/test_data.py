@@ -14,15 +14,22 @@ from mobclf.artifacts import MANIFEST
 from mobclf.cli import main
 from mobclf.data import splits as splits_module
 from mobclf.data.dataset import Example, load_dataset, read_texts
-from mobclf.data.prepare import detect_language, prepare_dataset
+from mobclf.data.prepare import detect_language, run
 from mobclf.data.readers import detect_format, read_class_file, read_labelled
 from mobclf.data.splits import carve_splits
 from mobclf.errors import UserError
+from mobclf.stages import PrepareConfig
 
 SINGLE = [(f"news {label} number {i}", [label]) for label in ("sports", "finance", "games") for i in range(20)]
 MULTI = [(f"story {i}", labels) for i, labels in enumerate(
     [["earn"]] * 30 + [["acq"]] * 20 + [["acq", "earn"]] * 10 + [["grain", "wheat"]] * 12 + [["grain"]] * 8
     + [["crude", "ship"]] * 6 + [["ship"]] * 4)]
+
+
+def prepare(*, out, train=None, val=None, test=None, class_file=None, force=False, **settings):
+    """The data stage with its settings as keywords."""
+    return run(PrepareConfig(**settings), out=out, train=train, val=val, test=test, class_file=class_file,
+               force=force)
 
 
 def write_jsonl(path: Path, items, **extra) -> Path:
@@ -131,7 +138,7 @@ def test_multi_label_single_example_labels_are_kept_with_a_warning(indir, tmp_pa
     items = MULTI + [("lonely one", ["earn", "zinc"]), ("lonely two", ["acq", "tin"])]
     given = {} if carved else {"val": write_jsonl(indir / "val.jsonl", MULTI[::5]),
                                "test": write_jsonl(indir / "test.jsonl", MULTI[1::5])}
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", **given)
+    art = prepare(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", **given)
     assert {"tin", "zinc"} <= set(art.manifest["labels"])
     expected = (f"2 labels of {indir / 'a.jsonl'} have a single training example ('tin', 'zinc')"
                 + ("; they stay in train, so val/test never test them" if carved else "")
@@ -146,7 +153,7 @@ def test_multi_label_carved_split_left_empty_is_refused(indir, tmp_path):
     items = [(f"story {i}", [f"only{i}", "common" if i % 2 else "other"]) for i in range(20)]
     path = write_jsonl(indir / "a.jsonl", items)
     with pytest.raises(UserError, match=f"^{path}: the (val|test) split carved from it is empty.*--min-label-count 2"):
-        prepare_dataset(train=path, out=tmp_path / "out")
+        prepare(train=path, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -179,13 +186,13 @@ def test_thucnews_without_class_file_is_refused(indir, tmp_path):
     path = indir / "train.txt"
     path.write_text("标题\t0\n", encoding="utf-8")
     with pytest.raises(UserError, match="--class-file"):
-        prepare_dataset(train=path, out=tmp_path / "out")
+        prepare(train=path, out=tmp_path / "out")
 
 
 def test_label_too_rare_to_stratify_names_label_count_and_fix(indir, tmp_path):
     path = write_jsonl(indir / "a.jsonl", SINGLE + [("lonely", ["rare"]), ("lonely too", ["rare"])])
     with pytest.raises(UserError, match=r"label 'rare' has 2 example\(s\).*--min-label-count 3") as caught:
-        prepare_dataset(train=path, out=tmp_path / "out")
+        prepare(train=path, out=tmp_path / "out")
     assert caught.value.line == len(SINGLE) + 1
     assert not (tmp_path / "out").exists()
 
@@ -194,7 +201,7 @@ def test_data_too_small_to_stratify_is_a_user_error(indir, tmp_path):
     path = write_jsonl(indir / "a.jsonl", SINGLE[:3] + SINGLE[20:23] + SINGLE[40:43])
     with pytest.raises(UserError, match=f"{path}: cannot stratify 9 rows of 3 labels into train/val/test: the test "
                        "split would get 1 rows.*give --val and --test as files, or raise the test share of --split"):
-        prepare_dataset(train=path, out=tmp_path / "out")
+        prepare(train=path, out=tmp_path / "out")
 
 
 def test_too_many_labels_to_stratify_says_what_helps(indir, tmp_path):
@@ -205,9 +212,9 @@ def test_too_many_labels_to_stratify_says_what_helps(indir, tmp_path):
     path = write_jsonl(indir / "a.jsonl", items)
     with pytest.raises(UserError, match=f"^{path}: cannot stratify 4200 rows of 1210 labels.*the test split would "
                        "get 420 rows.*pass --min-label-count 60 to keep the 10 labels") as caught:
-        prepare_dataset(train=path, out=tmp_path / "out")
+        prepare(train=path, out=tmp_path / "out")
     assert "test_size" not in caught.value.message and "\n" not in caught.value.message
-    art = prepare_dataset(train=path, out=tmp_path / "out", min_label_count=60)
+    art = prepare(train=path, out=tmp_path / "out", min_label_count=60)
     assert sum(art.manifest["splits"].values()) == 600 and art.manifest["filtering"]["dropped_rows"] == {"train": 3600}
 
 
@@ -215,7 +222,7 @@ def test_big_carved_shares_leave_no_class_with_one_row(indir, tmp_path):
     """Cutting 40% test then 40% val can leave a class of three with one row for the second cut, which sklearn
     refuses to stratify; that row stays in train."""
     items = [(f"news {label} {i}", [label]) for label, n in (("a", 3), ("b", 3), ("c", 3), ("d", 12)) for i in range(n)]
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", ratios=(0.2, 0.4, 0.4))
+    art = prepare(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", split=(0.2, 0.4, 0.4))
     parts = {name: read_split(art.path, name) for name in ("train", "val", "test")}
     assert sorted(row for rows in parts.values() for row in rows) == sorted((t, tuple(l)) for t, l in items)
     assert {labels for _, labels in parts["train"]} == {("a",), ("b",), ("c",), ("d",)}
@@ -226,7 +233,7 @@ def test_multi_label_with_many_labels_splits(indir, tmp_path):
     items = [(f"story {label} {i}", [f"l{label}"] + (["common"] if i else [])) for label in range(1200)
              for i in range(1 + label % 2)]
     items += [(f"filler {i}", ["common", "other"]) for i in range(200)]
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out")
+    art = prepare(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out")
     assert art.manifest["multi_label"] is True and len(art.manifest["labels"]) == 1202
     assert sum(art.manifest["splits"].values()) == len(items) and min(art.manifest["splits"].values()) > 0
     assert any(warning.startswith(f"600 labels of {indir / 'a.jsonl'} have a single training example ('l0', ")
@@ -236,13 +243,13 @@ def test_multi_label_with_many_labels_splits(indir, tmp_path):
 def test_unreadable_input_is_a_user_error(indir, tmp_path):
     """An OSError while reading (here: a folder given where a file belongs, as a recipe may) names the path."""
     with pytest.raises(UserError, match=f"^{indir}: cannot read the file"):
-        prepare_dataset(train=indir, fmt="jsonl", out=tmp_path / "out")
+        prepare(train=indir, format="jsonl", out=tmp_path / "out")
 
 
 def test_class_file_needs_thucnews_input(indir, tmp_path):
     (indir / "class.txt").write_text("a\nb\n", encoding="utf-8")
     with pytest.raises(UserError, match="--class-file is only for THUCNews"):
-        prepare_dataset(train=write_jsonl(indir / "a.jsonl", SINGLE), class_file=indir / "class.txt",
+        prepare(train=write_jsonl(indir / "a.jsonl", SINGLE), class_file=indir / "class.txt",
                         out=tmp_path / "out")
 
 
@@ -250,7 +257,7 @@ def test_class_file_needs_thucnews_input(indir, tmp_path):
 
 def test_exact_duplicates_dropped_and_conflicts_warned(indir, tmp_path, capsys):
     items = SINGLE + [SINGLE[0], SINGLE[0], (SINGLE[1][0], ["finance"])]
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out")
+    art = prepare(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out")
     assert art.manifest["duplicates"] == {"dropped": 2, "conflicting": 1}
     assert sum(art.manifest["splits"].values()) == len(SINGLE) + 1
     warnings = art.manifest["warnings"]
@@ -263,7 +270,7 @@ def test_exact_duplicates_dropped_and_conflicts_warned(indir, tmp_path, capsys):
 # --- splits ----------------------------------------------------------------------------------------------------------
 
 def test_single_file_single_label_stratified_split(indir, tmp_path):
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", SINGLE), out=tmp_path / "out")
+    art = prepare(train=write_jsonl(indir / "a.jsonl", SINGLE), out=tmp_path / "out")
     out = art.path
     parts = {name: read_split(out, name) for name in ("train", "val", "test")}
     assert sorted(row for rows in parts.values() for row in rows) == sorted((t, tuple(l)) for t, l in SINGLE)
@@ -283,7 +290,7 @@ def test_multi_label_split_uses_iterative_stratification(indir, tmp_path, monkey
             return super().split(X, y, groups)
 
     monkeypatch.setattr(splits_module, "MultilabelStratifiedShuffleSplit", Spy)
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
+    art = prepare(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
     assert len(calls) == 2 and calls[0] == (len(MULTI), 6)
     assert art.manifest["split"]["how"] == "iterative-stratification"
     assert art.manifest["multi_label"] is True
@@ -311,7 +318,7 @@ def test_carve_splits_partitions_rows_and_keeps_every_label_in_train():
 def test_given_splits_are_kept_as_they_are(indir, tmp_path):
     paths = {name: write_jsonl(indir / f"{name}.jsonl", SINGLE[offset::3]) for offset, name in
              enumerate(("train", "val", "test"))}
-    art = prepare_dataset(**paths, out=tmp_path / "out")
+    art = prepare(**paths, out=tmp_path / "out")
     assert art.manifest["split"]["how"] == "given"
     for offset, name in enumerate(("train", "val", "test")):
         assert read_split(art.path, name) == [(text, tuple(labels)) for text, labels in SINGLE[offset::3]]
@@ -321,7 +328,7 @@ def test_given_splits_are_kept_as_they_are(indir, tmp_path):
 def test_train_and_test_given_val_carved_from_train(indir, tmp_path):
     train = [item for index, item in enumerate(SINGLE) if index % 4]
     test = [item for index, item in enumerate(SINGLE) if not index % 4]
-    art = prepare_dataset(train=write_jsonl(indir / "train.jsonl", train),
+    art = prepare(train=write_jsonl(indir / "train.jsonl", train),
                           test=write_jsonl(indir / "test.jsonl", test), out=tmp_path / "out")
     assert read_split(art.path, "test") == [(text, tuple(labels)) for text, labels in test]
     assert sorted(read_split(art.path, "train") + read_split(art.path, "val")) == sorted(
@@ -335,7 +342,7 @@ def test_train_and_test_given_val_carved_from_train(indir, tmp_path):
 
 def test_min_label_count_drops_labels_and_rows_left_without_labels(indir, tmp_path):
     items = SINGLE + [(f"rare {i}", ["rare"]) for i in range(4)] + [("mixed", ["rare", "sports"])]
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", min_label_count=6)
+    art = prepare(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", min_label_count=6)
     filtering = art.manifest["filtering"]
     assert filtering["dropped_labels"] == {"rare": 5}
     assert filtering["dropped_rows"] == {"train": 4}
@@ -347,7 +354,7 @@ def test_min_label_count_drops_labels_and_rows_left_without_labels(indir, tmp_pa
 def test_filter_std_drops_labels_below_mean_minus_k_std(indir, tmp_path):
     counts = {"a": 30, "b": 30, "c": 30, "d": 3}
     items = [(f"{label} {i}", [label]) for label, n in counts.items() for i in range(n)]
-    art = prepare_dataset(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", filter_std=1.0)
+    art = prepare(train=write_jsonl(indir / "a.jsonl", items), out=tmp_path / "out", filter_std=1.0)
     values = np.array(list(counts.values()), dtype=float)
     filtering = art.manifest["filtering"]
     assert filtering["std_threshold"] == pytest.approx(values.mean() - values.std())
@@ -357,7 +364,7 @@ def test_filter_std_drops_labels_below_mean_minus_k_std(indir, tmp_path):
 
 def test_labels_without_training_examples_are_dropped_from_every_split(indir, tmp_path):
     test = SINGLE[::5] + [("only in test", ["weather"])]
-    art = prepare_dataset(train=write_jsonl(indir / "train.jsonl", SINGLE), val=write_jsonl(indir / "val.jsonl",
+    art = prepare(train=write_jsonl(indir / "train.jsonl", SINGLE), val=write_jsonl(indir / "val.jsonl",
                           SINGLE[::7]), test=write_jsonl(indir / "test.jsonl", test), out=tmp_path / "out")
     assert art.manifest["filtering"]["dropped_labels"] == {"weather": 0}
     assert art.manifest["filtering"]["dropped_rows"] == {"train": 0, "val": 0, "test": 1}
@@ -369,12 +376,12 @@ def test_labels_without_training_examples_are_dropped_from_every_split(indir, tm
 def test_refuses_to_overwrite_without_force(indir, tmp_path):
     path = write_jsonl(indir / "a.jsonl", SINGLE)
     out = tmp_path / "out"
-    prepare_dataset(train=path, out=out)
+    prepare(train=path, out=out)
     manifest = (out / MANIFEST).read_text()
     with pytest.raises(UserError, match="--force"):
-        prepare_dataset(train=path, out=out, seed=1)
+        prepare(train=path, out=out, seed=1)
     assert (out / MANIFEST).read_text() == manifest
-    assert prepare_dataset(train=path, out=out, seed=1, force=True).manifest["split"]["seed"] == 1
+    assert prepare(train=path, out=out, seed=1, force=True).manifest["split"]["seed"] == 1
 
 
 @pytest.mark.parametrize("where", [".", ".."])
@@ -382,7 +389,7 @@ def test_never_writes_over_an_input_folder(indir, where):
     path = write_jsonl(indir / "a.jsonl", SINGLE)
     before = sorted(p.name for p in indir.parent.rglob("*"))
     with pytest.raises(UserError, match="holds the input"):
-        prepare_dataset(train=path, out=indir / where, force=True)
+        prepare(train=path, out=indir / where, force=True)
     assert sorted(p.name for p in indir.parent.rglob("*")) == before
     assert path.read_text(encoding="utf-8").count("\n") == len(SINGLE)
 
@@ -390,7 +397,7 @@ def test_never_writes_over_an_input_folder(indir, where):
 # --- dataset artifact ------------------------------------------------------------------------------------------------
 
 def test_load_dataset_gives_examples_and_multi_hot_targets(indir, tmp_path):
-    prepare_dataset(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
+    prepare(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
     data = load_dataset(tmp_path / "out")
     assert data.multi_label and data.language == "en"
     examples = data.examples("train")
@@ -410,7 +417,7 @@ def test_thucnews_dataset_keeps_class_file_order_and_detects_chinese(indir, tmp_
     (indir / "class.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
     lines = [f"第{i}条{classes[i % 3]}新闻标题\t{i % 3}" for i in range(30)]
     (indir / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    art = prepare_dataset(train=indir / "train.txt", class_file=indir / "class.txt", out=tmp_path / "out")
+    art = prepare(train=indir / "train.txt", class_file=indir / "class.txt", out=tmp_path / "out")
     assert art.manifest["labels"] == classes
     assert art.manifest["language"] == "zh"
     assert {source["format"] for source in art.manifest["sources"]} == {"thucnews", "class-list"}

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from mobclf.data.readers import FORMATS
 from mobclf.errors import UserError
@@ -154,51 +155,14 @@ def stage_command(stage: Stage) -> click.Command:
         out, force = values.pop("out"), values.pop("force")
         config = build_config(stage.config, {tuple(name.split("__")): value for name, value in values.items()})
         artifact = stage.call(config, inputs, out, force)
+        summary = stage.summarize(artifact.manifest)
+        if summary is not None:
+            Console().print(summary)
         click.echo(f"{stage.produces} written to {artifact.path}")
 
     return click.Command(stage.command[-1], params=params, callback=callback, help=stage.help)
 
 
-
-
-@data.command("prepare")
-@click.argument("input_file", metavar="[INPUT]", required=False, type=PATH_FILE)
-@click.option("--train", type=PATH_FILE, help="Training file (instead of INPUT); val/test not given are carved from it.")
-@click.option("--val", type=PATH_FILE, help="Validation file, kept as it is.")
-@click.option("--test", type=PATH_FILE, help="Test file, kept as it is.")
-@click.option("--out", required=True, type=PATH_OUT, help="Dataset artifact directory to write.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="Input format [default: from the extension: .jsonl/.json, .csv, .tsv, .txt = THUCNews].")
-@click.option("--text-column", default="text", show_default=True, help="Text column (CSV/TSV) or field (JSONL).")
-@click.option("--label-column", default="labels", show_default=True, help="Label column (CSV/TSV) or field (JSONL).")
-@click.option("--label-sep", help="Separator of several labels in one CSV/TSV cell, e.g. '|' [default: one label].")
-@click.option("--class-file", type=PATH_FILE, help="THUCNews class.txt: label names, one per line, in id order.")
-@click.option("--split", "ratios", nargs=3, type=FiniteFloat(0, 1), default=(0.8, 0.1, 0.1), show_default=True,
-              metavar="TRAIN VAL TEST", help="Ratios of the splits made here.")
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--min-label-count", type=click.IntRange(min=1), help="Drop labels with fewer training examples.")
-@click.option("--filter-std", type=FiniteFloat(min=0), metavar="K",
-              help="Drop labels whose training count is below mean - K*std of the label counts.")
-@click.option("--force", is_flag=True, help="Replace an existing --out artifact.")
-def data_prepare_command(input_file, train, val, test, out, fmt, text_column, label_column, label_sep, class_file,
-                         ratios, seed, min_label_count, filter_std, force):
-    """Check, filter and split labelled text into a dataset artifact.
-
-    INPUT (or --train) alone is split into train/val/test; a --val or --test not given is carved from it.
-    """
-    from rich.console import Console
-
-    from mobclf.data.prepare import prepare_dataset
-    from mobclf.data.stats import summary
-
-    if (input_file is None) == (train is None):
-        raise UserError("give the training data either as INPUT or as --train, not both or neither")
-    artifact = prepare_dataset(out=out, train=input_file or train, val=val, test=test, fmt=fmt,
-                               text_column=text_column, label_column=label_column, label_sep=label_sep,
-                               class_file=class_file, ratios=ratios, seed=seed, min_label_count=min_label_count,
-                               filter_std=filter_std, force=force)
-    Console().print(summary(artifact.manifest))
-    click.echo(f"dataset written to {artifact.path}")
 
 
 def training_options(epochs: int, lr: float | None, batch_size: int, classifier: bool = True,

@@ -16,11 +16,11 @@ from rich.table import Table
 from mobclf.artifacts import load_artifact
 from mobclf.console import console
 from mobclf.data.demo_corpus import generate_demo_corpus
-from mobclf.data.prepare import prepare_dataset
 from mobclf.distill.distill import DistillPlan, distill
 from mobclf.distill.textcnn_student import TextCnnConfig
 from mobclf.distill.tinybert_student import TinyBertConfig
 from mobclf.errors import UserError
+from mobclf.stages import DATA_PREPARE, PrepareConfig
 from mobclf.train.evaluate import evaluate
 from mobclf.train.loop import FitConfig
 from mobclf.train.pretrain import pretrain
@@ -60,7 +60,7 @@ def run_demo(out: Path, n_items: int = 3000, pretrain_epochs: int = 3, teacher_e
     corpus.parent.mkdir(exist_ok=True)
     generate_demo_corpus(corpus, n_items=n_items, seed=seed)
     generate_demo_corpus(unlabeled, n_items=n_items, seed=seed + 1)  # pre-training reads its texts only
-    dataset = prepare_dataset(train=corpus, out=out / "dataset", seed=seed, force=True).path
+    dataset = DATA_PREPARE.call(PrepareConfig(seed=seed), {"train": corpus}, out / "dataset", force=True).path
     lap("data")
 
     teacher_geometry = {key: getattr(DEMO_TEACHER, key) for key in ("layers", "hidden", "heads", "intermediate")}

@@ -259,6 +259,11 @@ def command_arguments(config: Any) -> list[str]:
     return arguments
 
 
+def _resolve(name: str) -> Callable:
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 @dataclass(frozen=True)
 class Input:
     """An input of a stage: ``name`` is its option (``--data``) and ``run``'s keyword (dashes → underscores; ``from``
@@ -288,11 +293,14 @@ class Stage:
     inputs: tuple[Input, ...]
     produces: str
     help: str
+    summary: str | None = None  # "module:function": manifest → what the command prints about the new artifact
 
     @property
     def run(self) -> Callable:
-        module, name = self.function.split(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.function)
+
+    def summarize(self, manifest: dict) -> Any:
+        return _resolve(self.summary)(manifest) if self.summary else None
 
     @property
     def name(self) -> str:

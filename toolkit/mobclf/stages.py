@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mobclf.protocol import Input, Stage, StageConfig, setting
+from mobclf.data.readers import FORMATS
+from mobclf.protocol import ConfigError, Input, Stage, StageConfig, setting
 
 RUNTIMES = ("executorch", "onnx")
 SCHEMES = ("static", "dynamic")
@@ -27,6 +28,44 @@ class Tolerance(StageConfig):
                                    "model's.", min=0, max=1)
     max_prob_diff: float = setting(0.2, "Largest |Δ probability| allowed between an exported file and the fp32 "
                                    "model.", min=0, max=1)
+
+
+@dataclass(frozen=True)
+class PrepareConfig(StageConfig):
+    """Reading, checking, filtering and splitting labelled text (``data/prepare.py``)."""
+
+    format: str | None = setting(None, "Input format [default: from the extension: .jsonl/.json, .csv, .tsv, .txt = "
+                                 "THUCNews].", choices=FORMATS)
+    text_column: str = setting("text", "Text column (CSV/TSV) or field (JSONL).")
+    label_column: str = setting("labels", "Label column (CSV/TSV) or field (JSONL).")
+    label_sep: str | None = setting(None, "Separator of several labels in one CSV/TSV cell, e.g. '|' [default: one "
+                                    "label].")
+    split: tuple[float, float, float] = setting((0.8, 0.1, 0.1), "Ratios of the train, val and test splits made "
+                                                "here (positive, summing to 1).", min=0, max=1, min_open=True,
+                                                metavar="TRAIN VAL TEST")
+    seed: int = setting(42, "Seed of the splits.")
+    min_label_count: int | None = setting(None, "Drop labels with fewer training examples.", min=1)
+    filter_std: float | None = setting(None, "Drop labels whose training count is below mean - K*std of the label "
+                                       "counts.", min=0, metavar="K")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if abs(sum(self.split) - 1) > 1e-6:
+            raise ConfigError("split", f"the train/val/test ratios must sum to 1, got {tuple(self.split)}")
+
+
+DATA_PREPARE = Stage(("data", "prepare"), PrepareConfig, "mobclf.data.prepare:run", produces="dataset",
+                     inputs=(Input("input", "Labelled file, split into train/val/test.", required=False, file=True,
+                                   argument=True),
+                             Input("train", "Training file (instead of INPUT); val/test not given are carved from "
+                                   "it.", required=False, file=True),
+                             Input("val", "Validation file, kept as it is.", required=False, file=True),
+                             Input("test", "Test file, kept as it is.", required=False, file=True),
+                             Input("class-file", "THUCNews class.txt: label names, one per line, in id order.",
+                                   required=False, file=True)),
+                     help="Check, filter and split labelled text into a dataset artifact. INPUT (or --train) alone "
+                          "is split into train/val/test; a --val or --test not given is carved from it.",
+                     summary="mobclf.data.stats:summary")
 
 
 @dataclass(frozen=True)
@@ -76,4 +115,4 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
-STAGES = (QUANTIZE, EXPORT)
+STAGES = (DATA_PREPARE, QUANTIZE, EXPORT)

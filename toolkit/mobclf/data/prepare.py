@@ -1,7 +1,7 @@
 """The data stage: read labelled text, check it, filter labels, split, and write a dataset artifact.
 
-    art = prepare_dataset(train=Path("news.jsonl"), out=Path("runs/data"))           # one file: 80/10/10 split
-    art = prepare_dataset(train=Path("train.jsonl"), test=Path("test.jsonl"), out=...)  # val carved from train
+    art = run(PrepareConfig(), input=Path("news.jsonl"), out=Path("runs/data"))              # 80/10/10 split
+    art = run(PrepareConfig(), train=Path("train.jsonl"), test=Path("test.jsonl"), out=...)  # val carved
 
 The artifact holds ``train.jsonl``, ``val.jsonl`` and ``test.jsonl`` (``{"text", "labels"}`` per line) and a
 manifest with the label list, label statistics, what filtering and de-duplication dropped, the sources and how the
@@ -25,6 +25,7 @@ from mobclf.data.readers import Row, detect_format, read_class_file, read_labell
 from mobclf.data.splits import SPLITS, carve_splits, min_examples_to_stratify
 from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
 from mobclf.errors import UserError
+from mobclf.stages import PrepareConfig
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -41,12 +42,6 @@ def _refuse_input_location(out: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if target in path.resolve().parents:
             raise UserError(f"holds the input {path}; choose an --out that is not an input's folder", path=out)
-
-
-def _ratios(ratios: tuple[float, float, float]) -> dict[str, float]:
-    if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
-        raise UserError(f"--split needs three positive train/val/test ratios that sum to 1, got {tuple(ratios)}")
-    return dict(zip(SPLITS, map(float, ratios)))
 
 
 def _drop_duplicates(rows: list[Row], warn: Callable[[str], None]) -> tuple[list[Row], int, int]:
@@ -176,37 +171,26 @@ def _warn_rare_multi_labels(rows: list[Row], carved: bool, path: Path, warn: Cal
              "pass --min-label-count 2 to drop them")
 
 
-def prepare_dataset(
-    *,
-    out: Path,
-    train: Path,
-    val: Path | None = None,
-    test: Path | None = None,
-    fmt: str | None = None,
-    text_column: str = "text",
-    label_column: str = "labels",
-    label_sep: str | None = None,
-    class_file: Path | None = None,
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    seed: int = 42,
-    min_label_count: int | None = None,
-    filter_std: float | None = None,
-    force: bool = False,
-) -> Artifact:
+def run(config: PrepareConfig, *, out: Path, input: Path | None = None, train: Path | None = None,
+        val: Path | None = None, test: Path | None = None, class_file: Path | None = None,
+        force: bool = False) -> Artifact:
     """Read, check, de-duplicate, filter and split labelled text into a dataset artifact at ``out``.
 
-    ``train`` alone is split into train/val/test by ``ratios``; a missing ``val`` or ``test`` is carved from
-    ``train`` the same way; given files are kept as they are. Multi-label data is split by iterative
-    stratification, single-label data by sklearn's stratified split, both with ``seed``. Filtering is described in
-    :func:`mobclf.data.stats.filter_labels`. Refuses to write into an input's folder, or over ``out`` unless
-    ``force``.
+    ``input`` (or ``train``) alone is split into train/val/test by ``config.split``; a missing ``val`` or ``test``
+    is carved from it the same way; given files are kept as they are. Multi-label data is split by iterative
+    stratification, single-label data by sklearn's stratified split, both with ``config.seed``. Filtering is
+    described in :func:`mobclf.data.stats.filter_labels`. Refuses to write into an input's folder, or over ``out``
+    unless ``force``.
     """
+    if (input is None) == (train is None):
+        raise UserError("give the training data either as INPUT or as --train, not both or neither")
+    train, fmt, ratios, seed = input or train, config.format, config.split, config.seed
     out = Path(out)
     given = {name: Path(path) for name, path in zip(SPLITS, (train, val, test)) if path is not None}
     class_file = Path(class_file) if class_file is not None else None
     _refuse_input_location(out, [*given.values(), *([class_file] if class_file else [])])
     check_output_dir(out, force)
-    ratio_by_split = _ratios(ratios)
+    ratio_by_split = dict(zip(SPLITS, map(float, ratios)))
     formats = {name: fmt or detect_format(path) for name, path in given.items()}
     class_names = read_class_file(class_file) if class_file else None
     if class_names is not None and "thucnews" not in formats.values():
@@ -221,13 +205,14 @@ def prepare_dataset(
 
     splits, duplicates = {}, {"dropped": 0, "conflicting": 0}
     for name, path in given.items():
-        rows = read_labelled(path, formats[name], text_column=text_column, label_column=label_column,
-                             label_sep=label_sep, class_names=class_names)
+        rows = read_labelled(path, formats[name], text_column=config.text_column, label_column=config.label_column,
+                             label_sep=config.label_sep, class_names=class_names)
         splits[name], dropped, conflicting = _drop_duplicates(rows, warn)
         duplicates["dropped"] += dropped
         duplicates["conflicting"] += conflicting
 
     as_read = splits
+    min_label_count, filter_std = config.min_label_count, config.filter_std
     splits, filtering = filter_labels(splits, class_names, min_label_count, filter_std)
     for name in ("val", "test"):
         if name in given and not splits[name]:
