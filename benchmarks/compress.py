@@ -26,18 +26,15 @@ import click
 from common import WORK_ROOT, artifact_row, reuse_or_run, write_report
 from mobclf.artifacts import load_artifact
 from mobclf.bench.report import machine
-from mobclf.compress.prune import PruneConfig, prune
-from mobclf.compress.quantize import QuantizeConfig, quantize
 from mobclf.export.executorch import to_pte
 from mobclf.export.exportable import ExportableClassifier
 from mobclf.models import load_classifier
-from mobclf.train.loop import FitConfig
+from mobclf.stages import PRUNE, QUANTIZE, FitConfig, PruneConfig, QuantizeConfig
 
 STUDENTS = {  # student directory in the tinybert_distill work directory → recovery training
     "textcnn-kd": FitConfig(epochs=5, batch_size=64, lr=5e-4, patience=2),
     "tinybert4-pred": FitConfig(epochs=2, batch_size=32, lr=1e-4, patience=1),
 }
-PRUNING = PruneConfig(ratio=0.3, importance="magnitude")
 
 
 def quantized_row(name: str, artifact, fp32_micro_f1: float) -> dict:
@@ -75,18 +72,21 @@ def main(name: str, work: Path | None, results: Path, only: tuple[str, ...]) -> 
                                                student.manifest["tokenizer"]["max_length"]).pte)
         rows.append(fp32_row)
         fp32_f1 = fp32_row["micro_f1"]
-        int8 = reuse_or_run(work / f"{student_name}-int8", "quantized", lambda: quantize(
-            student.path, data, work / f"{student_name}-int8", QuantizeConfig(accept_parity_failure=True)))[0]
+        int8 = reuse_or_run(work / f"{student_name}-int8", "quantized", lambda: QUANTIZE.call(
+            QuantizeConfig(accept_parity_failure=True), {"source": student.path, "data": data},
+            work / f"{student_name}-int8"))[0]
         rows.append(quantized_row(f"{student_name}-int8-pte", int8, fp32_f1))
         pruned_dir = work / f"{student_name}-pruned"
-        pruned, seconds = reuse_or_run(pruned_dir, "pruned", lambda: prune(student.path, data, pruned_dir, PRUNING,
-                                                                           recovery))
+        pruning = PruneConfig(ratio=0.3, importance="magnitude", fit=recovery)
+        pruned, seconds = reuse_or_run(pruned_dir, "pruned", lambda: PRUNE.call(
+            pruning, {"source": student.path, "data": data}, pruned_dir))
         rows.append({**artifact_row(f"{student_name}-pruned", pruned, seconds),
                      "share_of_fp32_student": pruned.manifest["metrics"]["test"]["micro_f1"] / fp32_f1})
         for runtime, scheme, suffix in (("executorch", "static", "pte"), ("onnx", "dynamic", "onnx")):
             out = work / f"{student_name}-pruned-int8-{suffix}"
-            quantized = reuse_or_run(out, "quantized", lambda: quantize(
-                pruned.path, data, out, QuantizeConfig(runtime=runtime, scheme=scheme, accept_parity_failure=True)))[0]
+            quantized = reuse_or_run(out, "quantized", lambda: QUANTIZE.call(
+                QuantizeConfig(runtime=runtime, scheme=scheme, accept_parity_failure=True),
+                {"source": pruned.path, "data": data}, out))[0]
             row = quantized_row(f"{student_name}-pruned-int8-{suffix}", quantized, fp32_f1)
             row["size_vs_fp32_pte"] = row["size_bytes"] / fp32_row["pte_size_bytes"]
             rows.append(row)

@@ -367,46 +367,6 @@ def distill_command(teacher_dir, data, out, student, losses, temperature, interm
     click.echo(f"student written to {artifact.path}")
 
 
-@main.command("prune")
-@click.option("--from", "source", required=True, type=PATH_IN, help="TextCNN or TinyBERT student (or pruned) artifact.")
-@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact the student was trained on.")
-@click.option("--out", required=True, type=PATH_OUT, help="Pruned artifact directory to write.")
-@click.option("--teacher", "teacher_dir", type=PATH_IN,
-              help="Teacher to recover against [default: the one in the student's manifest].")
-@click.option("--ratio", default=0.3, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
-              help="Fraction of conv filters (TextCNN) or attention heads and FFN channels (TinyBERT) removed.")
-@click.option("--importance", default="magnitude", show_default=True, type=click.Choice(["magnitude", "taylor"]),
-              help="Group L2 norm of the weights, or first-order Taylor |w·grad| on a few training batches.")
-@click.option("--global/--per-layer", "global_pruning", default=False, show_default=True,
-              help="Rank channels across layers, or remove the same fraction in every layer.")
-@click.option("--steps", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Iterative pruning: this many prune → recover rounds to reach --ratio.")
-@click.option("--prune-vocab/--no-prune-vocab", default=True, show_default=True,
-              help="Keep only the tokens seen in the training texts (smaller embedding and vocab.txt).")
-@click.option("--loss", "losses", multiple=True, callback=parse_loss_weights, metavar="NAME=WEIGHT",
-              help="Repeatable: soft_kd, hard_bce [default: soft_kd=1 hard_bce=1].")
-@click.option("--temperature", type=FiniteFloat(min=0, min_open=True),
-              help="soft_kd temperature [default: the student's distillation temperature].")
-@training_options(epochs=3, lr=None, batch_size=64, epochs_flags=("--recovery-epochs",), min_epochs=0,
-                  epochs_help="Recovery epochs after each pruning step (0: keep the pruned weights as they are).",
-                  lr_help="Recovery learning rate [default: the student's training lr].")
-def prune_command(source, data, out, teacher_dir, ratio, importance, global_pruning, steps, prune_vocab, losses,
-                  temperature, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective, device,
-                  force):
-    """Structured pruning (torch-pruning) of a TextCNN's filters or a TinyBERT's heads and FFN channels, with
-    vocabulary pruning, then recovery distillation from the teacher."""
-    from mobclf.compress.prune import PruneConfig, prune
-
-    config = PruneConfig(ratio=ratio, importance=importance, global_pruning=global_pruning, steps=steps,
-                         prune_vocab=prune_vocab, losses=losses, temperature=temperature)
-    artifact = prune(source, data, out, config, fit_config(epochs, batch_size, lr, patience, seed),
-                     teacher_dir=teacher_dir, threshold_objective=threshold_objective,
-                     pos_weight_scheme=pos_weight_scheme, device=device, force=force)
-    pruning = artifact.manifest["pruning"]
-    click.echo(f"pruned model written to {artifact.path} ({pruning['params_before']:,} → "
-               f"{pruning['params_after']:,} parameters)")
-
-
 def labelled_file_options(command):
     """How `eval` and `bench` read a labelled --file: the options `data prepare` reads its input with, and what
     becomes of labels the model does not know."""

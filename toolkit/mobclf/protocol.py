@@ -14,7 +14,8 @@ and recipes are both made from that declaration, so they cannot drift apart (eve
 
 ``StageConfig.__post_init__`` checks every value (type, choice, range, finite number) whoever builds the config:
 the CLI (``cli.stage_command``), a recipe step (``config_from_options``) or Python code. A nested config dataclass
-(the training loop's ``FitConfig``) contributes its settings as if they were the stage's own. ``command_line``
+(the training loop's ``FitConfig``) contributes its settings as if they were the stage's own; the stage gives them
+its defaults (the field's default factory) and may rename, re-bound or re-explain them (``nested``). ``command_line``
 gives the command that makes the same config, which the artifact's lineage records with the config itself.
 """
 
@@ -50,6 +51,16 @@ def setting(default: Any, help: str, *, flag: str | None = None, off: str | None
     return field(default=default, metadata=meta)
 
 
+def nested(config_type: type, help: str, **overrides: dict) -> Any:
+    """A nested config field: ``config_type()`` with the stage's own defaults (``default`` in an override) and
+    per-setting changes of flag, range or help, e.g. ``nested(FitConfig, "...", epochs={"default": 3, "min": 0,
+    "flag": "recovery-epochs"})``."""
+    defaults = {name: change["default"] for name, change in overrides.items() if "default" in change}
+    meta = {name: {key: value for key, value in change.items() if key != "default"}
+            for name, change in overrides.items()}
+    return field(default_factory=lambda: config_type(**defaults), metadata={"help": help, "settings": meta})
+
+
 class ConfigError(UserError):
     """A setting with a value it cannot have; ``option`` is its flag (without dashes)."""
 
@@ -63,8 +74,9 @@ class Setting:
     """One setting of a (flattened) config: the field, its type, and where it sits (``path`` of nested fields)."""
 
     path: tuple[str, ...]
-    spec: dataclasses.Field
+    meta: dict  # the field's metadata, with the enclosing stage's changes
     type: Any
+    default: Any  # in the enclosing stage
 
     @property
     def name(self) -> str:
@@ -72,17 +84,7 @@ class Setting:
 
     @property
     def flag(self) -> str:
-        return self.spec.metadata.get("flag") or self.name.replace("_", "-")
-
-    @property
-    def meta(self) -> dict:
-        return self.spec.metadata
-
-    @property
-    def default(self) -> Any:
-        if self.spec.default is not dataclasses.MISSING:
-            return self.spec.default
-        return self.spec.default_factory()
+        return self.meta.get("flag") or self.name.replace("_", "-")
 
 
 def optional_type(kind) -> tuple[Any, bool]:
@@ -93,16 +95,20 @@ def optional_type(kind) -> tuple[Any, bool]:
     return kind, False
 
 
-def settings(config_type: type) -> list[Setting]:
-    """Every setting of ``config_type``, nested config dataclasses flattened in field order."""
+def settings(config_type: type, defaults: Any = None, changes: dict | None = None) -> list[Setting]:
+    """Every setting of ``config_type``, nested config dataclasses flattened in field order, with the defaults of
+    ``defaults`` (an instance; default: ``config_type()``) and the per-setting ``changes`` of an enclosing stage."""
     hints = typing.get_type_hints(config_type)
+    defaults = config_type() if defaults is None else defaults
     found = []
     for item in dataclasses.fields(config_type):
         kind = hints[item.name]
         if dataclasses.is_dataclass(kind):
-            found += [Setting((item.name, *inner.path), inner.spec, inner.type) for inner in settings(kind)]
+            inner = settings(kind, getattr(defaults, item.name), item.metadata.get("settings", {}))
+            found += [dataclasses.replace(setting, path=(item.name, *setting.path)) for setting in inner]
         else:
-            found.append(Setting((item.name,), item, kind))
+            meta = {**item.metadata, **(changes or {}).get(item.name, {})}
+            found.append(Setting((item.name,), meta, kind, getattr(defaults, item.name)))
     return found
 
 
@@ -174,8 +180,13 @@ class StageConfig:
             if dataclasses.is_dataclass(hints[item.name]):
                 if not isinstance(value, hints[item.name]):
                     raise TypeError(f"{item.name} must be a {hints[item.name].__name__}")
+                changes = item.metadata.get("settings", {})
+                for setting in settings(hints[item.name], value, changes):  # the stage's own bounds apply too
+                    if setting.name in changes:
+                        _check_value(setting, getattr(value, setting.name))
                 continue
-            object.__setattr__(self, item.name, _check_value(Setting((item.name,), item, hints[item.name]), value))
+            setting = Setting((item.name,), dict(item.metadata), hints[item.name], None)
+            object.__setattr__(self, item.name, _check_value(setting, value))
 
 
 def as_json(config: Any) -> dict:

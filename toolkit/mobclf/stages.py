@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mobclf.data.readers import FORMATS
-from mobclf.protocol import ConfigError, Input, Stage, StageConfig, setting
+from mobclf.protocol import ConfigError, Input, Stage, StageConfig, nested, setting
 
 RUNTIMES = ("executorch", "onnx")
 SCHEMES = ("static", "dynamic")
 EMBEDDINGS = ("int8", "fp32")
 TARGETS = ("android", "onnx", "web", "all")
+POS_WEIGHTS = ("none", "inverse", "sqrt_inverse")
+IMPORTANCES = ("magnitude", "taylor")
+DEVICE = "auto (CUDA when present), cpu, cuda."
 PARITY_TEXTS = 200  # validation texts a parity check runs, by default
 PARITY_SEED = 0  # which ones, by default
 
@@ -28,6 +31,30 @@ class Tolerance(StageConfig):
                                    "model's.", min=0, max=1)
     max_prob_diff: float = setting(0.2, "Largest |Δ probability| allowed between an exported file and the fp32 "
                                    "model.", min=0, max=1)
+
+
+@dataclass(frozen=True)
+class FitConfig(StageConfig):
+    """The one training loop (``train/loop.py``): AdamW, linear warmup and cosine decay, early stopping."""
+
+    epochs: int = setting(10, "Training epochs (early stopping may end sooner).", min=0)
+    batch_size: int = setting(64, "Examples per optimizer step.", min=1)
+    lr: float | None = setting(1e-3, "Peak learning rate.", min=0, min_open=True)
+    weight_decay: float = setting(0.01, "AdamW weight decay.", min=0)
+    warmup_ratio: float = setting(0.1, "Share of the steps spent warming the learning rate up.", min=0, max=1)
+    patience: int = setting(3, "Early stopping: epochs without a better val micro-F1.", min=1)
+    grad_clip: float = setting(1.0, "Largest gradient norm.", min=0, min_open=True)
+    seed: int = setting(42, "Seed of the weights' initialisation and the batch order.")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(StageConfig):
+    """How a classifier's loss weighs labels and how its per-label thresholds are tuned (``train/classifier.py``)."""
+
+    pos_weight: str = setting("sqrt_inverse", "Label weights of the BCE loss, from label frequency.",
+                              choices=POS_WEIGHTS)
+    threshold_objective: str = setting("micro", "F1 that per-label threshold tuning maximises.",
+                                       choices=("micro", "macro"))
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,42 @@ DATA_PREPARE = Stage(("data", "prepare"), PrepareConfig, "mobclf.data.prepare:ru
                      help="Check, filter and split labelled text into a dataset artifact. INPUT (or --train) alone "
                           "is split into train/val/test; a --val or --test not given is carved from it.",
                      summary="mobclf.data.stats:summary")
+
+
+@dataclass(frozen=True)
+class PruneConfig(StageConfig):
+    """Structured pruning and recovery distillation (``compress/prune.py``)."""
+
+    ratio: float = setting(0.3, "Fraction of conv filters (TextCNN) or attention heads and FFN channels (TinyBERT) "
+                           "removed.", min=0, max=1, min_open=True, max_open=True)
+    importance: str = setting("magnitude", "Group L2 norm of the weights, or first-order Taylor |w·grad| on a few "
+                              "training batches.", choices=IMPORTANCES)
+    global_pruning: bool = setting(False, "Rank channels across layers (--global), or remove the same fraction in "
+                                   "every layer (--per-layer).", flag="global", off="per-layer")
+    steps: int = setting(1, "Iterative pruning: this many prune → recover rounds to reach --ratio.", min=1)
+    prune_vocab: bool = setting(True, "Keep only the tokens seen in the training texts (smaller embedding and "
+                                "vocab.txt).")
+    losses: dict[str, float] = setting({"soft_kd": 1.0, "hard_bce": 1.0}, "Repeatable NAME=WEIGHT: soft_kd, "
+                                       "hard_bce.", flag="loss", min=0)
+    temperature: float | None = setting(None, "soft_kd temperature [default: the student's distillation "
+                                        "temperature].", min=0, min_open=True)
+    taylor_batches: int = setting(8, "Training batches whose gradients the Taylor importance reads.", min=1)
+    fit: FitConfig = nested(FitConfig, "Recovery training after each pruning step.",
+                            epochs={"default": 3, "flag": "recovery-epochs", "help": "Recovery epochs after each "
+                                    "pruning step (0: keep the pruned weights as they are)."},
+                            lr={"default": None, "help": "Recovery learning rate [default: the student's training "
+                                "lr]."})
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    device: str = setting("auto", DEVICE)
+
+
+PRUNE = Stage(("prune",), PruneConfig, "mobclf.compress.prune:run", produces="pruned",
+              inputs=(Input("from", "TextCNN or TinyBERT student (or pruned) artifact."),
+                      Input("data", "Dataset artifact the student was trained on."),
+                      Input("teacher", "Teacher to recover against [default: the one in the student's lineage].",
+                            required=False)),
+              help="Structured pruning (torch-pruning) of a TextCNN's filters or a TinyBERT's heads and FFN channels, "
+                   "with vocabulary pruning, then recovery distillation from the teacher.")
 
 
 @dataclass(frozen=True)
@@ -115,4 +178,4 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
-STAGES = (DATA_PREPARE, QUANTIZE, EXPORT)
+STAGES = (DATA_PREPARE, PRUNE, QUANTIZE, EXPORT)

@@ -21,8 +21,8 @@ tokens are all kept gets the same prediction as before. The pruned geometry is r
 ``architecture.config`` (TextCNN ``num_filters`` per kernel size, BERT ``layer_heads`` / ``layer_intermediate``)
 so ``load_classifier`` rebuilds a plain module and loads its safetensors.
 
-    config = PruneConfig(ratio=0.3, importance="taylor", steps=2)
-    pruned = prune(Path("student"), Path("data"), Path("pruned"), config, FitConfig(epochs=3, lr=5e-4))
+    config = PruneConfig(ratio=0.3, importance="taylor", steps=2, fit=FitConfig(epochs=3, lr=5e-4))
+    pruned = run(config, source=Path("student"), data=Path("data"), out=Path("pruned"))
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -48,35 +48,16 @@ from mobclf.models import load_classifier, resolve_device
 from mobclf.text import SPECIAL_TOKENS, TOKENIZERS, Tokenizer, load_tokenizer
 from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
-from mobclf.train.loop import FitConfig, FitResult, fit
+from mobclf.stages import FitConfig, PruneConfig
+from mobclf.train.loop import FitResult, fit
 from mobclf.train.losses import label_pos_weights
 
-IMPORTANCES = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+IMPORTANCE = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
                "taylor": lambda: tp.importance.GroupTaylorImportance()}
 
 
-@dataclass
-class PruneConfig:
-    """What to prune and how hard; recovery training itself is a ``FitConfig`` (its ``epochs`` per step)."""
-
-    ratio: float = 0.3  # fraction of filters / heads / FFN channels removed, in (0, 1)
-    importance: str = "magnitude"  # "magnitude" (group L2 norm) or "taylor" (|w·grad| on training batches)
-    global_pruning: bool = False  # rank channels across layers instead of the same ratio in every layer
-    steps: int = 1  # iterative pruning: this many prune → recover rounds
-    prune_vocab: bool = True  # keep only the tokens seen in the training texts
-    losses: dict[str, float] = field(default_factory=lambda: {"soft_kd": 1.0, "hard_bce": 1.0})
-    temperature: float | None = None  # soft_kd temperature; None → the student's distillation temperature (or 2)
-    taylor_batches: int = 8  # training batches whose gradients the Taylor importance reads
-
-
-def _check_config(config: PruneConfig) -> dict[str, float]:
-    if not 0 < config.ratio < 1:
-        raise UserError(f"--ratio {config.ratio} must lie strictly between 0 and 1, e.g. 0.3 removes 30% of the "
-                        "filters, heads and FFN channels")
-    if config.importance not in IMPORTANCES:
-        raise UserError(f"unknown importance {config.importance!r}; choose one of {', '.join(IMPORTANCES)}")
-    if config.steps < 1 or config.taylor_batches < 1:
-        raise UserError("--steps (and the Taylor batches) must be at least 1")
+def _loss_weights(config: PruneConfig) -> dict[str, float]:
+    """The recovery losses with a non-zero weight (prediction losses only)."""
     weights = {name: weight for name, weight in config.losses.items() if weight}
     for name in weights:
         get_loss(name)  # unknown names: a UserError listing the registry
@@ -98,14 +79,14 @@ def _teacher(source: Artifact, override: Path | None) -> Artifact:
     return teacher
 
 
-def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: FitConfig,
-          teacher_dir: Path | None = None, threshold_objective: str = "micro",
-          pos_weight_scheme: str = "sqrt_inverse", device: str = "auto", force: bool = False) -> Artifact:
-    """Prune a ``student`` (or ``pruned``) artifact, recover it by distillation, and write a ``pruned`` artifact.
-
-    ``fit_config.epochs`` recovery epochs follow every pruning step (0: none, the pruned weights as they are).
-    """
-    weights = _check_config(config)
+def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Path | None = None,
+        force: bool = False) -> Artifact:
+    """Prune a ``student`` (or ``pruned``) artifact, recover it by distillation from its teacher (``teacher``, or
+    the one in its lineage), and write a ``pruned`` artifact. ``config.fit.epochs`` recovery epochs follow every
+    pruning step (0: none, the pruned weights as they are)."""
+    weights = _loss_weights(config)
+    fit_config, device = config.fit, config.device
+    threshold_objective, pos_weight_scheme = config.classifier.threshold_objective, config.classifier.pos_weight
     check_output_dir(out, force)
     source_artifact = load_artifact(source, kind=("student", "pruned"))
     model = load_classifier(source_artifact)
@@ -113,7 +94,7 @@ def prune(source: Path, data: Path, out: Path, config: PruneConfig, fit_config: 
     if not hasattr(model, "prunable_groups"):
         raise UserError(f"is a {arch} model, which does not describe its prunable groups; mobclf prune takes a "
                         "TextCNN or TinyBERT student", path=source)
-    teacher_artifact = _teacher(source_artifact, teacher_dir)
+    teacher_artifact = _teacher(source_artifact, teacher)
     dataset = load_dataset(data)
     dataset.check_labels_of(source_artifact, teacher_artifact)
     temperature = config.temperature or source_artifact.manifest.get("distillation", {}).get("plan", {}).get(
@@ -207,7 +188,7 @@ def _prune_step(model: nn.Module, encoded, ratio: float, config: PruneConfig) ->
     """Remove ``ratio`` of the current prunable channels (and heads) of ``model`` (on the CPU), in place: the model
     says which groups (``prunable_groups``) and describes the geometry that is left (``pruned_geometry``)."""
     example = tuple(encoded.batch(torch.arange(min(2, len(encoded)))).values())
-    pruner = tp.pruner.MetaPruner(model, example, importance=IMPORTANCES[config.importance](), pruning_ratio=ratio,
+    pruner = tp.pruner.MetaPruner(model, example, importance=IMPORTANCE[config.importance](), pruning_ratio=ratio,
                                   global_pruning=config.global_pruning, in_channel_groups={},
                                   out_channel_groups={},  # torch-pruning mutates its dict defaults
                                   **model.prunable_groups(ratio))

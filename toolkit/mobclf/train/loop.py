@@ -18,19 +18,8 @@ from transformers import get_cosine_schedule_with_warmup
 
 from mobclf.console import console, progress
 from mobclf.errors import UserError
+from mobclf.stages import FitConfig
 from mobclf.train.batching import batch_indices
-
-
-@dataclass
-class FitConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    patience: int = 3
-    grad_clip: float = 1.0
-    seed: int = 42
 
 
 @dataclass
