@@ -50,3 +50,34 @@ def test_bench_refuses_a_dataset_as_a_model(students, tmp_path):
     result = run("bench", "--model", students / "data", "--data", students / "data", "--out", tmp_path / "r")
     assert result.exit_code != 0 and "dataset artifact" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_on_a_labelled_file_refuses_unknown_labels_or_drops_them(students, tmp_path):
+    from mobclf.data.dataset import load_dataset
+    from mobclf.train.evaluate import EvalConfig, LabelledFileOptions
+    from mobclf.train.evaluate import run as evaluate
+
+    examples = load_dataset(students / "data").examples("test")[:30]
+    rows = [{"text": example.text, "labels": [*example.labels, *(["weather"] if number == 1 else [])]}
+            for number, example in enumerate(examples)]
+    news = tmp_path / "next-month.jsonl"
+    news.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    out = tmp_path / "report"
+    bench = ["bench", "--model", students / "textcnn", "--file", news, "--out", out, "--latency-texts", "2"]
+    result = run(*bench)
+    assert result.exit_code == 2 and f"{news}:2:" in result.output and "'weather'" in result.output
+    assert not out.exists()
+
+    result = run(*bench, "--ignore-unknown-labels")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["dataset"] == "next-month.jsonl" and report["split"] == "file"
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == ["textcnn", "tfidf-lr"]  # the baseline trains on the dataset the student came from
+    manifest = load_artifact(out, kind="report").manifest
+    assert manifest["examples"]["dropped_unknown_labels"] == {"labels": {"weather": 1}, "rows": 0}
+    assert [parent["kind"] for parent in manifest["lineage"]["parents"]] == ["student", "dataset"]
+    scored = evaluate(EvalConfig(reading=LabelledFileOptions(ignore_unknown_labels=True)), students / "textcnn",
+                      file=news)
+    assert rows["textcnn"]["micro_f1"] == scored["micro_f1"] and rows["textcnn"]["agreement_with_teacher"] is None
+    assert "(whole file)" in (out / "report.md").read_text("utf-8")
