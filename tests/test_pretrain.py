@@ -20,9 +20,16 @@ from mobclf.text import build_tokenizer
 from mobclf.train.batching import encode_texts
 from mobclf.train.loop import FitConfig
 from mobclf.train.masking import IGNORE, mask_tokens, word_ids
-from mobclf.train.pretrain import _unigram_loss, pretrain
+from mobclf.stages import PretrainConfig
+from mobclf.train import pretrain as pretrain_stage
+from mobclf.train.pretrain import _unigram_loss
 
 TINY = {"max_length": 32, "layers": 2, "hidden": 32, "heads": 2, "val_fraction": 0.1, "device": "cpu"}
+
+
+def pretrain(corpus, out, fit_config, **settings):
+    """The pretrain stage with its settings as keywords."""
+    return pretrain_stage.run(PretrainConfig(fit=fit_config, **settings), corpus=corpus, out=out)
 TINY_CLI = ["--max-length", "32", "--layers", "2", "--hidden", "32", "--heads", "2", "--val-fraction", "0.1",
             "--epochs", "4", "--lr", "3e-3", "--device", "cpu"]
 
@@ -56,7 +63,7 @@ def workdir(tmp_path_factory, corpus):
     assert run("data", "prepare", root / "news.jsonl", "--out", root / "data").exit_code == 0
     result = run("pretrain", "--corpus", corpus, "--data", root / "data", "--out", root / "pt", *TINY_CLI)
     assert result.exit_code == 0, result.output
-    assert "pretrained checkpoint written to" in result.output
+    assert "pretrained artifact written to" in result.output and "val MLM loss" in result.output
     (root / "pretrain.txt").write_text(result.output, "utf-8")
     return root
 

@@ -158,7 +158,7 @@ def stage_command(stage: Stage) -> click.Command:
         summary = stage.summarize(artifact.manifest)
         if summary is not None:
             Console().print(summary)
-        click.echo(f"{stage.produces} written to {artifact.path}")
+        click.echo(f"{stage.produces} artifact written to {artifact.path}")
 
     return click.Command(stage.command[-1], params=params, callback=callback, help=stage.help)
 
@@ -204,80 +204,6 @@ def fit_config(epochs: int, batch_size: int, lr: float, patience: int, seed: int
     from mobclf.train.loop import FitConfig
 
     return FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
-
-
-@main.command("train-teacher")
-@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact (from `mobclf data prepare`).")
-@click.option("--out", required=True, type=PATH_OUT, help="Teacher artifact directory to write.")
-@click.option("--init", type=PATH_IN,
-              help="Start from a `mobclf pretrain` artifact or a local HF BERT checkpoint dir (never the hub).")
-@click.option("--layers", default=12, show_default=True, type=click.IntRange(min=1))
-@click.option("--hidden", default=768, show_default=True, type=click.IntRange(min=8))
-@click.option("--heads", default=12, show_default=True, type=click.IntRange(min=1))
-@click.option("--intermediate", type=click.IntRange(min=8), help="FFN width [default: 4 × hidden].")
-@click.option("--head", default="cls_linear", show_default=True, type=click.Choice(["cls_linear", "cls_mlp", "cnn"]))
-@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]))
-@click.option("--vocab-size", type=click.IntRange(min=10), help="Largest vocabulary, most frequent tokens first.")
-@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-length", default=32, show_default=True, type=click.IntRange(min=4))
-@training_options(epochs=10, lr=1e-4, batch_size=32)
-def train_teacher_command(data, out, init, layers, hidden, heads, intermediate, head, tokenizer, vocab_size, min_freq,
-                          max_length, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective,
-                          device, force):
-    """Train a BERT teacher (from a config, or from a local checkpoint with --init)."""
-    from mobclf.train.teacher import TeacherConfig, train_teacher
-
-    config = TeacherConfig(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate, head=head,
-                           tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq, max_length=max_length)
-    artifact = train_teacher(data, out, config, fit_config(epochs, batch_size, lr, patience, seed), init=init,
-                             pos_weight_scheme=pos_weight_scheme, threshold_objective=threshold_objective,
-                             device=device, force=force)
-    click.echo(f"teacher written to {artifact.path}")
-
-
-@main.command("pretrain")
-@click.option("--corpus", multiple=True, type=PATH_FILE,
-              help="Repeatable: unlabelled texts, .jsonl with 'text' or .txt one per line (required unless --data).")
-@click.option("--data", type=PATH_IN, help="Dataset artifact whose train texts join the corpus.")
-@click.option("--out", required=True, type=PATH_OUT, help="Pretrained artifact directory to write.")
-@click.option("--tokenizer-dir", type=PATH_IN,
-              help="A saved tokenizer to reuse (e.g. <teacher artifact>/tokenizer) instead of building one.")
-@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]))
-@click.option("--vocab-size", type=click.IntRange(min=10), help="Largest vocabulary, most frequent tokens first.")
-@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=4))
-@click.option("--layers", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--hidden", default=256, show_default=True, type=click.IntRange(min=8))
-@click.option("--heads", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--intermediate", type=click.IntRange(min=8), help="FFN width [default: 4 × hidden].")
-@click.option("--mask-prob", default=0.15, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
-              help="Chance that a word (or token, with --no-whole-word) is masked.")
-@click.option("--whole-word/--no-whole-word", default=True, show_default=True,
-              help="Mask all characters of a jieba word together.")
-@click.option("--val-fraction", default=0.02, show_default=True,
-              type=FiniteFloat(0, 1, min_open=True, max_open=True), help="Texts held out (at most 2,000).")
-@click.option("--save-every", default=500, show_default=True, type=click.IntRange(min=0),
-              help="Save the training state every N steps (0: at epoch ends); rerunning resumes from it.")
-@click.option("--restart", is_flag=True, help="Discard the saved state of an unfinished run and start over.")
-@click.option("--init", type=PATH_IN, help="Continue an earlier pretrain artifact (its tokenizer and geometry).")
-@training_options(epochs=3, lr=5e-4, batch_size=32, classifier=False)
-def pretrain_command(corpus, data, out, tokenizer_dir, tokenizer, vocab_size, min_freq, max_length, layers, hidden,
-                     heads, intermediate, mask_prob, whole_word, val_fraction, save_every, restart, init, epochs,
-                     batch_size, lr, patience, seed, device, force):
-    """Pre-train a BERT masked LM on unlabelled text (whole-word masking), for train-teacher --init.
-
-    An interrupted run resumes when the same command is run again.
-    """
-    from mobclf.train.pretrain import pretrain
-
-    artifact = pretrain(list(corpus), out, data=data, tokenizer_dir=tokenizer_dir, tokenizer=tokenizer,
-                        vocab_size=vocab_size, min_freq=min_freq, max_length=max_length, layers=layers, hidden=hidden,
-                        heads=heads, intermediate=intermediate, mask_prob=mask_prob, whole_word=whole_word,
-                        val_fraction=val_fraction, fit_config=fit_config(epochs, batch_size, lr, patience, seed),
-                        init=init, save_every=save_every, restart=restart, device=device, force=force)
-    metrics = artifact.manifest["metrics"]
-    click.echo(f"pretrained checkpoint written to {artifact.path} "
-               f"(val MLM loss {metrics['val_mlm_loss_initial']:.4f} → {metrics['val_mlm_loss']:.4f})")
 
 
 def parse_loss_weights(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
@@ -483,7 +409,7 @@ def predict_command(texts, model_dir, input_file, fmt, text_column, output, forc
     else:
         if sys.stdin.isatty():
             click.echo("reading texts from stdin, one per line (end with Ctrl-D)", err=True)
-        inputs = read_texts(None, fmt, text_column, stdin=click.get_binary_stream("stdin").read())
+        inputs = read_texts(None, fmt, text_column, stdin=sys.stdin.buffer.read())
     records = run(config, model_dir, inputs, progress=from_file)
     if output is not None:
         write_jsonl(records, output, force)

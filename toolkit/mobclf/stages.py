@@ -18,6 +18,8 @@ EMBEDDINGS = ("int8", "fp32")
 TARGETS = ("android", "onnx", "web", "all")
 POS_WEIGHTS = ("none", "inverse", "sqrt_inverse")
 IMPORTANCES = ("magnitude", "taylor")
+TOKENIZERS = ("char", "jieba", "wordpiece")
+HEADS = ("cls_linear", "cls_mlp", "cnn")
 DEVICE = "auto (CUDA when present), cpu, cuda."
 PARITY_TEXTS = 200  # validation texts a parity check runs, by default
 PARITY_SEED = 0  # which ones, by default
@@ -93,6 +95,73 @@ DATA_PREPARE = Stage(("data", "prepare"), PrepareConfig, "mobclf.data.prepare:ru
                      help="Check, filter and split labelled text into a dataset artifact. INPUT (or --train) alone "
                           "is split into train/val/test; a --val or --test not given is carved from it.",
                      summary="mobclf.data.stats:summary")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(StageConfig):
+    """Masked-LM pre-training of a BERT with whole-word masking (``train/pretrain.py``)."""
+
+    tokenizer: str = setting("char", "Tokenizer built from the texts.", choices=TOKENIZERS)
+    vocab_size: int | None = setting(None, "Largest vocabulary, most frequent tokens first.", min=10)
+    min_freq: int = setting(1, "Least count of a token kept in the vocabulary.", min=1)
+    max_length: int = setting(128, "Tokens per text (longer texts are cut).", min=4)
+    layers: int = setting(4, "Transformer layers.", min=1)
+    hidden: int = setting(256, "Hidden size.", min=8)
+    heads: int = setting(4, "Attention heads.", min=1)
+    intermediate: int | None = setting(None, "FFN width [default: 4 × hidden].", min=8)
+    mask_prob: float = setting(0.15, "Chance that a word (or token, with --no-whole-word) is masked.", min=0, max=1,
+                               min_open=True, max_open=True)
+    whole_word: bool = setting(True, "Mask all characters of a jieba word together.")
+    val_fraction: float = setting(0.02, "Texts held out (at most 2,000).", min=0, max=1, min_open=True,
+                                  max_open=True)
+    save_every: int = setting(500, "Save the training state every N steps (0: at epoch ends); rerunning resumes from "
+                              "it.", min=0)
+    restart: bool = setting(False, "Discard the saved state of an unfinished run and start over.")
+    fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 3, "min": 1}, lr={"default": 5e-4},
+                            batch_size={"default": 32},
+                            patience={"help": "Early stopping: epochs without a lower val MLM loss."})
+    device: str = setting("auto", DEVICE)
+
+
+PRETRAIN = Stage(("pretrain",), PretrainConfig, "mobclf.train.pretrain:run", produces="pretrained",
+                 inputs=(Input("corpus", "Repeatable: unlabelled texts, .jsonl with 'text' or .txt one per line "
+                               "(required unless --data).", required=False, multiple=True, file=True),
+                         Input("data", "Dataset artifact whose train texts join the corpus.", required=False),
+                         Input("tokenizer-dir", "A saved tokenizer to reuse (e.g. <teacher artifact>/tokenizer) "
+                               "instead of building one.", required=False),
+                         Input("init", "Continue an earlier pretrain artifact (its tokenizer and geometry).",
+                               required=False)),
+                 help="Pre-train a BERT masked LM on unlabelled text (whole-word masking), for train-teacher --init. "
+                      "An interrupted run resumes when the same command is run again.",
+                 summary="mobclf.train.pretrain:summary")
+
+
+@dataclass(frozen=True)
+class TeacherConfig(StageConfig):
+    """A BERT teacher (``train/teacher.py``): geometry and tokenizer when trained from scratch (``--init`` gives
+    both otherwise), its head and its training."""
+
+    layers: int = setting(12, "Transformer layers.", min=1)
+    hidden: int = setting(768, "Hidden size.", min=8)
+    heads: int = setting(12, "Attention heads.", min=1)
+    intermediate: int | None = setting(None, "FFN width [default: 4 × hidden].", min=8)
+    head: str = setting("cls_linear", "Classification head: linear or MLP on [CLS], or a CNN over all token states.",
+                        choices=HEADS)
+    tokenizer: str = setting("char", "Tokenizer built from the training texts.", choices=TOKENIZERS)
+    vocab_size: int | None = setting(None, "Largest vocabulary, most frequent tokens first.", min=10)
+    min_freq: int = setting(1, "Least count of a token kept in the vocabulary.", min=1)
+    max_length: int = setting(32, "Tokens per text (longer texts are cut).", min=4)
+    fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 10, "min": 1}, lr={"default": 1e-4},
+                            batch_size={"default": 32})
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    device: str = setting("auto", DEVICE)
+
+
+TRAIN_TEACHER = Stage(("train-teacher",), TeacherConfig, "mobclf.train.teacher:run", produces="teacher",
+                      inputs=(Input("data", "Dataset artifact (from `mobclf data prepare`)."),
+                              Input("init", "Start from a `mobclf pretrain` artifact or a local HF BERT checkpoint dir "
+                                    "(never the hub).", required=False)),
+                      help="Train a BERT teacher (from a config, or from a local checkpoint with --init).")
 
 
 @dataclass(frozen=True)
@@ -178,4 +247,4 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
-STAGES = (DATA_PREPARE, PRUNE, QUANTIZE, EXPORT)
+STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, PRUNE, QUANTIZE, EXPORT)

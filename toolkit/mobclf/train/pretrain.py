@@ -28,7 +28,8 @@ from mobclf.models.bert import bert_config
 from mobclf.text import Tokenizer, build_tokenizer, load_tokenizer
 from mobclf.text.base import VOCAB_FILE
 from mobclf.train.batching import batch_indices, encode_texts
-from mobclf.train.loop import FitConfig, fit
+from mobclf.stages import PretrainConfig
+from mobclf.train.loop import fit
 from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
 
 CHECKPOINT = "checkpoint"
@@ -36,21 +37,24 @@ UNIGRAM_MARGIN = 0.1  # nats below the frequency-only loss that count as having 
 MAX_VAL_TEXTS = 2000
 
 
-def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokenizer_dir: Path | None = None,
-             tokenizer: str = "char", vocab_size: int | None = None, min_freq: int = 1, max_length: int = 128,
-             layers: int = 4, hidden: int = 256, heads: int = 4, intermediate: int | None = None,
-             mask_prob: float = 0.15, whole_word: bool = True, val_fraction: float = 0.02, fit_config: FitConfig,
-             init: Path | None = None, save_every: int = 500, restart: bool = False, device: str = "auto",
-             force: bool = False) -> Artifact:
+def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Path | None = None,
+        tokenizer_dir: Path | None = None, init: Path | None = None, force: bool = False) -> Artifact:
     """Pre-train a BERT masked LM on the ``corpus`` files plus the train texts of ``data``; write ``out``.
 
     ``init``, an earlier ``pretrained`` artifact, continues its training (more epochs, or other text) with its
-    tokenizer and geometry; the tokenizer and geometry options are then ignored.
+    tokenizer and geometry; the tokenizer and geometry settings are then ignored. ``tokenizer_dir``: a saved
+    tokenizer to reuse instead of building one.
 
-    Early stopping and the kept weights follow the MLM loss on ``val_fraction`` of the texts (at most 2,000),
-    masked once with a fixed seed. The state is saved every ``save_every`` steps; a run with the same settings
-    resumes it, ``restart`` discards it.
+    Early stopping and the kept weights follow the MLM loss on ``config.val_fraction`` of the texts (at most
+    2,000), masked once with a fixed seed. The state is saved every ``config.save_every`` steps; a run with the same
+    settings resumes it, ``config.restart`` discards it.
     """
+    tokenizer, vocab_size, min_freq, max_length = config.tokenizer, config.vocab_size, config.min_freq, \
+        config.max_length
+    layers, hidden, heads, intermediate = config.layers, config.hidden, config.heads, config.intermediate
+    mask_prob, whole_word, val_fraction = config.mask_prob, config.whole_word, config.val_fraction
+    fit_config, save_every, restart, device = config.fit, config.save_every, config.restart, config.device
+    corpus = list(corpus)
     out = Path(out)
     check_output_dir(out, force)
     texts, files, dataset = _read_corpus(corpus, data)
@@ -175,6 +179,12 @@ def pretrain(corpus: list[Path], out: Path, *, data: Path | None = None, tokeniz
         })
     shutil.rmtree(state)
     return load_artifact(out)
+
+
+def summary(manifest: dict) -> str:
+    """What ``mobclf pretrain`` says of the artifact it wrote."""
+    metrics = manifest["metrics"]
+    return f"val MLM loss {metrics['val_mlm_loss_initial']:.4f} → {metrics['val_mlm_loss']:.4f}"
 
 
 def open_pretrained(path: Path, max_length: int) -> tuple[Artifact, Path, Tokenizer]:

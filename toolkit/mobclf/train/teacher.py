@@ -3,7 +3,6 @@ per-label thresholds tuned on val."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,34 +16,20 @@ from mobclf.models.bert import BertClassifier, bert_config
 from mobclf.text import build_tokenizer, tokenizer_from_vocab
 from mobclf.train.batching import encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
-from mobclf.train.loop import FitConfig, fit
+from mobclf.stages import TeacherConfig
+from mobclf.train.loop import fit
 from mobclf.train.losses import label_pos_weights, weighted_bce
 from mobclf.train.pretrain import open_pretrained
 
 
-@dataclass
-class TeacherConfig:
-    """Geometry and tokenizer of a teacher trained from scratch (ignored where ``--init`` gives them)."""
-
-    layers: int = 12
-    hidden: int = 768
-    heads: int = 12
-    intermediate: int | None = None
-    head: str = "cls_linear"
-    tokenizer: str = "char"
-    vocab_size: int | None = None
-    min_freq: int = 1
-    max_length: int = 32
-
-
-def train_teacher(data: Path, out: Path, config: TeacherConfig, fit_config: FitConfig, init: Path | None = None,
-                  pos_weight_scheme: str = "sqrt_inverse", threshold_objective: str = "micro",
-                  device: str = "auto", force: bool = False) -> Artifact:
+def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = None, force: bool = False) -> Artifact:
     """Train a BERT teacher on a dataset artifact and write a ``teacher`` artifact to ``out``.
 
     ``init`` is a ``pretrained`` artifact (its encoder and tokenizer; it joins the lineage) or a local HF BERT
     checkpoint directory with its ``vocab.txt``.
     """
+    fit_config, device = config.fit, config.device
+    pos_weight_scheme, threshold_objective = config.classifier.pos_weight, config.classifier.threshold_objective
     check_output_dir(out, force)
     dataset = load_dataset(data)
     torch.manual_seed(fit_config.seed)
