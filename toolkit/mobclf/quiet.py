@@ -35,6 +35,8 @@ LOGS = {
     "torch.onnx._internal.exporter._registration": [r"torchvision is not installed"],
     # torchao's CUDA-only kernels (mxfp8, cutlass) that a CPU machine cannot load and mobclf never uses.
     "torchao": [r"Failed to load .*_C_"],
+    # torchao's Triton (GPU) int-matmul kernels, absent on CPU (shows once anything adds a handler to the root logger).
+    "torchao.kernel.intmm": [r"Warning: Detected no triton"],
     # torchao registers its Enums as pytree constants; torch deprecates that (torchao's business, not the user's).
     "torch.utils._pytree": [r".* is an Enum subclass and is now natively supported by torch.compile"],
     # onnxruntime's hint to run its shape pre-processing; mobclf decides per scheme whether to (TOOLCHAIN.md).
