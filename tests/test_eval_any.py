@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_predict import model_kinds  # noqa: F401  (the session's model kinds, built once)
+from test_predict import build_model_kinds
 
 from bad_inputs import Refusal
 from mobclf.artifacts import load_artifact
@@ -18,6 +18,11 @@ from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
 from mobclf.train.evaluate import EvalConfig, LabelledFileOptions, run
 from mobclf.train.metrics import classification_metrics
+
+
+@pytest.fixture(scope="session")
+def model_kinds(students):
+    return build_model_kinds(students)  # built once a session, shared with test_predict.py
 
 
 def evaluate(*args) -> dict:
@@ -37,7 +42,7 @@ def write_jsonl(path, rows) -> None:
 
 
 @pytest.mark.parametrize("kind", ["int8-pte", "int8-onnx"])
-def test_eval_scores_a_quantized_artifact_in_its_runtime(students, model_kinds, kind):  # noqa: F811
+def test_eval_scores_a_quantized_artifact_in_its_runtime(students, model_kinds, kind):
     metrics = evaluate("--model", model_kinds[kind], "--data", students / "data", "--split", "val")
     stored = load_artifact(model_kinds[kind]).manifest["metrics"]["val"]  # quantize measured it in the runtime
     assert 0 <= metrics["micro_f1"] <= 1 and metrics["support"] == len(load_dataset(students / "data").texts("val"))
@@ -45,7 +50,7 @@ def test_eval_scores_a_quantized_artifact_in_its_runtime(students, model_kinds, 
     assert abs(metrics["micro_f1"] - stored["micro_f1"]) <= tolerance
 
 
-def test_eval_scores_bundles_file_by_file(students, model_kinds):  # noqa: F811
+def test_eval_scores_bundles_file_by_file(students, model_kinds):
     data = ["--data", students / "data"]
     android = evaluate("--model", model_kinds["android"], *data)
     assert android == evaluate("--model", model_kinds["int8-pte"], *data)  # the very .pte, copied into the bundle
@@ -55,7 +60,7 @@ def test_eval_scores_bundles_file_by_file(students, model_kinds):  # noqa: F811
         assert abs(metrics["micro_f1"] - student["micro_f1"]) < 1e-6
 
 
-def test_eval_on_a_labelled_file_equals_eval_on_the_split_it_holds(students, model_kinds, tmp_path):  # noqa: F811
+def test_eval_on_a_labelled_file_equals_eval_on_the_split_it_holds(students, model_kinds, tmp_path):
     dataset = load_dataset(students / "data")
     with open(tmp_path / "test.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -67,7 +72,7 @@ def test_eval_on_a_labelled_file_equals_eval_on_the_split_it_holds(students, mod
     assert on_file == on_split
 
 
-def test_unknown_labels_are_refused_by_name_or_dropped_and_counted(students, model_kinds, tmp_path):  # noqa: F811
+def test_unknown_labels_are_refused_by_name_or_dropped_and_counted(students, model_kinds, tmp_path):
     dataset = load_dataset(students / "data")
     examples = dataset.examples("test")[:12]
     rows = [{"text": example.text, "labels": list(example.labels)} for example in examples]
@@ -93,7 +98,7 @@ def test_unknown_labels_are_refused_by_name_or_dropped_and_counted(students, mod
     assert {key: metrics[key] for key in expected} == expected
 
 
-def test_a_kind_refused_says_which_kinds_are_taken(students, model_kinds):  # noqa: F811
+def test_a_kind_refused_says_which_kinds_are_taken(students, model_kinds):
     with pytest.raises(UserError, match="is an export artifact, but a teacher, student or pruned artifact is needed "
                                         "here"):
         load_artifact(model_kinds["web"], kind=("teacher", "student", "pruned"))
@@ -137,7 +142,7 @@ def _bad_eval_cases(students, kinds):
 @pytest.mark.parametrize("name", ["data-and-file", "neither-data-nor-file", "split-with-file",
                                   "reading-option-with-data", "malformed-labelled-file", "no-known-label-left",
                                   "bundle-file-not-in-bundle", "a-dataset-as-the-model", "bench-unknown-label"])
-def test_bad_eval_input_is_one_line(students, model_kinds, tmp_path, name):  # noqa: F811
+def test_bad_eval_input_is_one_line(students, model_kinds, tmp_path, name):
     write_jsonl(tmp_path / "new.jsonl", [{"text": "国足客场逼平对手", "labels": ["sports"]}])
     (tmp_path / "broken.jsonl").write_text('{"text": "a", "labels": ["sports"]}\n{"text": "b", "labels": \n',
                                            encoding="utf-8")
@@ -147,6 +152,6 @@ def test_bad_eval_input_is_one_line(students, model_kinds, tmp_path, name):  # n
     assert not (tmp_path / "report").exists()
 
 
-def test_run_takes_exactly_one_source(model_kinds):  # noqa: F811
+def test_run_takes_exactly_one_source(model_kinds):
     with pytest.raises(UserError, match="not both or neither"):
         run(EvalConfig(), model_kinds["student"])

@@ -42,8 +42,12 @@ def _build(students: Path, name: str, *args) -> Path:
 
 @pytest.fixture(scope="session")
 def model_kinds(students) -> dict[str, Path]:
+    return build_model_kinds(students)
+
+
+def build_model_kinds(students: Path) -> dict[str, Path]:
     """Every kind of model predict takes: teacher, fp32 student, INT8 .pte and .onnx quantized artifacts, an android
-    bundle (the INT8 .pte), a web bundle (fp32 .onnx) and a bundle with both files."""
+    bundle (the INT8 .pte), a web bundle (fp32 .onnx) and a bundle with both files (each built once a session)."""
     data = ["--data", students / "data"]
     kinds = {"teacher": students / "teacher", "student": students / "textcnn"}
     kinds["int8-pte"] = _build(students, "predict-int8-pte", "quantize", "--from", students / "textcnn", *data,
