@@ -1,4 +1,5 @@
-"""`mobclf demo` runs the whole path on its own corpus and never takes over a directory it did not make."""
+"""`mobclf demo` is the demo recipe: the whole path on its own corpus, a rerun that redoes nothing, and a folder of
+the user's at a step's output left as it was."""
 
 from __future__ import annotations
 
@@ -7,27 +8,37 @@ from click.testing import CliRunner
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 
+TINY = ["--items", "400", "--pretrain-epochs", "1", "--teacher-epochs", "1", "--student-epochs", "1",
+        "--min-agreement", "0.8"]
+KINDS = {"dataset": "dataset", "pretrained": "pretrained", "teacher": "teacher", "student-textcnn": "student",
+         "student-tinybert": "student", "textcnn-int8": "quantized", "tinybert-int8": "quantized",
+         "android": "export", "onnx": "export", "report": "report"}
 
-def test_demo_runs_end_to_end_and_refuses_foreign_directories(tmp_path):
+
+def test_the_demo_recipe_runs_end_to_end_then_redoes_nothing(tmp_path):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--items", "400", "--pretrain-epochs", "1", "--teacher-epochs", "1",
-            "--student-epochs", "1"]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
-    for name, kind in (("dataset", "dataset"), ("pretrained", "pretrained"), ("teacher", "teacher"),
-                       ("student-textcnn", "student"), ("student-tinybert", "student")):
-        assert load_artifact(out / name).kind == kind
-    assert load_artifact(out / "teacher").manifest["init"] == str(out / "pretrained")
-    assert load_artifact(out / "student-tinybert").manifest["architecture"]["name"] == "tinybert"
-    student = load_artifact(out / "student-textcnn").manifest
-    assert set(student["distillation"]["plan"]["losses"]) == {"soft_kd", "hard_bce", "hint_mse", "attention_transfer"}
+    made = {name: load_artifact(out / name) for name in KINDS}
+    assert {name: artifact.kind for name, artifact in made.items()} == KINDS
+    assert made["teacher"].manifest["init"] == str(out / "pretrained")
+    assert made["student-tinybert"].manifest["architecture"]["name"] == "tinybert"
+    assert set(made["student-textcnn"].manifest["distillation"]["plan"]["losses"]) == {
+        "soft_kd", "hard_bce", "hint_mse", "attention_transfer"}
+    assert made["teacher"].manifest["training"]["config"]["epochs"] == 1  # --teacher-epochs reached the recipe
+    assert "| teacher |" in result.output  # the bench report
 
-    again = CliRunner().invoke(main, args)
-    assert again.exit_code == 2 and "--force" in again.output
+    again = CliRunner().invoke(main, ["demo", "--out", str(out), *TINY])
+    assert again.exit_code == 0 and "12 up to date" in again.output
+    assert {name: load_artifact(out / name).sha256 for name in KINDS} == {
+        name: artifact.sha256 for name, artifact in made.items()}
 
-    foreign = tmp_path / "mine"
-    foreign.mkdir()
-    (foreign / "notes.txt").write_text("keep me")
-    refused = CliRunner().invoke(main, ["demo", "--out", str(foreign)])
-    assert refused.exit_code == 2 and "not made by `mobclf demo`" in refused.output
-    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+def test_a_folder_of_the_users_at_a_demo_step_is_never_replaced(tmp_path):
+    out = tmp_path / "demo"
+    (out / "dataset").mkdir(parents=True)
+    (out / "dataset" / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), *TINY])
+    assert result.exit_code == 2 and "dataset" in result.output and "Traceback" not in result.output
+    assert [p.name for p in (out / "dataset").iterdir()] == ["notes.txt"]
+    assert (out / "dataset" / "notes.txt").read_text() == "keep me"

@@ -425,20 +425,27 @@ def predict_command(texts, model_dir, input_file, fmt, text_column, output, forc
 @main.command("demo")
 @click.option("--out", default=Path("mobclf-demo"), show_default=True, type=PATH_OUT,
               help="Working directory for the demo's corpus and artifacts.")
-@click.option("--items", "n_items", default=3000, show_default=True, type=click.IntRange(min=300),
-              help="Size of the generated corpus.")
+@click.option("--items", default=3000, show_default=True, type=click.IntRange(min=300),
+              help="Size of each generated corpus.")
 @click.option("--pretrain-epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--teacher-epochs", default=6, show_default=True, type=click.IntRange(min=1))
 @click.option("--student-epochs", default=15, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--force", is_flag=True, help="Run again in the directory of an earlier demo.")
-def demo_command(out, n_items, pretrain_epochs, teacher_epochs, student_epochs, seed, force):
-    """Generate a multi-label Chinese news corpus and run prepare → pretrain → teacher → distil (TextCNN and
-    TinyBERT) → eval on it."""
-    from mobclf.demo import run_demo
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the splits and of every training.")
+@click.option("--min-agreement", default=0.98, show_default=True, type=FiniteFloat(0, 1),
+              help="Parity tolerance of the INT8 and export steps (tiny demos have many labels near a threshold).")
+@click.option("--force", is_flag=True, help="Run every step again, even when up to date.")
+def demo_command(out, items, pretrain_epochs, teacher_epochs, student_epochs, seed, min_agreement, force):
+    """The demo recipe (export_recipes/demo.yaml): a generated multi-label Chinese news corpus → prepare →
+    pretrain → teacher → distil (TextCNN and TinyBERT) → INT8 → Android and ONNX bundles → bench. A rerun skips
+    what is up to date."""
+    from importlib import resources
 
-    run_demo(out, n_items=n_items, pretrain_epochs=pretrain_epochs, teacher_epochs=teacher_epochs,
-             student_epochs=student_epochs, seed=seed, force=force)
+    from mobclf.recipes import run_recipe
+
+    variables = {"DEMO_ITEMS": items, "DEMO_PRETRAIN_EPOCHS": pretrain_epochs, "DEMO_TEACHER_EPOCHS": teacher_epochs,
+                 "DEMO_STUDENT_EPOCHS": student_epochs, "DEMO_SEED": seed, "DEMO_MIN_AGREEMENT": min_agreement}
+    with resources.as_file(resources.files("mobclf") / "demo.yaml") as recipe:
+        run_recipe(recipe, work=out, force=force, variables=variables)
 
 
 @main.command("run")

@@ -268,11 +268,12 @@ class _Loader:
     """Reads and validates one recipe file; every problem is a one-line UserError naming the file and line.
     ``check_paths``: refuse option paths that do not exist (a dry run only shows the plan)."""
 
-    def __init__(self, path: Path, work: Path | None, check_paths: bool = True):
+    def __init__(self, path: Path, work: Path | None, check_paths: bool = True, variables: dict | None = None):
         self.path = Path(path)
         self.data, self.lines = _read_yaml(self.path)
         self.work_override = work
         self.check_paths = check_paths
+        self.variables = {**os.environ, **(variables or {})}
 
     def error(self, where: tuple, message: str) -> UserError:
         while where and where not in self.lines:
@@ -280,7 +281,8 @@ class _Loader:
         return UserError(message, path=self.path, line=self.lines.get(where))
 
     def substitute(self, value: Any, where: tuple) -> Any:
-        """``${VAR}`` and ``${VAR:-default}`` in every string, from the environment."""
+        """``${VAR}`` and ``${VAR:-default}`` in every string, from the run's variables or the environment; a value
+        that is one ``${...}`` alone takes the YAML type of what it becomes (``${ITEMS:-3000}`` is a number)."""
         if isinstance(value, dict):
             return {key: self.substitute(item, where + (key,)) for key, item in value.items()}
         if isinstance(value, list):
@@ -290,13 +292,20 @@ class _Loader:
 
         def replace(match: re.Match) -> str:
             name, default = match.groups()
-            if name in os.environ:
-                return os.environ[name]
+            if name in self.variables:
+                return str(self.variables[name])
             if default is None:
                 raise self.error(where, f"${{{name}}} is not set; set it or write ${{{name}:-default}}")
             return default
 
-        return _VARIABLE.sub(replace, value)
+        substituted = _VARIABLE.sub(replace, value)
+        if substituted != value and _VARIABLE.fullmatch(value):
+            try:
+                typed = yaml.safe_load(substituted)
+            except yaml.YAMLError:
+                return substituted
+            return typed if isinstance(typed, (int, float, bool)) else substituted
+        return substituted
 
     def path_from_recipe(self, value: str) -> Path:
         return (self.path.parent / Path(value).expanduser()).resolve()
@@ -722,15 +731,17 @@ def _claim_work(recipe: Recipe) -> None:
 
 
 def run_recipe(path: str | Path, *, work: str | Path | None = None, only=None, force: bool = False,
-               dry_run: bool = False) -> dict[str, str]:
+               dry_run: bool = False, variables: dict | None = None) -> dict[str, str]:
     """Run the recipe at ``path``: every step (or the ``only`` ones and the steps they need) whose output is not up
     to date, in order. ``work`` replaces the recipe's artifact root; ``force`` runs the steps (the ``only`` ones)
     even when up to date (it never lets a step replace what the recipe did not make); ``dry_run`` validates and
-    prints the plan without running or writing anything.
+    prints the plan without running or writing anything; ``variables`` give the recipe's ``${NAME}`` values (before
+    the environment's).
 
     Returns each considered step's status: "up to date", "ran", or with ``dry_run`` "would run".
     """
-    recipe = _Loader(Path(path), Path(work) if work is not None else None, check_paths=not dry_run).load()
+    recipe = _Loader(Path(path), Path(work) if work is not None else None, check_paths=not dry_run,
+                     variables=variables).load()
     only = [only] if isinstance(only, str) else list(only or [])
     chosen = _selected(recipe, only)
     forced = set(only or chosen) if force else set()
