@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from common import WORK_ROOT
 
-from mobclf.bench.report import bench
+from mobclf.stages import BENCH, BenchConfig
 
 TEACHERS = {"thucnews": "teacher-bert-base", "reuters": "teacher-6x512-scratch"}
 VARIANTS = ["textcnn-kd", "textcnn-kd-pruned", "textcnn-kd-pruned-int8-pte", "textcnn-kd-pruned-int8-onnx",
@@ -37,7 +37,8 @@ def main(name: str, work: Path | None, results: Path, latency_texts: int) -> Non
     work = work or WORK_ROOT / name
     out = work / "bench-report"
     models = [work / TEACHERS[name], *(work / variant for variant in VARIANTS)]
-    bench(models, work / "dataset", out, latency_texts=latency_texts, name=name, force=True)
+    BENCH.call(BenchConfig(latency_texts=latency_texts, name=name), {"model": models, "data": work / "dataset"}, out,
+               force=True)
     target = results / f"{name}-bench"
     target.mkdir(parents=True, exist_ok=True)
     for file in REPORT_FILES:

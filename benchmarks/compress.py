@@ -29,7 +29,7 @@ from mobclf.bench.report import machine
 from mobclf.export.executorch import to_pte
 from mobclf.export.exportable import ExportableClassifier
 from mobclf.models import load_classifier
-from mobclf.stages import PRUNE, QUANTIZE, FitConfig, PruneConfig, QuantizeConfig
+from mobclf.stages import PRUNE, QUANTIZE, FitConfig, ParityCheck, PruneConfig, QuantizeConfig
 
 STUDENTS = {  # student directory in the tinybert_distill work directory → recovery training
     "textcnn-kd": FitConfig(epochs=5, batch_size=64, lr=5e-4, patience=2),
@@ -73,7 +73,7 @@ def main(name: str, work: Path | None, results: Path, only: tuple[str, ...]) -> 
         rows.append(fp32_row)
         fp32_f1 = fp32_row["micro_f1"]
         int8 = reuse_or_run(work / f"{student_name}-int8", "quantized", lambda: QUANTIZE.call(
-            QuantizeConfig(accept_parity_failure=True), {"source": student.path, "data": data},
+            QuantizeConfig(parity=ParityCheck(accept_failure=True)), {"source": student.path, "data": data},
             work / f"{student_name}-int8"))[0]
         rows.append(quantized_row(f"{student_name}-int8-pte", int8, fp32_f1))
         pruned_dir = work / f"{student_name}-pruned"
@@ -85,7 +85,7 @@ def main(name: str, work: Path | None, results: Path, only: tuple[str, ...]) -> 
         for runtime, scheme, suffix in (("executorch", "static", "pte"), ("onnx", "dynamic", "onnx")):
             out = work / f"{student_name}-pruned-int8-{suffix}"
             quantized = reuse_or_run(out, "quantized", lambda: QUANTIZE.call(
-                QuantizeConfig(runtime=runtime, scheme=scheme, accept_parity_failure=True),
+                QuantizeConfig(runtime=runtime, scheme=scheme, parity=ParityCheck(accept_failure=True)),
                 {"source": pruned.path, "data": data}, out))[0]
             row = quantized_row(f"{student_name}-pruned-int8-{suffix}", quantized, fp32_f1)
             row["size_vs_fp32_pte"] = row["size_bytes"] / fp32_row["pte_size_bytes"]

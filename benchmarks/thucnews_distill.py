@@ -24,17 +24,14 @@ from common import (
     write_report,
 )
 from mobclf.bench.report import machine
-from mobclf.stages import DATA_PREPARE, PrepareConfig
 from mobclf.data.dataset import load_dataset
-from mobclf.distill.distill import DistillPlan, distill
 from mobclf.distill.teacher_cache import teacher_predictions
-from mobclf.distill.textcnn_student import TextCnnConfig
 from mobclf.models import load_classifier
+from mobclf.stages import (DATA_PREPARE, DISTILL_TEXTCNN, TRAIN_TEACHER, FitConfig, KnowledgeDistillation,
+                           PrepareConfig, TeacherConfig, TextCnnDistillConfig)
 from mobclf.text import load_tokenizer
-from mobclf.train.loop import FitConfig
-from mobclf.train.teacher import TeacherConfig, train_teacher
 
-BERT_BASE = TeacherConfig(layers=12, hidden=768, heads=12, tokenizer="char", max_length=32)
+BERT_BASE = {"layers": 12, "hidden": 768, "heads": 12, "tokenizer": "char", "max_length": 32}
 KD = {"soft_kd": 1.0, "hard_bce": 1.0}
 STUDENTS = {  # the ablation: name → losses (weights chosen so each term starts near the size of the KD term)
     "textcnn-kd": KD,
@@ -61,9 +58,9 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
         PrepareConfig(), {"train": source / "train.jsonl", "val": source / "val.jsonl", "test": source / "test.jsonl"},
         work / "dataset"))
     dataset = load_dataset(dataset_artifact.path)
-    teacher, teacher_seconds = reuse_or_run(work / "teacher-bert-base", "teacher", lambda: train_teacher(
-        dataset_artifact.path, work / "teacher-bert-base", BERT_BASE,
-        FitConfig(epochs=teacher_epochs, batch_size=32, lr=1e-4, patience=2)))
+    teacher_config = TeacherConfig(**BERT_BASE, fit=FitConfig(epochs=teacher_epochs, batch_size=32, lr=1e-4, patience=2))
+    teacher, teacher_seconds = reuse_or_run(work / "teacher-bert-base", "teacher", lambda: TRAIN_TEACHER.call(
+        teacher_config, {"data": dataset_artifact.path}, work / "teacher-bert-base"))
     teacher_seconds = teacher_seconds or teacher.manifest["training"]["seconds"]
 
     teacher_test_predictions = teacher_predictions(teacher, load_classifier(teacher),
@@ -78,11 +75,13 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
     # "all" runs first: its teacher pass caches every layer, which then serves the runs with fewer losses.
     for name in sorted(students, key=lambda student_name: student_name != "textcnn-all"):
         losses = students[name]
-        plan = DistillPlan(losses=losses, temperature=2.0, intermediate_epochs=2 if "hint_mse" in losses else 0)
+        config = TextCnnDistillConfig(
+            kd=KnowledgeDistillation(losses=losses, temperature=2.0,
+                                     intermediate_epochs=2 if "hint_mse" in losses else 0),
+            tokenizer="char", vectors=vectors, fit=FitConfig(epochs=student_epochs, batch_size=64, lr=1e-3, patience=3))
         unlabeled = data_root / "tnews_fewclue" / "unlabeled.jsonl" if name == UNLABELED_STUDENT else None
-        student, seconds = reuse_or_run(work / name, "student", lambda: distill(
-            teacher.path, dataset_artifact.path, work / name, plan, TextCnnConfig(tokenizer="char", vectors=vectors),
-            FitConfig(epochs=student_epochs, batch_size=64, lr=1e-3, patience=3), unlabeled=unlabeled))
+        student, seconds = reuse_or_run(work / name, "student", lambda: DISTILL_TEXTCNN.call(
+            config, {"teacher": teacher.path, "data": dataset_artifact.path, "unlabeled": unlabeled}, work / name))
         student_rows[name] = artifact_row(name, student, seconds)
     rows.extend(student_rows[name] for name in students)
 

@@ -35,18 +35,14 @@ from common import (
     write_report,
 )
 from mobclf.bench.report import machine
-from mobclf.stages import DATA_PREPARE, PrepareConfig
 from mobclf.data.dataset import load_dataset
-from mobclf.distill.distill import DistillPlan, distill
 from mobclf.distill.teacher_cache import teacher_predictions
-from mobclf.distill.textcnn_student import TextCnnConfig
-from mobclf.distill.tinybert_student import TinyBertConfig
 from mobclf.models import load_classifier
+from mobclf.stages import (DATA_PREPARE, DISTILL_TEXTCNN, DISTILL_TINYBERT, PRETRAIN, TRAIN_TEACHER, FitConfig,
+                           KnowledgeDistillation, PrepareConfig, PretrainConfig, TeacherConfig, TextCnnDistillConfig,
+                           TinyBertDistillConfig)
 from mobclf.text import load_tokenizer
-from mobclf.train.loop import FitConfig
 from mobclf.train.metrics import agreement
-from mobclf.train.pretrain import pretrain
-from mobclf.train.teacher import TeacherConfig, train_teacher
 
 PREDICTION = {"soft_kd": 1.0, "hard_bce": 1.0}
 ABLATION = {  # name → losses; the intermediate losses train first on their own (TinyBERT's two stages)
@@ -106,21 +102,24 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, pretraini
                                     lambda: DATA_PREPARE.call(PrepareConfig(), files, work / "dataset"))
     dataset = load_dataset(data_artifact.path)
     teacher_dir = work / setting.teacher_name
-    teacher, teacher_seconds = reuse_or_run(teacher_dir, "teacher", lambda: train_teacher(
-        data_artifact.path, teacher_dir, setting.teacher,
-        FitConfig(epochs=setting.teacher_epochs, batch_size=32, lr=1e-4, patience=2)))
+    teacher_config = replace(setting.teacher, fit=FitConfig(epochs=setting.teacher_epochs, batch_size=32, lr=1e-4,
+                                                            patience=2))
+    teacher, teacher_seconds = reuse_or_run(teacher_dir, "teacher", lambda: TRAIN_TEACHER.call(
+        teacher_config, {"data": data_artifact.path}, teacher_dir))
     teachers = {setting.teacher_name: (teacher, teacher_seconds)}
 
     students = {}
     for student_name, losses in ABLATION.items():
-        plan = DistillPlan(losses=losses, temperature=2.0, intermediate_epochs=2 if len(losses) > 2 else 0)
-        students[student_name] = reuse_or_run(work / student_name, "student", lambda: distill(
-            teacher.path, data_artifact.path, work / student_name, plan, TinyBertConfig(),
-            FitConfig(epochs=setting.student_epochs, batch_size=32, lr=3e-4, patience=2)))
-    students["textcnn-kd"] = reuse_or_run(work / "textcnn-kd", "student", lambda: distill(
-        teacher.path, data_artifact.path, work / "textcnn-kd", DistillPlan(losses=PREDICTION),
-        TextCnnConfig(tokenizer=setting.tokenizer, vectors=data_root / setting.vectors if setting.vectors else None),
-        FitConfig(epochs=20, batch_size=64, lr=1e-3, patience=3)))
+        config = TinyBertDistillConfig(
+            kd=KnowledgeDistillation(losses=losses, temperature=2.0, intermediate_epochs=2 if len(losses) > 2 else 0),
+            fit=FitConfig(epochs=setting.student_epochs, batch_size=32, lr=3e-4, patience=2))
+        students[student_name] = reuse_or_run(work / student_name, "student", lambda: DISTILL_TINYBERT.call(
+            config, {"teacher": teacher.path, "data": data_artifact.path}, work / student_name))
+    textcnn = TextCnnDistillConfig(kd=KnowledgeDistillation(losses=PREDICTION), tokenizer=setting.tokenizer,
+                                   vectors=data_root / setting.vectors if setting.vectors else None,
+                                   fit=FitConfig(epochs=20, batch_size=64, lr=1e-3, patience=3))
+    students["textcnn-kd"] = reuse_or_run(work / "textcnn-kd", "student", lambda: DISTILL_TEXTCNN.call(
+        textcnn, {"teacher": teacher.path, "data": data_artifact.path}, work / "textcnn-kd"))
     pretrained = pretraining_comparison(setting, work, data_artifact, data_root, teachers) if pretraining else None
 
     def test_predictions(artifact):
@@ -142,17 +141,18 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, pretraini
 def pretraining_comparison(setting: Setting, work: Path, data_artifact, data_root: Path, teachers: dict):
     """MLM-pre-train a 6 × 512 BERT, fine-tune it, and fine-tune the same geometry from scratch; both teachers are
     added to ``teachers``. Returns the pretrain artifact."""
-    mlm = FitConfig(epochs=setting.pretrain_epochs, batch_size=32, lr=5e-4, patience=1)
-    pretrained, _ = reuse_or_run(work / "pretrain-6x512", "pretrained", lambda: pretrain(
-        [data_root / path for path in setting.unlabeled], work / "pretrain-6x512", data=data_artifact.path,
-        tokenizer=setting.tokenizer, vocab_size=setting.vocab_size, max_length=setting.pretrain_max_length,
-        **TEACHER_6x512, fit_config=mlm))
-    geometry = replace(setting.teacher, **TEACHER_6x512)
-    fine_tune = FitConfig(epochs=setting.teacher_epochs, batch_size=32, lr=1e-4, patience=2)
+    mlm = PretrainConfig(tokenizer=setting.tokenizer, vocab_size=setting.vocab_size,
+                         max_length=setting.pretrain_max_length, **TEACHER_6x512,
+                         fit=FitConfig(epochs=setting.pretrain_epochs, batch_size=32, lr=5e-4, patience=1))
+    pretrained, _ = reuse_or_run(work / "pretrain-6x512", "pretrained", lambda: PRETRAIN.call(
+        mlm, {"corpus": [data_root / path for path in setting.unlabeled], "data": data_artifact.path},
+        work / "pretrain-6x512"))
+    fine_tune = replace(setting.teacher, **TEACHER_6x512,
+                        fit=FitConfig(epochs=setting.teacher_epochs, batch_size=32, lr=1e-4, patience=2))
     for key, init in (("teacher-6x512-mlm", pretrained.path), ("teacher-6x512-scratch", None)):
         if key not in teachers:  # on Reuters the scratch 6 × 512 is the main teacher
-            teachers[key] = reuse_or_run(work / key, "teacher", lambda: train_teacher(
-                data_artifact.path, work / key, geometry, fine_tune, init=init))
+            teachers[key] = reuse_or_run(work / key, "teacher", lambda: TRAIN_TEACHER.call(
+                fine_tune, {"data": data_artifact.path, "init": init}, work / key))
     return pretrained
 
 

@@ -19,8 +19,8 @@ def private_cache(tmp_path_factory):
 TEACHER = ["--layers", "1", "--hidden", "48", "--heads", "4", "--max-length", "40", "--batch-size", "32",
            "--lr", "2e-3", "--epochs", "4"]
 STUDENTS = {
-    "textcnn": ["--student", "textcnn", "--embedding-dim", "32", "--filters", "16", "--epochs", "6", "--lr", "3e-3"],
-    "tinybert": ["--student", "tinybert", "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+    "textcnn": ["--embedding-dim", "32", "--filters", "16", "--epochs", "6", "--lr", "3e-3"],
+    "tinybert": ["--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
                  "--epochs", "6", "--lr", "2e-3"],
 }
 
@@ -38,7 +38,7 @@ def students(tmp_path_factory):
     assert run("data", "prepare", root / "news.jsonl", "--out", root / "data").exit_code == 0
     assert run("train-teacher", "--data", root / "data", "--out", root / "teacher", *TEACHER).exit_code == 0
     for name, options in STUDENTS.items():
-        result = run("distill", "--teacher", root / "teacher", "--data", root / "data", "--out", root / name,
+        result = run("distill", name, "--teacher", root / "teacher", "--data", root / "data", "--out", root / name,
                      "--batch-size", "32", *options)
         assert result.exit_code == 0, result.output
     return root

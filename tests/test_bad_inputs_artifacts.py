@@ -22,7 +22,7 @@ from mobclf.errors import UserError
 from mobclf.train.loop import FitConfig, fit
 
 TEACHER = ["--layers", "1", "--hidden", "32", "--heads", "2", "--max-length", "24", "--epochs", "1"]
-STUDENT = ["--student", "textcnn", "--embedding-dim", "16", "--filters", "8", "--epochs", "1"]
+STUDENT = ["--embedding-dim", "16", "--filters", "8", "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def made(tmp_path_factory):
     try:
         for args in (["data", "prepare", "news.jsonl", "--out", "ds"],
                      ["train-teacher", "--data", "ds", "--out", "teacher", *TEACHER],
-                     ["distill", "--teacher", "teacher", "--data", "ds", "--out", "student", *STUDENT]):
+                     ["distill", "textcnn", "--teacher", "teacher", "--data", "ds", "--out", "student", *STUDENT]):
             assert run(*args).exit_code == 0, args
     finally:
         os.chdir(previous)
@@ -251,15 +251,15 @@ CASES = {
         "is not the dataset"),
     # 3. one line with the fix: options that cannot be right
     "loss weight nan": (
-        corpus_and_dataset, ["distill", "--teacher", "ds", "--data", "ds", "--out", "s", "--loss", "soft_kd=nan"],
+        corpus_and_dataset, ["distill", "textcnn", "--teacher", "ds", "--data", "ds", "--out", "s", "--loss", "soft_kd=nan"],
         None, "finite"),
     "negative loss weight": (
-        corpus_and_dataset, ["distill", "--teacher", "ds", "--data", "ds", "--out", "s", "--loss", "hard_bce=-1"],
-        None, "finite number ≥ 0"),
+        corpus_and_dataset, ["distill", "textcnn", "--teacher", "ds", "--data", "ds", "--out", "s", "--loss", "hard_bce=-1"],
+        None, "-1 must be ≥ 0"),
     "learning rate nan": (
         corpus_and_dataset, ["train-teacher", "--data", "ds", "--out", "t", "--lr", "nan"], None, "finite"),
     "temperature inf": (
-        corpus_and_dataset, ["distill", "--teacher", "ds", "--data", "ds", "--out", "s", "--temperature", "inf"],
+        corpus_and_dataset, ["distill", "textcnn", "--teacher", "ds", "--data", "ds", "--out", "s", "--temperature", "inf"],
         None, "finite"),
     "split ratio nan": (
         corpus_only, ["data", "prepare", "news.jsonl", "--out", "d", "--split", "nan", "0.1", "0.1"], None, "finite"),
@@ -267,7 +267,7 @@ CASES = {
         student_and_data, ["export", "--from", "student", "--out", "b2", "--max-prob-diff", "1e400"], None,
         "not in the range"),
     "teacher-output cache below a file": (
-        cache_under_a_file, ["distill", "--teacher", "teacher", "--data", "ds", "--out", "s", *STUDENT], "cache",
+        cache_under_a_file, ["distill", "textcnn", "--teacher", "teacher", "--data", "ds", "--out", "s", *STUDENT], "cache",
         "choose another path"),
 }
 

@@ -152,7 +152,7 @@ def android_bundles(students, tmp_path_factory):
     models = {"textcnn-char": students / "textcnn", "tinybert": students / "tinybert"}
     for kind in ("jieba", "wordpiece"):
         models[f"textcnn-{kind}"] = root / f"textcnn-{kind}"
-        result = run("distill", "--teacher", students / "teacher", "--data", students / "data",
+        result = run("distill", "textcnn", "--teacher", students / "teacher", "--data", students / "data",
                      "--out", models[f"textcnn-{kind}"], "--batch-size", "32", *STUDENTS["textcnn"],
                      "--tokenizer", kind, *(["--vocab-size", "600"] if kind == "wordpiece" else []))
         assert result.exit_code == 0, result.output

@@ -16,7 +16,8 @@ from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
-from mobclf.train.evaluate import EvalConfig, LabelledFileOptions, run
+from mobclf.stages import LabelledFileOptions
+from mobclf.train.evaluate import EvalConfig, run
 from mobclf.train.metrics import classification_metrics
 
 

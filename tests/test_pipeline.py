@@ -54,9 +54,9 @@ def test_teacher_learns_and_records_thresholds_metrics_and_lineage(workdir):
 def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdir):
     unlabeled = workdir / "unlabeled.txt"
     unlabeled.write_text("\n".join(["苹果发布新款手机 股价上涨", "国足客场战平对手", "央行宣布降息"]), "utf-8")
-    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out", workdir / "student",
-                 "--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--loss",
-                 "attention_transfer=1", "--hint-epochs", "1", "--tokenizer", "jieba", "--epochs", "12",
+    result = run("distill", "textcnn", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
+                 workdir / "student", "--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--loss",
+                 "attention_transfer=1", "--intermediate-epochs", "1", "--tokenizer", "jieba", "--epochs", "12",
                  "--batch-size", "32", "--lr", "3e-3", "--embedding-dim", "48", "--filters", "32",
                  "--unlabeled", unlabeled)
     assert result.exit_code == 0, result.output
@@ -80,10 +80,10 @@ def test_teacher_outputs_are_cached_once_and_reused(workdir):
     before = sorted(cache_dir().glob("*.safetensors"))
     assert before  # train + unlabeled texts with every layer, val and test logits: from the run above
     args = ["--teacher", workdir / "teacher", "--data", workdir / "data", "--epochs", "1", "--filters", "8"]
-    result = run("distill", *args, "--out", workdir / "student-kd", "--unlabeled", workdir / "unlabeled.txt")
+    result = run("distill", "textcnn", *args, "--out", workdir / "student-kd", "--unlabeled", workdir / "unlabeled.txt")
     assert result.exit_code == 0
     assert sorted(cache_dir().glob("*.safetensors")) == before  # fewer layers: served by the entry with all of them
-    result = run("distill", *args, "--out", workdir / "student-kd-labelled-only")
+    result = run("distill", "textcnn", *args, "--out", workdir / "student-kd-labelled-only")
     assert result.exit_code == 0
     assert len(sorted(cache_dir().glob("*.safetensors"))) == len(before) + 1  # other texts: one new entry
 
@@ -117,27 +117,29 @@ def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
     (["--student", "tinybert", "--heads", "5"], "multiple of --heads 5"),
 ])
 def test_bad_distillation_options_are_one_line_errors(workdir, tmp_path, args, message):
-    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out", tmp_path / "s",
-                 *args)
+    student, args = (args[1], args[2:]) if args[0] == "--student" else ("textcnn", args)
+    result = run("distill", student, "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
+                 tmp_path / "s", *args)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s").exists()
 
 
 def test_a_dataset_is_not_a_teacher_and_outputs_are_not_overwritten(workdir):
-    result = run("distill", "--teacher", workdir / "data", "--data", workdir / "data", "--out", workdir / "x")
+    result = run("distill", "textcnn", "--teacher", workdir / "data", "--data", workdir / "data", "--out",
+                 workdir / "x")
     assert result.exit_code == 2 and "dataset artifact, but a teacher artifact is needed" in result.output
     result = run("train-teacher", "--data", workdir / "data", "--out", workdir / "teacher", *TINY_TEACHER)
     assert result.exit_code == 2 and "--force" in result.output
     assert np.isfinite(load_artifact(workdir / "teacher").manifest["metrics"]["test"]["micro_f1"])
 
 
-TINY_TINYBERT = ["--student", "tinybert", "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+TINY_TINYBERT = ["--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
                  "--batch-size", "32", "--lr", "3e-3"]
 
 
 def test_tinybert_with_every_layer_loss_agrees_with_its_teacher(workdir):
     """Teacher 4 heads, student 2: attention_mse averages heads; two stages as in TinyBERT."""
-    result = run("distill", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
+    result = run("distill", "tinybert", "--teacher", workdir / "teacher", "--data", workdir / "data", "--out",
                  workdir / "tinybert", "--loss", "soft_kd=1", "--loss", "embedding_mse=1", "--loss", "hidden_mse=1",
                  "--loss", "attention_mse=1", "--intermediate-epochs", "2", "--epochs", "10", *TINY_TINYBERT)
     assert result.exit_code == 0, result.output
@@ -168,13 +170,13 @@ def test_tinybert_on_single_label_data_with_general_distillation_and_init_from_a
     assert run("train-teacher", "--data", tmp_path / "data", "--out", tmp_path / "teacher",
                *TINY_TEACHER).exit_code == 0
     common = ["--teacher", tmp_path / "teacher", "--data", tmp_path / "data", "--epochs", "6", *TINY_TINYBERT]
-    result = run("distill", *common, "--out", tmp_path / "general", "--loss", "soft_kd=1", "--loss", "hidden_mse=1",
+    result = run("distill", "tinybert", *common, "--out", tmp_path / "general", "--loss", "soft_kd=1", "--loss", "hidden_mse=1",
                  "--loss", "attention_mse=1", "--general-texts", general, "--general-epochs", "1")
     assert result.exit_code == 0, result.output
     first = load_artifact(tmp_path / "general").manifest
     assert [stage["stage"] for stage in first["distillation"]["stages"]] == ["general", "main"]
     assert first["distillation"]["stages"][0]["texts"] == 100
-    result = run("distill", *common, "--out", tmp_path / "student", "--init", tmp_path / "general", "--loss",
+    result = run("distill", "tinybert", *common, "--out", tmp_path / "student", "--init", tmp_path / "general", "--loss",
                  "soft_kd=1", "--loss", "hard_bce=1")
     assert result.exit_code == 0, result.output
     manifest = load_artifact(tmp_path / "student").manifest
@@ -182,5 +184,5 @@ def test_tinybert_on_single_label_data_with_general_distillation_and_init_from_a
     assert load_artifact(tmp_path / "general").sha256 in [p["sha256"] for p in manifest["lineage"]["parents"]]
     assert manifest["metrics"]["agreement_with_teacher"]["test"] > 0.6
     # a teacher artifact is neither a pretrain artifact nor a TinyBERT student
-    result = run("distill", *common, "--out", tmp_path / "bad", "--init", tmp_path / "teacher")
+    result = run("distill", "tinybert", *common, "--out", tmp_path / "bad", "--init", tmp_path / "teacher")
     assert result.exit_code == 2 and "pretrained or student artifact is needed" in result.output

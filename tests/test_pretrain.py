@@ -182,7 +182,7 @@ def test_a_tinybert_student_starts_from_a_pretrained_artifact_that_shares_the_te
                                                                                                   tmp_path):
     assert run("train-teacher", "--data", workdir / "data", "--out", tmp_path / "teacher", "--init", workdir / "pt",
                "--epochs", "1", "--max-length", "24").exit_code == 0
-    student = ["distill", "--student", "tinybert", "--teacher", tmp_path / "teacher", "--data", workdir / "data",
+    student = ["distill", "tinybert", "--teacher", tmp_path / "teacher", "--data", workdir / "data",
                "--epochs", "1", "--loss", "soft_kd=1", "--loss", "hidden_mse=1"]
     result = run(*student, "--init", workdir / "pt", "--out", tmp_path / "student")
     assert result.exit_code == 0, result.output

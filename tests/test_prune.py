@@ -36,10 +36,10 @@ def workdir(tmp_path_factory):
                  "--heads", "2", "--max-length", "32", "--epochs", "2", "--batch-size", "32", "--lr", "2e-3")
     assert result.exit_code == 0, result.output
     common = ["--teacher", root / "teacher", "--data", root / "data", "--epochs", "1", "--batch-size", "32"]
-    result = run("distill", *common, "--out", root / "textcnn", "--embedding-dim", "16", "--filters", "8",
+    result = run("distill", "textcnn", *common, "--out", root / "textcnn", "--embedding-dim", "16", "--filters", "8",
                  "--lr", "3e-3", "--unlabeled", root / "unlabeled.txt")
     assert result.exit_code == 0, result.output
-    result = run("distill", *common, "--out", root / "tinybert", "--student", "tinybert", "--layers", "2",
+    result = run("distill", "tinybert", *common, "--out", root / "tinybert", "--layers", "2",
                  "--hidden", "32", "--heads", "4", "--intermediate", "64", "--lr", "3e-3")
     assert result.exit_code == 0, result.output
     return root

@@ -44,8 +44,8 @@ def tiny(tmp_path_factory):
                  "32", "--heads", "2", "--max-length", "32", "--epochs", "2", "--lr", "2e-3")
     assert result.exit_code == 0, result.output
     (root / "teacher.txt").write_text(result.output, "utf-8")
-    result = run("distill", "--teacher", root / "teacher", "--data", root / "data", "--out", root / "student",
-                 "--student", "textcnn", "--embedding-dim", "16", "--filters", "8", "--epochs", "1")
+    result = run("distill", "textcnn", "--teacher", root / "teacher", "--data", root / "data", "--out",
+                 root / "student", "--embedding-dim", "16", "--filters", "8", "--epochs", "1")
     assert result.exit_code == 0, result.output
     return root
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -13,23 +12,11 @@ import click
 from rich.console import Console
 
 from mobclf.data.readers import FORMATS
-from mobclf.errors import UserError
+from mobclf.errors import UserError, os_advice
 from mobclf.protocol import Setting, Stage, build_config, optional_type, settings
 from mobclf.stages import STAGES
 
 
-_OS_ADVICE = {
-    errno.ENOSPC: "no space left on the device; free some space or choose another --out",
-    errno.EDQUOT: "disk quota exceeded; free some space or choose another --out",
-    errno.EFBIG: "file too large for this file system (or the file-size limit); choose another --out",
-    errno.EROFS: "read-only file system; choose another --out",
-    errno.EACCES: "permission denied; choose a place you can write to, or fix its permissions",
-    errno.EPERM: "operation not permitted; choose a place you can write to, or fix its permissions",
-    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
-    errno.EISDIR: "is a folder, not a file; give a file",
-    errno.ENOENT: "no such file or folder; check the path",
-    errno.EEXIST: "a file is in the way of a folder mobclf needs to create; move it or choose another path",
-}
 
 
 class _Commands(click.Group):
@@ -42,7 +29,7 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except OSError as err:
-            advice = _OS_ADVICE.get(err.errno, f"{err.strerror or err}; check the path and try again")
+            advice = os_advice(err)
             # a full disk does not say which file: name the output being written
             raise UserError(advice, path=err.filename or next(iter(held()), None)) from None
         finally:
@@ -84,13 +71,14 @@ def _setting_option(setting: Setting) -> click.Option:
     """The click option of one config setting: its flag, type, range, choices, default and help."""
     kind, optional = optional_type(setting.type)
     meta, name, flag = setting.meta, "__".join(setting.path), f"--{setting.flag}"
-    common = {"default": setting.default, "show_default": setting.default not in (None, False), "help": meta["help"]}
+    shown = setting.default is not None and setting.default is not False and setting.default != []
+    common = {"default": setting.default, "show_default": shown, "help": meta["help"]}
     if kind is bool:
-        off = meta.get("off") or ("no-" + setting.flag if setting.default else None)
+        off = setting.off_flag
         return click.Option([f"{flag}/--{off}" if off else flag, name], is_flag=True, **common)
     origin = typing.get_origin(kind)
     if origin is dict:
-        return click.Option([flag, name], multiple=True, metavar="NAME=VALUE", callback=_pairs,
+        return click.Option([flag, name], multiple=True, metavar=meta.get("metavar") or "NAME=VALUE", callback=_pairs,
                             **{**common, "default": [f"{key}={value}" for key, value in setting.default.items()]})
     if origin is tuple and len(typing.get_args(kind)) > 1:
         return click.Option([flag, name], nargs=len(typing.get_args(kind)), type=_scalar_type(typing.get_args(kind)[0],
@@ -120,7 +108,7 @@ def _pairs(ctx, param, values) -> dict[str, float]:
         try:
             pairs[name.strip()] = float(number) if sep else 1.0
         except ValueError:
-            raise click.BadParameter(f"{value!r}: expected NAME=VALUE, e.g. soft_kd=1.0") from None
+            raise click.BadParameter(f"{value!r}: expected {param.metavar}, e.g. soft_kd=1.0") from None
     return pairs
 
 
@@ -155,7 +143,7 @@ def stage_command(stage: Stage) -> click.Command:
         out, force = values.pop("out"), values.pop("force")
         config = build_config(stage.config, {tuple(name.split("__")): value for name, value in values.items()})
         artifact = stage.call(config, inputs, out, force)
-        summary = stage.summarize(artifact.manifest)
+        summary = stage.summarize(artifact)
         if summary is not None:
             Console().print(summary)
         click.echo(f"{stage.produces} artifact written to {artifact.path}")
@@ -165,132 +153,9 @@ def stage_command(stage: Stage) -> click.Command:
 
 
 
-def training_options(epochs: int, lr: float | None, batch_size: int, classifier: bool = True,
-                     epochs_flags: tuple[str, ...] = ("--epochs",), min_epochs: int = 1, epochs_help: str | None = None,
-                     lr_help: str | None = None):
-    """Options every training stage shares, collected into a FitConfig; ``classifier`` adds the label weighting
-    and threshold options (not for masked-LM pre-training, whose early stopping follows the val MLM loss).
-    ``epochs_flags`` renames the epochs option (its parameter stays ``epochs``); ``lr`` None: the stage decides."""
-    score = "a better val micro-F1" if classifier else "a lower val MLM loss"
-    classifier_options = [
-        click.option("--pos-weight", "pos_weight_scheme", default="sqrt_inverse", show_default=True,
-                     type=click.Choice(["none", "inverse", "sqrt_inverse"]),
-                     help="Label weights of the BCE loss, from label frequency."),
-        click.option("--threshold-objective", default="micro", show_default=True,
-                     type=click.Choice(["micro", "macro"]), help="F1 that per-label threshold tuning maximises."),
-    ] if classifier else []
-
-    def decorate(command):
-        for option in reversed([
-            click.option(*epochs_flags, "epochs", default=epochs, show_default=True,
-                         type=click.IntRange(min=min_epochs), help=epochs_help),
-            click.option("--batch-size", default=batch_size, show_default=True, type=click.IntRange(min=1)),
-            click.option("--lr", default=lr, show_default=lr is not None, help=lr_help,
-                         type=FiniteFloat(min=0, min_open=True)),
-            click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
-                         help=f"Early stopping: epochs without {score}."),
-            click.option("--seed", default=42, show_default=True, type=int),
-            *classifier_options,
-            click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda."),
-            click.option("--force", is_flag=True, help="Replace an existing --out artifact."),
-        ]):
-            command = option(command)
-        return command
-
-    return decorate
-
-
-def fit_config(epochs: int, batch_size: int, lr: float, patience: int, seed: int):
-    from mobclf.train.loop import FitConfig
-
-    return FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
-
-
-def parse_loss_weights(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
-    weights = {}
-    for value in values:
-        name, sep, weight = value.partition("=")
-        try:
-            weights[name.strip()] = float(weight) if sep else 1.0
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: expected NAME=WEIGHT, e.g. soft_kd=1.0") from None
-        if not math.isfinite(weights[name.strip()]) or weights[name.strip()] < 0:
-            raise click.BadParameter(f"{value!r}: a loss weight is a finite number ≥ 0, e.g. soft_kd=1.0")
-    return weights or {"soft_kd": 1.0, "hard_bce": 1.0}
-
-
-def parse_layers(ctx, param, value: str | None) -> list[int]:
-    try:
-        return [int(part) for part in value.split(",") if part.strip()] if value else []
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected comma-separated layer numbers, e.g. 10,11,12") from None
-
-
-@main.command("distill")
-@click.option("--teacher", "teacher_dir", required=True, type=PATH_IN, help="Teacher artifact.")
-@click.option("--data", required=True, type=PATH_IN, help="Dataset artifact the teacher was trained on.")
-@click.option("--out", required=True, type=PATH_OUT, help="Student artifact directory to write.")
-@click.option("--student", default="textcnn", show_default=True, type=click.Choice(["textcnn", "tinybert"]))
-@click.option("--loss", "losses", multiple=True, callback=parse_loss_weights, metavar="NAME=WEIGHT",
-              help="Repeatable. Any student: soft_kd, hard_bce. TextCNN: hint_mse, attention_transfer. TinyBERT: "
-                   "embedding_mse, hidden_mse, attention_mse [default: soft_kd=1 hard_bce=1].")
-@click.option("--temperature", default=2.0, show_default=True, type=FiniteFloat(min=0, min_open=True))
-@click.option("--intermediate-epochs", "--hint-epochs", "intermediate_epochs", default=0, show_default=True,
-              type=click.IntRange(min=0), help="Epochs of intermediate losses alone before the main stage "
-              "(FitNets' hint stage; TinyBERT's intermediate-layer stage, after which only prediction losses train).")
-@click.option("--unlabeled", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Unlabelled transfer texts (.jsonl with 'text', or .txt); the teacher labels them softly.")
-@click.option("--hint-layer", type=click.IntRange(min=0), help="TextCNN: teacher layer for hint_mse [default: middle].")
-@click.option("--attention-layers", callback=parse_layers,
-              help="TextCNN: teacher layers for attention_transfer [default: last].")
-@click.option("--tokenizer", default="char", show_default=True, type=click.Choice(["char", "jieba", "wordpiece"]),
-              help="TextCNN (a TinyBERT student reads the teacher's tokens).")
-@click.option("--vocab-size", type=click.IntRange(min=10), help="TextCNN.")
-@click.option("--min-freq", default=1, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
-@click.option("--max-length", type=click.IntRange(min=4), help="TextCNN [default: the teacher's].")
-@click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
-@click.option("--kernel-sizes", default="2,3,4", show_default=True, callback=parse_layers, help="TextCNN.")
-@click.option("--filters", default=128, show_default=True, type=click.IntRange(min=1), help="TextCNN.")
-@click.option("--dropout", default=0.5, show_default=True, type=FiniteFloat(0, 1, max_open=True), help="TextCNN.")
-@click.option("--vectors", type=PATH_IN,
-              help="TextCNN: pretrained embeddings, a directory with vocab.txt + vectors.npy.")
-@click.option("--layers", default=4, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
-@click.option("--hidden", default=312, show_default=True, type=click.IntRange(min=8), help="TinyBERT.")
-@click.option("--heads", default=12, show_default=True, type=click.IntRange(min=1), help="TinyBERT.")
-@click.option("--intermediate", default=1200, show_default=True, type=click.IntRange(min=8), help="TinyBERT FFN width.")
-@click.option("--init", type=PATH_IN, help="TinyBERT: start from a `mobclf pretrain` artifact or a TinyBERT student "
-              "(same vocabulary as the teacher); its geometry replaces --layers/--hidden/--heads/--intermediate.")
-@click.option("--layer-map", default="uniform", show_default=True,
-              help="TinyBERT: student:teacher layer pairs for hidden_mse/attention_mse, e.g. 1:3,2:6,3:9,4:12.")
-@click.option("--general-texts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="TinyBERT general distillation: unlabelled texts for intermediate losses before task distillation.")
-@click.option("--general-epochs", default=0, show_default=True, type=click.IntRange(min=0))
-@training_options(epochs=20, lr=1e-3, batch_size=64)
-def distill_command(teacher_dir, data, out, student, losses, temperature, intermediate_epochs, unlabeled, hint_layer,
-                    attention_layers, tokenizer, vocab_size, min_freq, max_length, embedding_dim, kernel_sizes,
-                    filters, dropout, vectors, layers, hidden, heads, intermediate, init, layer_map, general_texts,
-                    general_epochs, epochs, batch_size, lr, patience, seed, pos_weight_scheme, threshold_objective,
-                    device, force):
-    """Distil a teacher into a small student: KD, FitNets hints and attention transfer (TextCNN) or TinyBERT's
-    layer-wise losses (TinyBERT; use a lower --lr, e.g. 1e-4 from a pretrained --init, 5e-4 from scratch)."""
-    from mobclf.distill.distill import DistillPlan, distill
-    from mobclf.distill.textcnn_student import TextCnnConfig
-    from mobclf.distill.tinybert_student import TinyBertConfig
-
-    plan = DistillPlan(losses=losses, temperature=temperature, hint_layer=hint_layer,
-                       attention_layers=attention_layers, layer_map=layer_map,
-                       intermediate_epochs=intermediate_epochs, general_epochs=general_epochs)
-    if student == "textcnn":
-        student_config = TextCnnConfig(tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
-                                       max_length=max_length, embedding_dim=embedding_dim, kernel_sizes=kernel_sizes,
-                                       num_filters=filters, dropout=dropout, vectors=vectors)
-    else:
-        student_config = TinyBertConfig(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate,
-                                        init=init)
-    artifact = distill(teacher_dir, data, out, plan, student_config, fit_config(epochs, batch_size, lr, patience, seed),
-                       unlabeled=unlabeled, general_texts=general_texts, threshold_objective=threshold_objective,
-                       pos_weight_scheme=pos_weight_scheme, device=device, force=force)
-    click.echo(f"student written to {artifact.path}")
+@main.group()
+def distill() -> None:
+    """Distil a teacher into a small student: `mobclf distill textcnn` or `mobclf distill tinybert`."""
 
 
 def labelled_file_options(command):
@@ -322,7 +187,7 @@ def labelled_file_reading(data, labelled_file, fmt, text_column, label_column, l
                           ignore_unknown_labels):
     """The LabelledFileOptions of `eval`/`bench`, checked against --data/--file (exactly one; reading options only
     with --file)."""
-    from mobclf.train.evaluate import LabelledFileOptions
+    from mobclf.stages import LabelledFileOptions
 
     if (data is None) == (labelled_file is None):
         raise UserError("give the labelled examples either as --data DIR (a dataset artifact) or as --file FILE "
@@ -463,36 +328,6 @@ def run_command(recipe, work, only, force, dry_run):
     from mobclf.recipes import run_recipe
 
     run_recipe(recipe, work=work, only=only, force=force, dry_run=dry_run)
-
-
-@main.command("bench")
-@click.option("--model", "models", multiple=True, required=True, type=PATH_IN,
-              help="Teacher, student, pruned, quantized or export artifact; repeat for each (the teacher is the "
-                   "baseline).")
-@click.option("--data", type=PATH_IN, help="Dataset artifact (scored on --split); or give --file.")
-@labelled_file_options
-@click.option("--out", required=True, type=PATH_OUT, help="Report artifact directory to write.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["val", "test"]), help="Split of --data.")
-@click.option("--latency-texts", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Real texts timed one at a time per variant and thread count.")
-@click.option("--tfidf/--no-tfidf", default=True, show_default=True,
-              help="Add the TF-IDF + logistic-regression baseline (trained on the dataset's train split; with --file, "
-                   "the dataset the first model came from).")
-@click.option("--name", help="Dataset name in the report [default: the --data directory's or --file's name].")
-@click.option("--force", is_flag=True, help="Replace an existing --out report.")
-def bench_command(models, data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
-                  ignore_unknown_labels, out, split, latency_texts, tfidf, name, force):
-    """Size, latency, throughput, memory and accuracy parity of every variant against the teacher, on a split of a
-    dataset artifact or on a labelled file; writes report.json, report.md and report.html with plots."""
-    from mobclf.bench.report import BenchConfig, run
-
-    reading = labelled_file_reading(data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
-                                    ignore_unknown_labels)
-    if labelled_file is not None and click.get_current_context().get_parameter_source("split").name != "DEFAULT":
-        raise UserError("--split chooses a split of --data; a --file is scored whole: drop --split")
-    config = BenchConfig(split=split, latency_texts=latency_texts, tfidf=tfidf, name=name, reading=reading)
-    artifact = run(config, list(models), out, data=data, file=labelled_file, force=force)
-    click.echo((artifact.path / "report.md").read_text(encoding="utf-8"))
 
 
 for _stage in STAGES:

@@ -86,6 +86,13 @@ class Setting:
     def flag(self) -> str:
         return self.meta.get("flag") or self.name.replace("_", "-")
 
+    @property
+    def off_flag(self) -> str | None:
+        """A switch's off flag: its own (``per-layer``), or ``no-<flag>`` when it is on by default."""
+        if optional_type(self.type)[0] is not bool:
+            return None
+        return self.meta.get("off") or ("no-" + self.flag if self.default else None)
+
 
 def optional_type(kind) -> tuple[Any, bool]:
     """``X | None`` → (X, True); anything else → (it, False)."""
@@ -149,11 +156,11 @@ def _scalar(setting: Setting, kind, value: Any, meta: dict) -> Any:
             raise ConfigError(setting.flag, f"{value!r} is not a finite number")
         value = kind(value)
         low, high = meta.get("min"), meta.get("max")
+        bounds = [f"{'>' if meta.get('min_open') else '≥'} {low:g}" if low is not None else "",
+                  f"{'<' if meta.get('max_open') else '≤'} {high:g}" if high is not None else ""]
         if (low is not None and (value < low or (meta.get("min_open") and value == low))) or \
                 (high is not None and (value > high or (meta.get("max_open") and value == high))):
-            interval = (("(" if meta.get("min_open") else "[") + ("" if low is None else f"{low:g}") + ", "
-                        + ("" if high is None else f"{high:g}") + (")" if meta.get("max_open") else "]"))
-            raise ConfigError(setting.flag, f"{value:g} is outside {interval}")
+            raise ConfigError(setting.flag, f"{value:g} must be {' and '.join(bound for bound in bounds if bound)}")
         return value
     if kind is Path:
         if not isinstance(value, (str, Path)) or not str(value):
@@ -203,16 +210,18 @@ def as_json(config: Any) -> dict:
             else plain(getattr(config, item.name)) for item in dataclasses.fields(config)}
 
 
-def build_config(config_type: type, values: dict[tuple[str, ...], Any]) -> Any:
-    """A config from ``values`` by setting path (missing ones take their defaults), nested configs included."""
+def build_config(config_type: type, values: dict[tuple[str, ...], Any], defaults: Any = None) -> Any:
+    """A config from ``values`` by setting path; missing ones take the defaults of ``defaults`` (an instance;
+    default: ``config_type()``, whose nested configs carry the stage's own defaults)."""
     hints = typing.get_type_hints(config_type)
+    defaults = config_type() if defaults is None else defaults
     arguments = {}
     for item in dataclasses.fields(config_type):
         if dataclasses.is_dataclass(hints[item.name]):
             inner = {path[1:]: value for path, value in values.items() if path[0] == item.name}
-            arguments[item.name] = build_config(hints[item.name], inner)
-        elif (item.name,) in values:
-            arguments[item.name] = values[(item.name,)]
+            arguments[item.name] = build_config(hints[item.name], inner, getattr(defaults, item.name))
+        else:
+            arguments[item.name] = values.get((item.name,), getattr(defaults, item.name))
     return config_type(**arguments)
 
 
@@ -221,7 +230,7 @@ def config_from_options(config_type: type, options: dict[str, Any], base: Path |
     boolean too): unknown keys raise ``KeyError``; bad values ``ConfigError``. Relative paths are taken from
     ``base``."""
     by_flag = {setting.flag: setting for setting in settings(config_type)}
-    off = {setting.meta["off"]: setting for setting in by_flag.values() if setting.meta.get("off")}
+    off = {setting.off_flag: setting for setting in by_flag.values() if setting.off_flag}
     values: dict[tuple[str, ...], Any] = {}
     for key, value in options.items():
         key = str(key).replace("_", "-")
@@ -258,7 +267,7 @@ def command_arguments(config: Any) -> list[str]:
             continue
         kind, _ = optional_type(setting.type)
         if kind is bool:
-            arguments.append(f"--{setting.flag}" if value else f"--{setting.meta.get('off') or 'no-' + setting.flag}")
+            arguments.append(f"--{setting.flag}" if value else f"--{setting.off_flag}")
         elif typing.get_origin(kind) is dict:
             arguments += [token for key, item in value.items() for token in (f"--{setting.flag}", f"{key}={item}")]
         elif typing.get_origin(kind) is tuple and len(typing.get_args(kind)) > 1:
@@ -304,14 +313,14 @@ class Stage:
     inputs: tuple[Input, ...]
     produces: str
     help: str
-    summary: str | None = None  # "module:function": manifest → what the command prints about the new artifact
+    summary: str | None = None  # "module:function": artifact → what the command prints about it
 
     @property
     def run(self) -> Callable:
         return _resolve(self.function)
 
-    def summarize(self, manifest: dict) -> Any:
-        return _resolve(self.summary)(manifest) if self.summary else None
+    def summarize(self, artifact: Any) -> Any:
+        return _resolve(self.summary)(artifact) if self.summary else None
 
     @property
     def name(self) -> str:

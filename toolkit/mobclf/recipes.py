@@ -1,8 +1,9 @@
 """``mobclf run RECIPE.yaml``: a whole pipeline declared as data, run step by step, resumable.
 
-A recipe names an artifact root (``work``) and an ordered list of steps. Each step is one mobclf command: its
-``options`` are the command's own long options without the dashes, its ``inputs`` name the earlier steps whose
-output it reads, and it writes ``out`` (relative to ``work``; default: the step id). So a recipe says exactly what
+A recipe names an artifact root (``work``) and an ordered list of steps. Each step is one mobclf stage
+(``mobclf.stages``): its ``options`` are the stage's settings (the command's long options without the dashes), its
+``inputs`` name the earlier steps whose output it reads, and it writes ``out`` (relative to ``work``; default: the
+step id). A step builds the same config the command builds and calls the same ``run``, so a recipe says exactly what
 the CLI can say, and every step prints the command that does the same by hand.
 
     name: demo
@@ -19,10 +20,11 @@ the CLI can say, and every step prints the command that does the same by hand.
         inputs: {teacher: teacher, data: dataset}
         options: {student: textcnn, loss: {soft_kd: 1, hard_bce: 1}, kernel-sizes: [2, 3, 4]}
 
-Option values: a scalar is ``--name value``; ``true``/``false`` switch a flag (``whole-word: false`` is
-``--no-whole-word``); a list repeats a repeatable option, fills a multi-value one (``split: [0.8, 0.1, 0.1]``) or
-is joined by commas; a mapping repeats ``--name key=value`` (``loss``). Paths in options are relative to the recipe
-file. An input may name a path inside a step's output: ``tokenizer-dir: teacher/tokenizer``.
+Option values have the setting's type: ``true``/``false`` for a switch (``whole-word: false``, or its off
+switch ``no-whole-word: true``), a list for a list or several values (``split: [0.8, 0.1, 0.1]``,
+``kernel-sizes: [2, 3, 4]``), a mapping for weights (``loss: {soft_kd: 1}``). A distill step picks its student
+with ``student: textcnn`` (the default) or ``student: tinybert``. Paths in options are relative to the recipe file.
+An input may name a path inside a step's output: ``tokenizer-dir: teacher/tokenizer``.
 
 The whole recipe is checked before anything runs, and every problem is one line naming the recipe file and line:
 YAML that repeats a key, has a recursive alias or expands past ``MAX_NODES`` nodes (a "billion laughs"); unknown
@@ -52,6 +54,7 @@ second ``mobclf run`` on it is refused at once.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -59,20 +62,21 @@ import math
 import os
 import re
 import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
+from mobclf import stages
 from mobclf.artifacts import MANIFEST, RECIPE_STEP, load_artifact, lock, release, sha256_file
-from mobclf.cli import main
 from mobclf.console import console
-from mobclf.errors import UserError
+from mobclf.errors import UserError, os_advice
+from mobclf.protocol import (ConfigError, Input, Stage, StageConfig, as_json, command_arguments, config_from_options,
+                             setting)
+from mobclf.protocol import settings as config_settings
 
 STATE_FILE = ".recipe-state.json"
 RESERVED = {"out": "give the step's `out` instead", "force": "use `mobclf run --force`",
@@ -83,60 +87,68 @@ MAX_INT = 2**63 - 1  # what torch and numpy hold; larger integers are typos or j
 MAX_DEMO_ITEMS = 100_000
 
 
-@click.command("demo-corpus")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL file to write.")
-@click.option("--items", default=3000, show_default=True, type=click.IntRange(min=1, max=MAX_DEMO_ITEMS))
-@click.option("--seed", default=42, show_default=True, type=click.IntRange(min=0, max=MAX_INT))
-@click.option("--force", is_flag=True, help="Replace an existing --out file.")
-def demo_corpus_command(out: Path, items: int, seed: int, force: bool) -> None:
-    """Generate the demo corpus (``mobclf.data.demo_corpus``) as a JSONL file, atomically: it is written to a
-    hidden temporary file beside ``out`` and renamed into place only once complete, so a full disk or a kill never
-    leaves a cut corpus at ``out``."""
+@dataclass(frozen=True)
+class DemoCorpusConfig(StageConfig):
+    """A recipe-only step: the generated demo corpus (``mobclf.data.demo_corpus``) as a JSONL file."""
+
+    items: int = setting(3000, "Headlines to generate.", min=1, max=MAX_DEMO_ITEMS)
+    seed: int = setting(42, "Seed of the generator.", min=0, max=MAX_INT)
+
+
+def _write_demo_corpus(config: DemoCorpusConfig, out: Path) -> None:
+    """Generate the corpus at ``out``, atomically (``generate_demo_corpus`` writes a hidden file, then renames it):
+    a full disk or a kill never leaves a cut corpus there."""
     from mobclf.data.demo_corpus import generate_demo_corpus
 
     if out.is_symlink() or out.is_dir():
         raise UserError("exists and is not a file; choose another `out`", path=out)
-    if out.exists() and not force:
-        raise UserError("already exists; pass --force to replace it or choose another --out", path=out)
     try:
-        generate_demo_corpus(out, n_items=items, seed=seed)  # atomic: a full disk or a kill leaves no cut corpus
+        generate_demo_corpus(out, n_items=config.items, seed=config.seed)
     except ValueError as err:
         raise UserError(f"{err}; ask for fewer `items`", path=out) from None
 
 
-@dataclass(frozen=True)
-class Kind:
-    """A step kind: the command that runs it and the kind of artifact it writes (None: a plain file)."""
-
-    command: tuple[str, ...]
-    artifact: str | None
-
-
-KINDS = {
-    "demo-corpus": Kind(("demo-corpus",), None),
-    "data": Kind(("data", "prepare"), "dataset"),
-    "pretrain": Kind(("pretrain",), "pretrained"),
-    "teacher": Kind(("train-teacher",), "teacher"),
-    "distill": Kind(("distill",), "student"),
-    "prune": Kind(("prune",), "pruned"),
-    "quantize": Kind(("quantize",), "quantized"),
-    "export": Kind(("export",), "export"),
-    "bench": Kind(("bench",), "report"),
+STUDENTS = {"textcnn": stages.DISTILL_TEXTCNN, "tinybert": stages.DISTILL_TINYBERT}
+KINDS: dict[str, Stage | None] = {  # kind → its stage (None: the demo corpus; distill: chosen by `student`)
+    "demo-corpus": None,
+    "data": stages.DATA_PREPARE,
+    "pretrain": stages.PRETRAIN,
+    "teacher": stages.TRAIN_TEACHER,
+    "distill": stages.DISTILL_TEXTCNN,
+    "prune": stages.PRUNE,
+    "quantize": stages.QUANTIZE,
+    "export": stages.EXPORT,
+    "bench": stages.BENCH,
 }
 
 
 @dataclass(frozen=True)
 class Step:
-    """One validated step: ``args`` is its command line (paths resolved), ``needs`` the ids of the steps it reads,
-    ``line`` the recipe line of its ``out`` (or of the step, when the ``out`` is the default)."""
+    """One validated step: its stage (None: a demo corpus) with the config and inputs it runs on, ``needs`` the ids
+    of the steps it reads, ``read`` every path it reads (fingerprinted), ``line`` the recipe line of its ``out`` (or
+    of the step, when the ``out`` is the default)."""
 
     id: str
     kind: str
+    stage: Stage | None
+    config: Any
+    inputs: dict[str, Any]
     out: Path
-    args: tuple[str, ...]
     needs: tuple[str, ...]
-    inputs: tuple[Path, ...]  # every path it reads (fingerprinted)
+    read: tuple[Path, ...]
     line: int | None = None
+
+    @property
+    def produces(self) -> str | None:
+        """The kind of artifact the step writes (None: a plain file)."""
+        return self.stage.produces if self.stage else None
+
+    @property
+    def command(self) -> str:
+        """The command line that does what the step does."""
+        if self.stage is None:
+            return shlex.join(["demo-corpus", *command_arguments(self.config), "--out", str(self.out)])
+        return self.stage.command_line(self.config, self.inputs, self.out)
 
 
 @dataclass(frozen=True)
@@ -151,15 +163,6 @@ class Recipe:
     def identity(self) -> str:
         """How artifacts' lineage names this recipe: its absolute path."""
         return str(self.path.resolve())
-
-
-def _command(kind: str) -> click.Command | None:
-    if kind == "demo-corpus":
-        return demo_corpus_command
-    command: click.Command | None = main
-    for name in KINDS[kind].command:
-        command = command.commands.get(name) if isinstance(command, click.Group) else None
-    return command
 
 
 # ---- reading -----------------------------------------------------------------------------------------------------
@@ -351,7 +354,7 @@ class _Loader:
 
     def out(self, raw: dict, where: tuple, step_id: str, kind: str, work: Path) -> Path:
         """The step's ``out``: a path inside ``work`` (not ``work`` itself), no part of it hidden."""
-        out = raw.get("out", step_id + (".jsonl" if KINDS[kind].artifact is None else ""))
+        out = raw.get("out", step_id + (".jsonl" if KINDS[kind] is None else ""))
         if not isinstance(out, str) or not out or "\0" in out:
             raise self.error(where + ("out",), f"step {step_id!r}: `out` must be a path (relative to `work`)")
         path = (work / Path(out).expanduser()).resolve()
@@ -381,20 +384,27 @@ class _Loader:
             raise self.error(where + ("kind",), f"step {step_id!r}: unknown kind {kind!r}"
                                                 f"{_did_you_mean(str(kind), KINDS)}; expected one of "
                                                 f"{', '.join(KINDS)}")
-        command = _command(kind)
-        if command is None:
-            raise self.error(where + ("kind",), f"step {step_id!r}: this mobclf has no `mobclf "
-                                                f"{' '.join(KINDS[kind].command)}` command for kind {kind!r}")
-        name = f"mobclf {' '.join(KINDS[kind].command)}"
         out_path = self.out(raw, where, step_id, kind, recipe.work)
-
-        params = _params_by_key(command)
         options, inputs = raw.get("options") or {}, raw.get("inputs") or {}
         for key, value in (("options", options), ("inputs", inputs)):
             if not isinstance(value, dict):
                 raise self.error(where + (key,), f"step {step_id!r}: `{key}` must be a mapping")
-        given: dict[str, str] = {}  # click parameter name → the key that set it
-        tokens: list[tuple[click.Parameter, list[str]]] = []
+        options = dict(options)
+        stage = KINDS[kind]
+        if kind == "distill":
+            student = options.pop("student", "textcnn")
+            if student not in STUDENTS:
+                raise self.error(where + ("options", "student"), f"step {step_id!r}: student {student!r} is not one "
+                                                                 f"of {', '.join(STUDENTS)}")
+            stage = STUDENTS[student]
+        config_type = stage.config if stage else DemoCorpusConfig
+        name = f"mobclf {stage.name}" if stage else "a demo-corpus step"
+        specs = {spec.name: spec for spec in (stage.inputs if stage else ())}
+        flags = {setting.flag: setting for setting in config_settings(config_type)}
+        flags |= {setting.off_flag: setting for setting in flags.values() if setting.off_flag}
+        given: dict[Any, str] = {}  # input keyword or setting path → the key that set it
+        paths: dict[str, Any] = {}
+        values: dict[str, Any] = {}
         needs: list[str] = []
         read: list[Path] = []
         for section, mapping in (("inputs", inputs), ("options", options)):
@@ -403,54 +413,58 @@ class _Loader:
                 flag = str(key).replace("_", "-")
                 if flag in RESERVED:
                     raise self.error(at, f"step {step_id!r}: {flag!r} is not a recipe option ({RESERVED[flag]})")
-                if flag not in params:
+                if flag not in specs and flag not in flags:
                     raise self.error(at, f"step {step_id!r}: unknown option {key!r} for {name}"
-                                         f"{_did_you_mean(flag, params)} (see `{name} --help`)")
-                param, secondary = params[flag]
-                if param.name in given:
-                    raise self.error(at, f"step {step_id!r}: {key!r} sets what {given[param.name]!r} already sets")
-                given[param.name] = str(key)
-                is_path = isinstance(param.type, click.Path)
-                if section == "inputs" and not is_path:
+                                         f"{_did_you_mean(flag, [*specs, *flags])}"
+                                         + (f" (see `{name} --help`)" if stage else ""))
+                target = specs[flag].keyword if flag in specs else flags[flag].path
+                if target in given:
+                    raise self.error(at, f"step {step_id!r}: {key!r} sets what {given[target]!r} already sets")
+                given[target] = str(key)
+                if value is None:
+                    continue  # `key: null` leaves the setting at its default, as leaving it out does
+                if flag in specs:
+                    spec = specs[flag]
+                    found = self.paths(value, spec, section == "inputs", earlier, at, f"step {step_id!r}: {key}")
+                    needs.extend(source for _, source in found if source)
+                    read.extend(path for path, _ in found)
+                    paths[spec.keyword] = [path for path, _ in found] if spec.multiple else found[0][0]
+                    continue
+                if section == "inputs":
                     raise self.error(at, f"step {step_id!r}: {key!r} is not a path; put it under `options`")
-                if is_path:
-                    paths = self.paths(value, param, section == "inputs", earlier, at, f"step {step_id!r}: {key}")
-                    needs.extend(source for _, source in paths if source)
-                    read.extend(path for path, _ in paths)
-                    value = [str(path) for path, _ in paths]
                 try:
-                    tokens.append((param, _tokens(param, secondary, value, check=not is_path)))
-                except click.BadParameter as err:
-                    raise self.error(at, f"step {step_id!r}: {key}: {err.message}") from None
-        missing = [param for param in command.params
-                   if param.required and param.name != "out" and param.name not in given]
+                    _check_numbers(value)
+                except ValueError as err:
+                    raise self.error(at, f"step {step_id!r}: {key}: {err}") from None
+                values[flag] = value
+        missing = [spec.name for spec in specs.values() if spec.required and spec.keyword not in paths]
         if missing:
-            keys = ", ".join(_key(param) for param in missing)
-            raise self.error(where, f"step {step_id!r}: {name} needs {keys} (under `inputs` as an earlier step's id, "
-                                    "or under `options`)")
-        arguments = [token for param, group in tokens if isinstance(param, click.Argument) for token in group]
-        args = (*arguments, *(token for param, group in tokens if not isinstance(param, click.Argument)
-                              for token in group), "--out", str(out_path))
+            raise self.error(where, f"step {step_id!r}: {name} needs {', '.join(missing)} (under `inputs` as an "
+                                    "earlier step's id, or under `options`)")
+        try:
+            config = config_from_options(config_type, values, base=self.path.parent)
+        except ConfigError as err:
+            key = next((key for key in options if str(key).replace("_", "-") == err.option), None)
+            raise self.error(where + ("options", key) if key else where,
+                             f"step {step_id!r}: {key or err.option}: {err.problem}") from None
         line = self.lines.get(where + ("out",)) or self.lines.get(where)
-        return Step(id=step_id, kind=kind, out=out_path, args=args, needs=tuple(dict.fromkeys(needs)),
-                    inputs=tuple(read), line=line)
+        return Step(id=step_id, kind=kind, stage=stage, config=config, inputs=paths, out=out_path,
+                    needs=tuple(dict.fromkeys(needs)), read=tuple(read), line=line)
 
-    def paths(self, value: Any, param: click.Parameter, by_id: bool, earlier: dict[str, Step], at: tuple,
+    def paths(self, value: Any, spec: Input, by_id: bool, earlier: dict[str, Step], at: tuple,
               what: str) -> list[tuple[Path, str | None]]:
-        """The paths a path option names (relative to the recipe file; checked to exist as the command wants),
-        or an input (an earlier step's id, or ``id/path/inside``), each with the step it comes from."""
-        paths = []
-        for item in value if isinstance(value, list) and _multiple(param) else [value]:
+        """The paths an input names: under ``options`` paths relative to the recipe file (checked to exist, as a
+        file or an artifact folder as the input wants), under ``inputs`` an earlier step's id or ``id/path/inside``;
+        each with the step it comes from."""
+        found = []
+        for item in value if isinstance(value, list) and spec.multiple else [value]:
             if not isinstance(item, str) or not item or "\0" in item:
                 raise self.error(at, f"{what}: expected {'an earlier step id' if by_id else 'a path'}, got {item!r}")
             if not by_id:
                 path = self.path_from_recipe(item)
-                if self.check_paths:
-                    try:
-                        param.type.convert(str(path), param, None)
-                    except click.BadParameter as err:
-                        raise self.error(at, f"{what}: {err.message}") from None
-                paths.append((path, None))
+                if self.check_paths and not (path.is_file() if spec.file else path.is_dir()):
+                    raise self.error(at, f"{what}: {'file' if spec.file else 'folder'} {path} does not exist")
+                found.append((path, None))
                 continue
             source, _, inside = item.partition("/")
             if source not in earlier:
@@ -458,8 +472,8 @@ class _Loader:
                                      f"{', '.join(earlier) or 'none'})")
             if inside and (Path(inside).is_absolute() or ".." in Path(inside).parts):
                 raise self.error(at, f"{what}: {item!r} leaves the output of step {source!r}; name a path inside it")
-            paths.append((earlier[source].out / inside if inside else earlier[source].out, source))
-        return paths
+            found.append((earlier[source].out / inside if inside else earlier[source].out, source))
+        return found
 
 
 def _did_you_mean(word: str, known) -> str:
@@ -467,90 +481,21 @@ def _did_you_mean(word: str, known) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _key(param: click.Parameter) -> str:
-    if isinstance(param, click.Argument):
-        return (param.metavar or param.name).strip("[]").lower()
-    return max(param.opts, key=len).lstrip("-")
-
-
-def _params_by_key(command: click.Command) -> dict[str, tuple[click.Parameter, bool]]:
-    """Recipe keys of a command's parameters: its long option names without dashes (True: a secondary off-switch
-    such as ``no-whole-word``), and arguments by their metavar (``input``)."""
-    keys: dict[str, tuple[click.Parameter, bool]] = {}
-    for param in command.params:
-        if isinstance(param, click.Argument):
-            keys[_key(param)] = (param, False)
-            continue
-        for opt in param.opts:
-            if opt.startswith("--"):
-                keys[opt[2:]] = (param, False)
-        for opt in getattr(param, "secondary_opts", []):
-            keys[opt[2:]] = (param, True)
-    return keys
-
-
-def _multiple(param: click.Parameter) -> bool:
-    return bool(getattr(param, "multiple", False))
-
-
 def _check_numbers(value: Any) -> None:
     """Refuse a non-finite float (``.nan``, ``.inf``, ``1e400``) or an integer past ``MAX_INT`` anywhere in a
-    value, before or after the option's type converted it: they pass range checks and fail hours later."""
+    value (the config checks its own settings too; this covers the values inside lists and mappings)."""
     if isinstance(value, bool):
         return
     if isinstance(value, float) and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number; give a plain number")
+        raise ValueError(f"{value} is not a finite number; give a plain number")
     if isinstance(value, int) and abs(value) > MAX_INT:
-        raise click.BadParameter(f"{value} is out of range (at most {MAX_INT:,})")
+        raise ValueError(f"{value} is out of range (at most {MAX_INT:,})")
     if isinstance(value, dict):
         for item in value.values():
             _check_numbers(item)
     elif isinstance(value, (list, tuple)):
         for item in value:
             _check_numbers(item)
-
-
-def _tokens(param: click.Parameter, secondary: bool, value: Any, check: bool) -> list[str]:
-    """The command-line tokens of one recipe option (``check``: convert them with the option's own type and
-    callback, so a bad value is refused when the recipe loads, not hours into a run)."""
-    if value is None:
-        return []
-    if isinstance(param, click.Option) and param.is_flag:
-        if not isinstance(value, bool):
-            raise click.BadParameter("expected true or false")
-        on = value != secondary
-        if param.secondary_opts:
-            return [param.opts[0] if on else param.secondary_opts[0]]
-        return [param.opts[0]] if on else []
-    _check_numbers(value)
-    if isinstance(value, dict):
-        if not _multiple(param):
-            raise click.BadParameter("expected one value, not a mapping")
-        value = [f"{key}={item}" for key, item in value.items()]
-    if param.nargs > 1:
-        if not isinstance(value, list) or len(value) != param.nargs:
-            raise click.BadParameter(f"expected a list of {param.nargs} values")
-        groups = [value]
-    elif isinstance(value, list):
-        groups = [[item] for item in value] if _multiple(param) else [[",".join(map(str, value))]]
-    else:
-        groups = [[value]]
-    if any(isinstance(item, (dict, list)) for group in groups for item in group):
-        raise click.BadParameter("expected plain values")
-    groups = [[_text(item) for item in group] for group in groups]
-    if check:
-        raw = [tuple(group) if param.nargs > 1 else group[0] for group in groups]
-        _check_numbers(param.process_value(click.Context(click.Command("recipe")),
-                                           tuple(raw) if _multiple(param) else raw[0]))
-    if isinstance(param, click.Argument):
-        return [token for group in groups for token in group]
-    return [token for group in groups for token in (param.opts[0], *group)]
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
 
 
 # ---- running ---------------------------------------------------------------------------------------------------
@@ -571,8 +516,10 @@ def _digest(path: Path) -> str | None:
 
 
 def _fingerprint(step: Step) -> str:
-    """The step's command line and the checksums of everything it reads."""
-    record = {"kind": step.kind, "args": list(step.args), "inputs": {str(p): _digest(p) for p in step.inputs}}
+    """"Up to date" in one value: the stage, its config, its inputs and their checksums, and where it writes."""
+    record = {"stage": step.stage.name if step.stage else step.kind, "config": as_json(step.config),
+              "inputs": {keyword: str(value) for keyword, value in step.inputs.items()}, "out": str(step.out),
+              "checksums": {str(path): _digest(path) for path in step.read}}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -580,11 +527,10 @@ def _is_demo_corpus(step: Step) -> bool:
     """Whether the file at the step's ``out`` is byte for byte the corpus the step generates (cheap to redo)."""
     from mobclf.data.demo_corpus import generate_demo_corpus
 
-    params = demo_corpus_command.make_context("demo-corpus", list(step.args)).params
     with tempfile.TemporaryDirectory(prefix="mobclf-recipe-") as folder:
         expected = Path(folder) / "corpus.jsonl"
         try:
-            generate_demo_corpus(expected, n_items=params["items"], seed=params["seed"])
+            generate_demo_corpus(expected, n_items=step.config.items, seed=step.config.seed)
         except ValueError:
             return False
         return sha256_file(expected) == sha256_file(step.out)
@@ -608,7 +554,7 @@ def _found(recipe: Recipe, step: Step, state: "_State", fingerprint: str) -> tup
     out, record = step.out, state.done.get(str(step.out), {})
     if not _present(out):
         return ABSENT, None
-    if KINDS[step.kind].artifact is None:
+    if step.produces is None:
         if out.is_symlink() or not out.is_file():
             return FOREIGN, None
         sha = sha256_file(out)
@@ -620,7 +566,7 @@ def _found(recipe: Recipe, step: Step, state: "_State", fingerprint: str) -> tup
         return FOREIGN, None
     sha = sha256_file(manifest)
     try:
-        made = load_artifact(out, kind=KINDS[step.kind].artifact).manifest.get("lineage", {}).get("recipe_step")
+        made = load_artifact(out, kind=step.produces).manifest.get("lineage", {}).get("recipe_step")
     except UserError:
         made = None
     if isinstance(made, dict) and made.get("fingerprint") == fingerprint:
@@ -710,12 +656,6 @@ def _say(message: str) -> None:
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
-def _shown(step: Step) -> str:
-    """The command line a step runs (demo-corpus is a recipe step, not a mobclf command)."""
-    prefix = ["mobclf"] if step.kind != "demo-corpus" else []
-    return shlex.join([*prefix, *KINDS[step.kind].command, *step.args])
-
-
 def _claim_work(recipe: Recipe) -> None:
     """Create ``work`` and lock it for this run; a place that cannot be written is one line."""
     work = recipe.work
@@ -772,13 +712,13 @@ def _run(recipe: Recipe, chosen: set[str], forced: set[str], dry_run: bool) -> d
             statuses[step.id] = "up to date"
             if not dry_run:
                 state.record(step, fingerprint, sha)
-            _say(f"✓ {step.id} (up to date)" + (f": {_shown(step)}" if dry_run else ""))  # a plan shows each command
+            _say(f"✓ {step.id} (up to date)" + (f": {step.command}" if dry_run else ""))  # a plan shows each command
             continue
         if dry_run:
             statuses[step.id] = "would run"
-            _say(f"• {step.id} would run: {_shown(step)}")
+            _say(f"• {step.id} would run: {step.command}")
             continue
-        _say(f"▶ {step.id}: {_shown(step)}")
+        _say(f"▶ {step.id}: {step.command}")
         started = time.perf_counter()
         _run_step(recipe, step, state, fingerprint, replace=found != ABSENT)
         statuses[step.id] = "ran"
@@ -789,44 +729,41 @@ def _run(recipe: Recipe, chosen: set[str], forced: set[str], dry_run: bool) -> d
     return statuses
 
 
-def _os_advice(err: OSError) -> str:
-    from mobclf import cli
-
-    return getattr(cli, "_OS_ADVICE", {}).get(err.errno, f"{err.strerror or err}; check the path and try again")
-
-
 def _run_step(recipe: Recipe, step: Step, state: _State, fingerprint: str, replace: bool) -> None:
-    """Invoke the step's command. ``replace``: the output there is the recipe's own, so the stage gets ``--force``
-    and swaps the new output in atomically; nothing is removed beforehand, so an interruption leaves the old one."""
+    """Run the step's stage with its config. ``replace``: the output there is the recipe's own, so the stage may
+    replace it (``force``) and swaps the new output in atomically; nothing is removed beforehand, so an
+    interruption leaves the old one."""
     key = str(step.out)
     resume = state.running.get(key, {}).get("fingerprint") == fingerprint
-    args = [*step.args, *(["--force"] if replace else [])]
-    if step.kind == "pretrain" and not resume:
-        args.append("--restart")  # pre-training resumes its own saved state only for the same, interrupted step
+    config = step.config
+    if step.stage is stages.PRETRAIN and not resume:
+        config = dataclasses.replace(config, restart=True)  # resume only the same, interrupted step's saved state
     state.start(step, fingerprint)
-    command = _command(step.kind)
-    prog = " ".join(["mobclf", *KINDS[step.kind].command])
-    argv = sys.argv
-    sys.argv = ["mobclf", *KINDS[step.kind].command, *args]  # the artifact's lineage records the equivalent command
+    what = step.stage.name if step.stage else "demo-corpus"
     token = RECIPE_STEP.set({"recipe": recipe.identity, "step": step.id, "fingerprint": fingerprint})
     try:
-        command.main(args, prog_name=prog, standalone_mode=False)
-    except click.ClickException as err:
-        raise UserError(f"step {step.id!r} ({prog}) failed: {err.format_message()}", path=recipe.path,
+        if step.stage is None:
+            _write_demo_corpus(config, step.out)
+        else:
+            step.stage.call(config, step.inputs, step.out, force=replace)
+    except UserError as err:
+        raise UserError(f"step {step.id!r} ({what}) failed: {err.format_message()}", path=recipe.path,
                         line=step.line) from err
     except OSError as err:
-        raise UserError(f"step {step.id!r} ({prog}) failed: {_os_advice(err)}",
+        raise UserError(f"step {step.id!r} ({what}) failed: {os_advice(err)}",
                         path=err.filename or step.out) from None
     finally:
         RECIPE_STEP.reset(token)
-        sys.argv = argv
         release(step.out)
-    if KINDS[step.kind].artifact is None:
+    if step.produces is None:
         made = CURRENT if step.out.is_file() else ABSENT
         sha = sha256_file(step.out) if made == CURRENT else None
     else:
         made, sha = _found(recipe, step, state, fingerprint)
     if made != CURRENT:
-        raise UserError(f"step {step.id!r} ({prog}) finished without a verified {KINDS[step.kind].artifact or 'file'}"
-                        f" at {step.out}", path=recipe.path, line=step.line)
+        raise UserError(f"step {step.id!r} ({what}) finished without a verified {step.produces or 'file'} at "
+                        f"{step.out}", path=recipe.path, line=step.line)
+    summary = step.stage.summarize(load_artifact(step.out)) if step.stage else None
+    if summary is not None:
+        console.print(summary)  # what the stage's command shows of its artifact
     state.finish(step, fingerprint, sha)

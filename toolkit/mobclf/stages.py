@@ -8,9 +8,10 @@ This module imports nothing heavy: the stage functions are named, not imported (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mobclf.data.readers import FORMATS
-from mobclf.protocol import ConfigError, Input, Stage, StageConfig, nested, setting
+from mobclf.protocol import ConfigError, Input, Stage, StageConfig, nested, setting, settings
 
 RUNTIMES = ("executorch", "onnx")
 SCHEMES = ("static", "dynamic")
@@ -36,6 +37,18 @@ class Tolerance(StageConfig):
 
 
 @dataclass(frozen=True)
+class ParityCheck(StageConfig):
+    """Export's parity check (``export/parity.py``), which quantize runs too, on the same texts: so both agree on
+    what "agrees with fp32" means."""
+
+    texts: int = setting(PARITY_TEXTS, "Validation texts run through the fp32 model and every exported file.",
+                         flag="parity-texts", min=1)
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    accept_failure: bool = setting(False, "Write even when a file fails the parity check (its certificate says so, "
+                                   "and `mobclf bench` flags it).", flag="accept-parity-failure")
+
+
+@dataclass(frozen=True)
 class FitConfig(StageConfig):
     """The one training loop (``train/loop.py``): AdamW, linear warmup and cosine decay, early stopping."""
 
@@ -57,6 +70,59 @@ class ClassifierConfig(StageConfig):
                               choices=POS_WEIGHTS)
     threshold_objective: str = setting("micro", "F1 that per-label threshold tuning maximises.",
                                        choices=("micro", "macro"))
+
+
+@dataclass(frozen=True)
+class LabelledFileOptions(StageConfig):
+    """How a labelled ``--file`` is read (as ``mobclf data prepare`` reads its input) and what becomes of labels the
+    model does not know (``mobclf eval``, ``mobclf bench``)."""
+
+    fmt: str | None = setting(None, "--file's format [default: from the extension: .jsonl/.json, .csv, .tsv, .txt = "
+                              "THUCNews].", flag="format", choices=FORMATS)
+    text_column: str = setting("text", "--file's text column (CSV/TSV) or field (JSONL).")
+    label_column: str = setting("labels", "--file's label column (CSV/TSV) or field (JSONL).")
+    label_sep: str | None = setting(None, "Separator of several labels in one CSV/TSV cell of --file, e.g. '|' "
+                                    "[default: one label].")
+    class_file: Path | None = setting(None, "THUCNews class.txt for a --file of text<TAB>label_id lines: label names "
+                                      "in id order.")
+    ignore_unknown_labels: bool = setting(False, "Drop labels of --file the model does not know (and rows left "
+                                          "without a label), and say how many, instead of refusing the file.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("text_column", "label_column", "label_sep"):
+            if getattr(self, name) == "":
+                raise ConfigError(name.replace("_", "-"), "must not be empty")
+
+    def given(self) -> list[str]:
+        """The options set to something other than their defaults, as command-line flags."""
+        return [f"--{setting.flag}" for setting in settings(type(self))
+                if getattr(self, setting.name) != setting.default]
+
+
+@dataclass(frozen=True)
+class BenchConfig(StageConfig):
+    """``mobclf bench``: the split of a dataset artifact (or a labelled file read as ``reading`` says), how many texts
+    are timed, whether the TF-IDF baseline joins, and the report's dataset name (``bench/report.py``)."""
+
+    split: str = setting("test", "Split of --data (a --file is scored whole).", choices=("val", "test"))
+    latency_texts: int = setting(200, "Real texts timed one at a time per variant and thread count.", min=1)
+    tfidf: bool = setting(True, "Add the TF-IDF + logistic-regression baseline (trained on the dataset's train "
+                          "split; with --file, the dataset the first model came from).")
+    name: str | None = setting(None, "Dataset name in the report [default: the --data directory's or --file's "
+                               "name].")
+    reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
+
+
+BENCH = Stage(("bench",), BenchConfig, "mobclf.bench.report:run", produces="report",
+              inputs=(Input("model", "Teacher, student, pruned, quantized or export artifact; repeat for each (the "
+                            "teacher is the baseline).", multiple=True),
+                      Input("data", "Dataset artifact (scored on --split); or give --file.", required=False),
+                      Input("file", "A labelled file instead of --data: JSONL, CSV/TSV or THUCNews, read as `data "
+                            "prepare` reads it.", required=False, file=True)),
+              help="Size, latency, throughput, memory and accuracy parity of every variant against the teacher, on a "
+                   "split of a dataset artifact or on a labelled file; writes report.json, report.md and report.html "
+                   "with plots.", summary="mobclf.bench.report:summary")
 
 
 @dataclass(frozen=True)
@@ -94,7 +160,7 @@ DATA_PREPARE = Stage(("data", "prepare"), PrepareConfig, "mobclf.data.prepare:ru
                                    required=False, file=True)),
                      help="Check, filter and split labelled text into a dataset artifact. INPUT (or --train) alone "
                           "is split into train/val/test; a --val or --test not given is carved from it.",
-                     summary="mobclf.data.stats:summary")
+                     summary="mobclf.data.prepare:summary")
 
 
 @dataclass(frozen=True)
@@ -165,6 +231,88 @@ TRAIN_TEACHER = Stage(("train-teacher",), TeacherConfig, "mobclf.train.teacher:r
 
 
 @dataclass(frozen=True)
+class KnowledgeDistillation(StageConfig):
+    """What every student learns from its teacher (``distill/distill.py``, losses in ``distill/losses.py``)."""
+
+    losses: dict[str, float] = setting({"soft_kd": 1.0, "hard_bce": 1.0}, "Repeatable NAME=WEIGHT: soft_kd, "
+                                       "hard_bce and the student's intermediate losses.", flag="loss", min=0,
+                                       metavar="NAME=WEIGHT")
+    temperature: float = setting(2.0, "soft_kd temperature.", min=0, min_open=True)
+    intermediate_epochs: int = setting(0, "Epochs of intermediate losses alone before the main stage.", min=0)
+
+
+@dataclass(frozen=True)
+class TextCnnDistillConfig(StageConfig):
+    """A TextCNN student (Kim 2014) taught by soft-target KD (Hinton et al. 2015), FitNets hints (Romero et al.
+    2015) and attention transfer (Zagoruyko & Komodakis 2017)."""
+
+    kd: KnowledgeDistillation = nested(KnowledgeDistillation, "Distillation.",
+                                       losses={"help": "Repeatable NAME=WEIGHT: soft_kd, hard_bce, hint_mse, "
+                                               "attention_transfer."},
+                                       intermediate_epochs={"help": "Epochs of hint_mse/attention_transfer alone "
+                                                            "before the main stage (FitNets' hint stage)."})
+    hint_layer: int | None = setting(None, "Teacher layer for hint_mse [default: the middle one].", min=0)
+    attention_layers: list[int] = setting([], "Teacher layers for attention_transfer [default: the last].")
+    tokenizer: str = setting("char", "The student's own tokenizer, built from the training texts.",
+                             choices=TOKENIZERS)
+    vocab_size: int | None = setting(None, "Largest vocabulary, most frequent tokens first.", min=10)
+    min_freq: int = setting(1, "Least count of a token kept in the vocabulary.", min=1)
+    max_length: int | None = setting(None, "Tokens per text [default: the teacher's].", min=4)
+    embedding_dim: int = setting(128, "Embedding width.", min=1)
+    kernel_sizes: list[int] = setting([2, 3, 4], "Convolution widths.")
+    num_filters: int = setting(128, "Filters per kernel size.", flag="filters", min=1)
+    dropout: float = setting(0.5, "Dropout before the classifier.", min=0, max=1, max_open=True)
+    vectors: Path | None = setting(None, "Pretrained embeddings: a directory with vocab.txt + vectors.npy.")
+    fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 20, "min": 1})
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    device: str = setting("auto", DEVICE)
+
+
+@dataclass(frozen=True)
+class TinyBertDistillConfig(StageConfig):
+    """A TinyBERT student (Jiao et al. 2020): embedding, hidden-state and attention distillation layer by layer,
+    then prediction-layer distillation."""
+
+    kd: KnowledgeDistillation = nested(KnowledgeDistillation, "Distillation.",
+                                       losses={"help": "Repeatable NAME=WEIGHT: soft_kd, hard_bce, embedding_mse, "
+                                               "hidden_mse, attention_mse."},
+                                       intermediate_epochs={"help": "Epochs of the intermediate losses alone, after "
+                                                            "which only the prediction losses train (TinyBERT's "
+                                                            "two-stage task distillation)."})
+    layer_map: str = setting("uniform", "Student:teacher layer pairs for hidden_mse/attention_mse, e.g. "
+                             "1:3,2:6,3:9,4:12.")
+    general_epochs: int = setting(0, "General distillation epochs over --general-texts (intermediate losses on "
+                                  "unlabelled text, before task distillation).", min=0)
+    layers: int = setting(4, "Transformer layers (--init gives them instead).", min=1)
+    hidden: int = setting(312, "Hidden size.", min=8)
+    heads: int = setting(12, "Attention heads.", min=1)
+    intermediate: int = setting(1200, "FFN width.", min=8)
+    fit: FitConfig = nested(FitConfig, "Training (a lower --lr suits TinyBERT: 1e-4 from a pretrained --init, 5e-4 "
+                            "from scratch).", epochs={"default": 20, "min": 1})
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    device: str = setting("auto", DEVICE)
+
+
+_DISTILL_INPUTS = (Input("teacher", "Teacher artifact."),
+                   Input("data", "Dataset artifact the teacher was trained on."),
+                   Input("unlabeled", "Unlabelled transfer texts (.jsonl with 'text', or .txt); the teacher labels "
+                         "them softly.", required=False, file=True))
+DISTILL_TEXTCNN = Stage(("distill", "textcnn"), TextCnnDistillConfig, "mobclf.distill.distill:run_textcnn",
+                        produces="student", inputs=_DISTILL_INPUTS,
+                        help="Distil a teacher into a TextCNN: soft-target KD, FitNets hints, attention transfer.")
+DISTILL_TINYBERT = Stage(("distill", "tinybert"), TinyBertDistillConfig, "mobclf.distill.distill:run_tinybert",
+                         produces="student",
+                         inputs=(*_DISTILL_INPUTS,
+                                 Input("general-texts", "Unlabelled texts for general distillation.", required=False,
+                                       file=True),
+                                 Input("init", "Start from a `mobclf pretrain` artifact or a TinyBERT student (same "
+                                       "vocabulary as the teacher); its geometry replaces the geometry settings.",
+                                       required=False)),
+                         help="Distil a teacher into a TinyBERT: its layer-wise losses, then prediction-layer "
+                              "distillation.")
+
+
+@dataclass(frozen=True)
 class PruneConfig(StageConfig):
     """Structured pruning and recovery distillation (``compress/prune.py``)."""
 
@@ -178,7 +326,7 @@ class PruneConfig(StageConfig):
     prune_vocab: bool = setting(True, "Keep only the tokens seen in the training texts (smaller embedding and "
                                 "vocab.txt).")
     losses: dict[str, float] = setting({"soft_kd": 1.0, "hard_bce": 1.0}, "Repeatable NAME=WEIGHT: soft_kd, "
-                                       "hard_bce.", flag="loss", min=0)
+                                       "hard_bce.", flag="loss", min=0, metavar="NAME=WEIGHT")
     temperature: float | None = setting(None, "soft_kd temperature [default: the student's distillation "
                                         "temperature].", min=0, min_open=True)
     taylor_batches: int = setting(8, "Training batches whose gradients the Taylor importance reads.", min=1)
@@ -212,10 +360,7 @@ class QuantizeConfig(StageConfig):
     embedding: str = setting("int8", "ExecuTorch: embedding tables as int8 with per-row scales, or fp32 as PT2E "
                              "leaves them.", choices=EMBEDDINGS)
     seed: int = setting(42, "Which training texts calibrate.")
-    parity_texts: int = setting(PARITY_TEXTS, "Validation texts of export's parity check, run here first.", min=1)
-    tolerance: Tolerance = field(default_factory=Tolerance)  # what export will accept
-    accept_parity_failure: bool = setting(False, "Write the file even when export's parity check would refuse it "
-                                          "(its certificate says so, and `mobclf bench` flags it).")
+    parity: ParityCheck = field(default_factory=ParityCheck)
 
 
 QUANTIZE = Stage(("quantize",), QuantizeConfig, "mobclf.compress.quantize:run", produces="quantized",
@@ -231,11 +376,7 @@ class ExportConfig(StageConfig):
 
     target: str = setting("android", "android: model.pte (ExecuTorch, XNNPACK); onnx/web: model.onnx (onnxruntime); "
                           "all: both.", choices=TARGETS)
-    parity_texts: int = setting(PARITY_TEXTS, "Validation texts run through the fp32 model and every exported file.",
-                                min=1)
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    accept_parity_failure: bool = setting(False, "Write the bundle even when an exported file fails the parity check "
-                                          "(its certificate says so, and `mobclf bench` flags it).")
+    parity: ParityCheck = field(default_factory=ParityCheck)
     ort: bool = setting(False, "Also write model.ort (ONNX Runtime Mobile format) beside model.onnx.")
     seed: int = setting(PARITY_SEED, "Which validation texts check parity.")
 
@@ -247,4 +388,4 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
-STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, PRUNE, QUANTIZE, EXPORT)
+STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, DISTILL_TEXTCNN, DISTILL_TINYBERT, PRUNE, QUANTIZE, EXPORT, BENCH)

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,48 +33,24 @@ from mobclf.models import load_classifier
 from mobclf.models.tfidf import fit_tfidf_baseline
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
-from mobclf.train.evaluate import Labelled, LabelledFileOptions, labelled_file, labelled_split
+from mobclf.stages import BenchConfig
+from mobclf.train.evaluate import Labelled, labelled_file, labelled_split
 from mobclf.train.metrics import agreement, classification_metrics
 from mobclf.train.thresholds import predict_labels
 
 THROUGHPUT_TEXTS = 512
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """``mobclf bench``: which split (of a dataset artifact) or how a labelled file is read, how many texts are timed,
-    whether the TF-IDF baseline joins, and the report's dataset name."""
-
-    split: str = "test"
-    latency_texts: int = 200
-    tfidf: bool = True
-    name: str | None = None  # default: the --data directory's or the --file's name
-    reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
-
-    def __post_init__(self):
-        if self.split not in ("val", "test"):
-            raise UserError(f"unknown split {self.split!r}; choose val or test")
-        if self.latency_texts < 1:
-            raise UserError(f"--latency-texts must be at least 1 (got {self.latency_texts})")
-
-
-def bench(models: list[Path], data: Path, out: Path, *, split: str = "test", latency_texts: int = 200,
-          tfidf: bool = True, name: str | None = None, force: bool = False) -> Artifact:
-    """Benchmark every variant of ``models`` on ``split`` of ``data`` (``name``: the report's dataset name,
-    default the directory's); write a ``report`` artifact at ``out``."""
-    if latency_texts < 1:
-        raise UserError(f"--latency-texts must be at least 1 (got {latency_texts})")
-    return run(BenchConfig(split=split, latency_texts=latency_texts, tfidf=tfidf, name=name), models, out,
-               data=data, force=force)
-
-
-def run(config: BenchConfig, models: list[Path], out: Path, data: Path | None = None, file: Path | None = None,
+def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None = None, file: Path | None = None,
         force: bool = False) -> Artifact:
-    """Benchmark every variant of ``models`` on ``config.split`` of the dataset artifact ``data`` or on the labelled
-    ``file`` (exactly one); write a ``report`` artifact at ``out``."""
+    """Benchmark every variant of the ``model`` artifacts on ``config.split`` of the dataset artifact ``data`` or on
+    the labelled ``file`` (exactly one); write a ``report`` artifact at ``out``."""
+    models = list(model)
     if (data is None) == (file is None):
         raise UserError("give the labelled examples either as --data DIR (a dataset artifact) or as --file FILE "
                         "(a labelled file), not both or neither")
+    if data is not None and config.reading.given():
+        raise UserError(f"{', '.join(config.reading.given())} read a labelled --file; with --data drop them")
     check_output_dir(out, force)
     artifacts = {str(artifact.path): artifact for artifact in (load_artifact(path, kind=KINDS) for path in models)}
     variants = [variant for artifact in artifacts.values() for variant in variants_of(artifact)]
@@ -126,8 +101,12 @@ def run(config: BenchConfig, models: list[Path], out: Path, data: Path | None = 
         if file is not None:
             artifact.manifest["examples"] = {"file": str(Path(file).resolve()), "sha256": sha256_file(file),
                                              "texts": len(texts), "dropped_unknown_labels": examples.dropped or None}
-    console.log(f"report written to {out / 'report.md'}")
     return load_artifact(out)
+
+
+def summary(artifact: Artifact) -> str:
+    """What ``mobclf bench`` prints: the report in Markdown."""
+    return artifact.file("report.md").read_text(encoding="utf-8")
 
 
 def _training_data(model: Artifact, labels: list[str]) -> Dataset | None:

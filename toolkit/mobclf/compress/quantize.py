@@ -204,14 +204,14 @@ def _remedies(config: QuantizeConfig, model: nn.Module) -> str:
 def _export_parity(runner, model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
                    name: str) -> dict:
     """The parity certificate ``mobclf export`` will compute for this file (same texts, same tolerance); a failure
-    stops here unless ``config.accept_parity_failure``."""
-    texts = parity_sample(dataset.texts("val"), config.parity_texts)
+    stops here unless ``config.parity.accept_failure``."""
+    texts = parity_sample(dataset.texts("val"), config.parity.texts)
     result = certify(predict_probs(model, tokenizer, texts, description="parity: fp32"), runner, tokenizer, texts,
-                     np.asarray(parent.manifest["thresholds"]), not dataset.multi_label, config.tolerance,
+                     np.asarray(parent.manifest["thresholds"]), not dataset.multi_label, config.parity.tolerance,
                      f"parity: {name}")
     if not result["passed"]:
-        message = failure(name, result, config.tolerance) + " as `mobclf export` checks it"
-        if not config.accept_parity_failure:
+        message = failure(name, result, config.parity.tolerance) + " as `mobclf export` checks it"
+        if not config.parity.accept_failure:
             raise UserError(f"{message}; nothing was written: try {_remedies(config, model)}, or pass "
                             "--accept-parity-failure here and to export")
         console.log(f"[yellow]{message}; written anyway (--accept-parity-failure)")

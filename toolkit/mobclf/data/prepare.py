@@ -24,10 +24,16 @@ from mobclf.console import console
 from mobclf.data.readers import Row, detect_format, read_class_file, read_labelled
 from mobclf.data.splits import SPLITS, carve_splits, min_examples_to_stratify
 from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
+from mobclf.data.stats import summary as stats_summary
 from mobclf.errors import UserError
 from mobclf.stages import PrepareConfig
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def summary(artifact: Artifact):
+    """What ``mobclf data prepare`` shows of the dataset it wrote: splits and label counts."""
+    return stats_summary(artifact.manifest)
 
 
 def detect_language(texts: list[str], sample: int = 1000) -> str:

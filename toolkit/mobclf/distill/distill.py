@@ -38,7 +38,8 @@ from mobclf.models import load_classifier, resolve_device
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
-from mobclf.train.loop import FitConfig, fit
+from mobclf.stages import TextCnnDistillConfig, TinyBertDistillConfig
+from mobclf.train.loop import fit
 from mobclf.train.losses import label_pos_weights
 
 STUDENTS = {TextCnnConfig: ("textcnn", TEXTCNN_LOSSES, prepare_textcnn),
@@ -70,11 +71,40 @@ def _check_losses(plan: DistillPlan, student: str, known: tuple[str, ...]) -> di
     return weights
 
 
+def run_textcnn(config: TextCnnDistillConfig, *, teacher: Path, data: Path, out: Path, unlabeled: Path | None = None,
+                force: bool = False) -> Artifact:
+    """Distil a teacher artifact into a TextCNN ``student`` artifact at ``out``."""
+    plan = DistillPlan(losses=dict(config.kd.losses), temperature=config.kd.temperature,
+                       intermediate_epochs=config.kd.intermediate_epochs, hint_layer=config.hint_layer,
+                       attention_layers=list(config.attention_layers))
+    student = TextCnnConfig(tokenizer=config.tokenizer, vocab_size=config.vocab_size, min_freq=config.min_freq,
+                            max_length=config.max_length, embedding_dim=config.embedding_dim,
+                            kernel_sizes=list(config.kernel_sizes), num_filters=config.num_filters,
+                            dropout=config.dropout, vectors=config.vectors)
+    return distill(teacher, data, out, plan, student, config, unlabeled=unlabeled, force=force)
+
+
+def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, out: Path,
+                 unlabeled: Path | None = None, general_texts: Path | None = None, init: Path | None = None,
+                 force: bool = False) -> Artifact:
+    """Distil a teacher artifact into a TinyBERT ``student`` artifact at ``out`` (``init``: its starting weights;
+    ``general_texts``: unlabelled texts for general distillation first)."""
+    plan = DistillPlan(losses=dict(config.kd.losses), temperature=config.kd.temperature,
+                       intermediate_epochs=config.kd.intermediate_epochs, layer_map=config.layer_map,
+                       general_epochs=config.general_epochs)
+    student = TinyBertConfig(layers=config.layers, hidden=config.hidden, heads=config.heads,
+                             intermediate=config.intermediate, init=init)
+    return distill(teacher, data, out, plan, student, config, unlabeled=unlabeled, general_texts=general_texts,
+                   force=force)
+
+
 def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student_config: TextCnnConfig | TinyBertConfig,
-            fit_config: FitConfig, unlabeled: Path | None = None, general_texts: Path | None = None,
-            threshold_objective: str = "micro", pos_weight_scheme: str = "sqrt_inverse", device: str = "auto",
-            force: bool = False) -> Artifact:
-    """Distil a teacher artifact into a ``student`` artifact at ``out``."""
+            config: TextCnnDistillConfig | TinyBertDistillConfig, unlabeled: Path | None = None,
+            general_texts: Path | None = None, force: bool = False) -> Artifact:
+    """Distil a teacher artifact into a ``student`` artifact at ``out``: ``plan`` says what is learnt,
+    ``student_config`` what the student is, ``config`` the training, label weighting and device."""
+    fit_config, device = config.fit, config.device
+    threshold_objective, pos_weight_scheme = config.classifier.threshold_objective, config.classifier.pos_weight
     check_output_dir(out, force)
     student_name, known, prepare = STUDENTS[type(student_config)]
     weights = _check_losses(plan, student_name, known)

@@ -12,7 +12,7 @@
 
 Before anything is written, ``parity.certify`` runs real validation texts through the eager model and through
 every exported file in its runtime; export stops with an error when a file disagrees beyond the tolerance, unless
-``accept_parity_failure`` (the certificate then records the failure, and ``mobclf bench`` flags the bundle).
+``parity.accept_failure`` (the certificate then records the failure, and ``mobclf bench`` flags the bundle).
 ``force`` only replaces an earlier bundle at ``out``; it never lets a failing file through.
 """
 
@@ -92,8 +92,8 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
 def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = None, force: bool = False) -> Artifact:
     """Export a student, pruned or quantized artifact as a device bundle for ``config.target``; ``config.ort`` adds
     ``model.ort`` (ONNX Runtime Mobile) beside ``model.onnx``. ``force`` replaces an earlier bundle at ``out``;
-    ``config.accept_parity_failure`` writes the bundle even when a file fails the parity check."""
-    target, tolerance, ort = config.target, config.tolerance, config.ort
+    ``config.parity.accept_failure`` writes the bundle even when a file fails the parity check."""
+    target, tolerance, ort = config.target, config.parity.tolerance, config.ort
     if ort and "onnx" not in TARGETS[target]:
         raise UserError(f"--ort converts the .onnx file; use it with --target onnx, web or all (not {target})")
     check_output_dir(out, force)
@@ -102,7 +102,7 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
     dataset = _dataset_of(artifact, data)
     dataset.check_labels_of(artifact)
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
-    texts = parity_sample(dataset.texts("val"), config.parity_texts, config.seed)
+    texts = parity_sample(dataset.texts("val"), config.parity.texts, config.seed)
     thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
     eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
 
@@ -121,7 +121,7 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
         failed = {name: result for name, result in parity.items() if not result["passed"]}
         for name, result in failed.items():
             message = failure(name, result, tolerance)
-            if not config.accept_parity_failure:
+            if not config.parity.accept_failure:
                 raise UserError(message + "; nothing was written (pass --accept-parity-failure to export it anyway, "
                                 "marked as failed)", path=out)
             console.log(f"[yellow]{message}; exported anyway (--accept-parity-failure), marked as failed")

@@ -5,7 +5,7 @@ runtime for ``.pte``, onnxruntime for ``.onnx``). Recorded per file: the largest
 agreement and agreement of the thresholded label sets (what the app shows). A file fails when its label-set
 agreement is below ``min_agreement`` or its largest |Δ probability| above ``max_prob_diff``.
 
-``mobclf quantize`` runs the same check on the same texts as ``mobclf export`` will (``parity_texts``), so an INT8
+``mobclf quantize`` runs the same check on the same texts as ``mobclf export`` will (``parity_sample``), so an INT8
 file that export would refuse is refused when it is made, not stages later (``parity_sample``).
 """
 

@@ -21,41 +21,14 @@ import numpy as np
 from rich.table import Table
 
 from mobclf.console import console
-from mobclf.data.readers import FORMATS, read_class_file, read_labelled
+from mobclf.data.readers import read_class_file, read_labelled
 from mobclf.errors import UserError
+from mobclf.stages import LabelledFileOptions
 from mobclf.train.metrics import classification_metrics
 
 SUMMARY_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision", "macro_recall", "macro_f1",
                 "subset_accuracy")
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class LabelledFileOptions:
-    """How a labelled ``--file`` is read (as ``mobclf data prepare`` reads its input) and what becomes of labels the
-    model does not know."""
-
-    fmt: str | None = None  # None: from the extension
-    text_column: str = "text"
-    label_column: str = "labels"
-    label_sep: str | None = None
-    class_file: Path | None = None  # THUCNews ``text<TAB>label_id`` files: label names in id order
-    ignore_unknown_labels: bool = False
-
-    def __post_init__(self):
-        if self.fmt is not None and self.fmt not in FORMATS:
-            raise UserError(f"unknown format {self.fmt!r}; use one of {', '.join(FORMATS)}")
-        for name in ("text_column", "label_column"):
-            if not getattr(self, name):
-                raise UserError(f"--{name.replace('_', '-')} must not be empty")
-        if self.label_sep == "":
-            raise UserError("--label-sep must not be empty")
-
-    def given(self) -> list[str]:
-        """The options set to something other than their defaults, as command-line flags."""
-        flags = {"fmt": "--format"}
-        return [flags.get(name, "--" + name.replace("_", "-")) for name, value in vars(self).items()
-                if value != type(self).__dataclass_fields__[name].default]
 
 
 @dataclass(frozen=True)

@@ -181,9 +181,9 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     return load_artifact(out)
 
 
-def summary(manifest: dict) -> str:
+def summary(artifact: Artifact) -> str:
     """What ``mobclf pretrain`` says of the artifact it wrote."""
-    metrics = manifest["metrics"]
+    metrics = artifact.manifest["metrics"]
     return f"val MLM loss {metrics['val_mlm_loss_initial']:.4f} → {metrics['val_mlm_loss']:.4f}"
 
 
