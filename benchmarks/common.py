@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from mobclf.artifacts import load_artifact
+from mobclf.bench import table
+from mobclf.bench.table import result_row
 from mobclf.errors import UserError
 from mobclf.models.tfidf import fit_tfidf_baseline
 from mobclf.train.metrics import agreement, classification_metrics
@@ -30,13 +32,13 @@ def reuse_or_run(path: Path, kind: str, step):
 
 
 def row(name, kind, arch, metrics, agreement_score, artifact=None, params=None, size_bytes=None, seconds=None):
-    return {"name": name, "kind": kind, "arch": arch, "runtime": "eager" if arch != "tfidf-lr" else "sklearn",
-            "precision": "fp32", "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
-            "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": agreement_score,
-            "size_bytes": size_bytes if artifact is None else artifact.file("model.safetensors").stat().st_size,
-            "params": params if artifact is None else artifact.manifest["params"],
-            "latency_ms_p50": None, "latency_ms_p95": None, "throughput_per_s": None,
-            "wall_time_s": None if seconds is None else round(seconds, 1)}
+    """A result row (``mobclf.bench.table.result_row``) of an eager model or the TF-IDF baseline, with its wall
+    time; latency is measured by ``mobclf bench``, not here."""
+    return result_row(name, kind, arch, "eager" if arch != "tfidf-lr" else "sklearn", "fp32", metrics,
+                      agreement_with_teacher=agreement_score,
+                      size_bytes=size_bytes if artifact is None else artifact.file("model.safetensors").stat().st_size,
+                      params=params if artifact is None else artifact.manifest["params"],
+                      wall_time_s=None if seconds is None else round(seconds, 1))
 
 
 def artifact_row(name: str, artifact, seconds: float | None = None, agreement_score: float | None = None) -> dict:
@@ -69,19 +71,15 @@ def tfidf_rows(dataset, teacher_test_predictions: np.ndarray, c_grid=(1.0, 10.0,
     return rows
 
 
+COLUMNS = [table.NAME, table.RUNTIME, table.PRECISION, table.ACCURACY, table.MICRO_F1, table.MACRO_F1,
+           table.SHARE_OF_TEACHER, table.AGREEMENT, table.PARAMS, table.SIZE_MB, table.WALL_TIME]
+
+
 def markdown_table(title: str, report: dict) -> str:
-    """The rows as a Markdown table, with each model's micro-F1 as a share of the report's baseline row."""
-    baseline_f1 = next(r["micro_f1"] for r in report["rows"] if r["name"] == report["baseline"])
-    lines = [f"# {title}", "",
-             "| model | runtime | precision | accuracy | micro-F1 | macro-F1 | % of teacher micro-F1 | "
-             "agreement with teacher | params | size (MB) | wall time (s) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in report["rows"]:
-        agreement_text = "—" if r["agreement_with_teacher"] is None else f"{r['agreement_with_teacher']:.4f}"
-        lines.append(f"| {r['name']} | {r['runtime']} | {r['precision']} | {r['accuracy']:.4f} | "
-                     f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f} | {100 * r['micro_f1'] / baseline_f1:.1f}% | "
-                     f"{agreement_text} | {r['params']:,} | {r['size_bytes'] / 1e6:.2f} | {r['wall_time_s']} |")
-    return "\n".join(lines) + "\n"
+    """The rows as a Markdown table (``mobclf.bench.table``, as `mobclf bench` renders its own), with each model's
+    micro-F1 as a share of the report's baseline row."""
+    baseline = next(r for r in report["rows"] if r["name"] == report["baseline"])
+    return table.markdown(title, COLUMNS, report["rows"], baseline)
 
 
 def write_report(results: Path, name: str, title: str, report: dict) -> str:

@@ -82,3 +82,25 @@ def test_bench_on_a_labelled_file_refuses_unknown_labels_or_drops_them(students,
                       file=news)
     assert rows["textcnn"]["micro_f1"] == scored["micro_f1"] and rows["textcnn"]["agreement_with_teacher"] is None
     assert "(whole file)" in (out / "report.md").read_text("utf-8")
+
+
+def test_one_row_type_and_one_table_for_markdown_and_html():
+    """bench and the benchmark scripts render rows through mobclf.bench.table: Markdown and HTML show the same cells
+    (HTML is not re-parsed from the Markdown), and a field a row cannot have is a dash, never a made-up number."""
+    import html
+
+    from mobclf.bench import table
+
+    metrics = {"micro_f1": 0.9, "macro_f1": 0.8, "subset_accuracy": 0.7}
+    rows = [table.result_row("teacher", "teacher", "bert", "eager", "fp32", metrics, size_bytes=2_000_000,
+                             params=1234, latency_ms_p50=1.5, latency_ms_p95=2.5, throughput_per_s=99.0),
+            table.result_row("int8|pte", "quantized", "textcnn", "executorch", "int8",
+                             {**metrics, "micro_f1": 0.45}, size_bytes=500_000, params=99, parity_passed=False)]
+    assert set(table.FIELDS) <= set(rows[1]) and rows[1]["latency_ms_p50"] is None
+    columns = [table.NAME, table.MICRO_F1, table.SHARE_OF_TEACHER, table.PARAMS, table.LATENCY, table.PEAK_RSS]
+    cells = table.cells(columns, rows, rows[0])
+    assert cells[1] == ["int8|pte ⚠ parity FAILED", "0.4500", "50.0%", "99", "—", "—"]
+    markdown, page = table.markdown("t", columns, rows, rows[0]), table.html("t", columns, rows, rows[0])
+    for row in cells:
+        assert "| " + " | ".join(row) + " |" in markdown
+        assert "".join(f"<td>{html.escape(cell)}</td>" for cell in row) in page

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
+from mobclf.bench import table
 from mobclf.bench.measure import measure_in_subprocess
 from mobclf.bench.variants import KINDS, Variant, variants_of
 from mobclf.console import console
@@ -137,16 +138,14 @@ def _eager_probs(variant: Variant, artifact: Artifact, texts: list[str]) -> np.n
 def _row(variant: Variant, examples: Labelled, predicted: np.ndarray, timings: list[dict]) -> dict:
     metrics = classification_metrics(examples.targets, predicted, examples.labels)
     main_timing = timings[-1]
-    return {"name": variant.name, "kind": variant.kind, "arch": variant.arch, "runtime": variant.runtime,
-            "precision": variant.precision, "device": variant.device, "parity_passed": variant.parity_passed,
-            "micro_f1": metrics["micro_f1"],
-            "macro_f1": metrics["macro_f1"], "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": None,
-            "size_bytes": variant.size_bytes, "params": variant.params,
-            "latency_ms_p50": main_timing["latency_ms"]["with_tokenization"]["p50"],
-            "latency_ms_p95": main_timing["latency_ms"]["with_tokenization"]["p95"],
-            "throughput_per_s": main_timing["throughput_per_s"], "peak_rss_mb": main_timing["peak_rss_mb"],
-            "peak_rss_over_baseline_mb": main_timing["peak_rss_over_baseline_mb"], "timings": timings,
-            "per_label_f1": [label["f1"] for label in metrics["per_label"]]}
+    return table.result_row(
+        variant.name, variant.kind, variant.arch, variant.runtime, variant.precision, metrics, device=variant.device,
+        parity_passed=variant.parity_passed, size_bytes=variant.size_bytes, params=variant.params,
+        latency_ms_p50= main_timing["latency_ms"]["with_tokenization"]["p50"],
+        latency_ms_p95=main_timing["latency_ms"]["with_tokenization"]["p95"],
+        throughput_per_s=main_timing["throughput_per_s"], peak_rss_mb=main_timing["peak_rss_mb"],
+        peak_rss_over_baseline_mb=main_timing["peak_rss_over_baseline_mb"], timings=timings,
+        per_label_f1=[label["f1"] for label in metrics["per_label"]])
 
 
 def _tfidf_row(dataset: Dataset, examples: Labelled, timing_texts: list[str], throughput_texts: list[str],
@@ -166,14 +165,12 @@ def _tfidf_row(dataset: Dataset, examples: Labelled, timing_texts: list[str], th
     for first in range(0, len(throughput_texts), 128):
         baseline.predict_proba(throughput_texts[first:first + 128])
     ms = np.asarray(seconds) * 1000
-    return {"name": "tfidf-lr", "kind": "baseline", "arch": "tfidf-lr", "runtime": "sklearn", "precision": "fp64",
-            "device": "cpu", "parity_passed": None, "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
-            "accuracy": metrics["subset_accuracy"], "agreement_with_teacher": None, "size_bytes": baseline.size_bytes,
-            "params": baseline.params, "latency_ms_p50": round(float(np.percentile(ms, 50)), 3),
-            "latency_ms_p95": round(float(np.percentile(ms, 95)), 3),
-            "throughput_per_s": round(len(throughput_texts) / (time.perf_counter() - start), 1),
-            "peak_rss_mb": None, "peak_rss_over_baseline_mb": None, "timings": [],
-            "per_label_f1": [label["f1"] for label in metrics["per_label"]]}
+    return table.result_row(
+        "tfidf-lr", "baseline", "tfidf-lr", "sklearn", "fp64", metrics, device="cpu", parity_passed=None,
+        size_bytes=baseline.size_bytes, params=baseline.params, latency_ms_p50=round(float(np.percentile(ms, 50)), 3),
+        latency_ms_p95=round(float(np.percentile(ms, 95)), 3),
+        throughput_per_s=round(len(throughput_texts) / (time.perf_counter() - start), 1), peak_rss_mb=None,
+        peak_rss_over_baseline_mb=None, timings=[], per_label_f1=[label["f1"] for label in metrics["per_label"]])
 
 
 def cpu_name() -> str:
@@ -200,52 +197,42 @@ def pareto_front(rows: list[dict], cost: str) -> list[dict]:
     return front
 
 
+BENCH_COLUMNS = [table.NAME, table.RUNTIME, table.PRECISION, table.MICRO_F1, table.MACRO_F1, table.SHARE_OF_TEACHER,
+                 table.AGREEMENT, table.SIZE_MB, table.PARAMS, table.LATENCY, table.THROUGHPUT, table.PEAK_RSS]
+
+
 def write_report_files(report: dict, directory: Path) -> None:
-    """report.json, report.md, report.html and the PNG plots into ``directory``."""
+    """report.json, report.md, report.html (the same table) and the PNG plots into ``directory``."""
     (directory / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    table = markdown(report)
-    (directory / "report.md").write_text(table, encoding="utf-8")
-    plots = _plots(report, directory)
+    (directory / "report.md").write_text(markdown(report), encoding="utf-8")
     images = "".join(f'<h2>{html.escape(title)}</h2><img src="{name}" alt="{html.escape(title)}">'
-                     for name, title in plots)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell.strip())}</td>" for cell in line.strip("|").split("|"))
-                   + "</tr>" for line in table.splitlines()[4:] if line.startswith("|"))
-    header = "".join(f"<th>{html.escape(cell.strip())}</th>" for cell in table.splitlines()[2].strip("|").split("|"))
+                     for name, title in _plots(report, directory))
     (directory / "report.html").write_text(
-        f"<!doctype html><meta charset='utf-8'><title>mobclf bench: {html.escape(report['dataset'])}</title>"
-        "<style>body{font-family:sans-serif;max-width:70em;margin:auto}td,th{padding:2px 8px;text-align:right}"
-        "td:first-child{text-align:left}table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}"
-        f"</style><h1>mobclf bench: {html.escape(report['dataset'])} ({html.escape(_scope(report))})</h1>"
-        f"<p>{html.escape(json.dumps(report['machine']))}</p><table><tr>{header}</tr>{rows}</table>{images}",
-        encoding="utf-8")
+        table.html(_title(report), BENCH_COLUMNS, report["rows"], _baseline(report),
+                   before=f"<p>{html.escape(json.dumps(report['machine']))}</p>",
+                   after=f"<p>{html.escape(_latency_note(report))}</p>{images}"), encoding="utf-8")
 
 
-def _scope(report: dict) -> str:
-    """What was scored: "test split", or "whole file" for a labelled --file."""
-    return "whole file" if report["split"] == "file" else f"{report['split']} split"
+def _title(report: dict) -> str:
+    """"mobclf bench: <dataset> (test split)", or "(whole file)" for a labelled --file."""
+    scope = "whole file" if report["split"] == "file" else f"{report['split']} split"
+    return f"mobclf bench: {report['dataset']} ({scope})"
+
+
+def _baseline(report: dict) -> dict | None:
+    return next((row for row in report["rows"] if row["name"] == report["baseline"]), None)
+
+
+def _latency_note(report: dict) -> str:
+    threads = max((timing["threads"] for row in report["rows"] for timing in row["timings"]), default=1)
+    return (f"Latency: batch 1 with tokenization, {threads} thread(s), over real "
+            f"{'file' if report['split'] == 'file' else report['split']} texts; each row's `timings` in report.json "
+            "also has 1 thread and the model call alone. Peak RSS: the measuring process, Python and libraries "
+            "included.")
 
 
 def markdown(report: dict) -> str:
-    baseline = next((row for row in report["rows"] if row["name"] == report["baseline"]), None)
-    lines = [f"# mobclf bench: {report['dataset']} ({_scope(report)})", "",
-             "| model | runtime | precision | micro-F1 | macro-F1 | % of teacher | agreement with teacher | "
-             "size (MB) | params | latency p50 / p95 (ms) | throughput (/s) | peak RSS (MB) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in report["rows"]:
-        share = f"{100 * row['micro_f1'] / baseline['micro_f1']:.1f}%" if baseline else "—"
-        agree = "—" if row["agreement_with_teacher"] is None else f"{row['agreement_with_teacher']:.4f}"
-        rss = "—" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
-        name = row["name"] + (" ⚠ parity FAILED" if row.get("parity_passed") is False else "")
-        lines.append(f"| {name} | {row['runtime']} | {row['precision']} | {row['micro_f1']:.4f} | "
-                     f"{row['macro_f1']:.4f} | {share} | {agree} | {row['size_bytes'] / 1e6:.2f} | "
-                     f"{row['params']:,} | {row['latency_ms_p50']:.2f} / {row['latency_ms_p95']:.2f} | "
-                     f"{row['throughput_per_s']:.0f} | {rss} |")
-    threads = max((timing["threads"] for row in report["rows"] for timing in row["timings"]), default=1)
-    lines += ["", f"Latency: batch 1 with tokenization, {threads} thread(s), over real "
-              f"{'file' if report['split'] == 'file' else report['split']} texts; each row's `timings` in report.json "
-              "also has 1 thread and the model call alone. Peak RSS: the measuring process, Python and libraries "
-              "included."]
-    return "\n".join(lines) + "\n"
+    return table.markdown(_title(report), BENCH_COLUMNS, report["rows"], _baseline(report), [_latency_note(report)])
 
 
 def _plots(report: dict, directory: Path) -> list[tuple[str, str]]:

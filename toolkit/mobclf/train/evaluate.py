@@ -128,11 +128,6 @@ def run(config: EvalConfig, model_dir: Path, data: Path | None = None, file: Pat
     return metrics
 
 
-def evaluate(model_dir: Path, data: Path, split: str = "test", device: str = "auto") -> dict:
-    """``run`` on ``split`` of the dataset artifact ``data``."""
-    return run(EvalConfig(split=split, device=device), model_dir, data=data)
-
-
 def _print_metrics(metrics: dict, title: str) -> None:
     summary = Table(title=title)
     for key in SUMMARY_KEYS:
