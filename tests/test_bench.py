@@ -54,8 +54,7 @@ def test_bench_refuses_a_dataset_as_a_model(students, tmp_path):
 
 def test_bench_on_a_labelled_file_refuses_unknown_labels_or_drops_them(students, tmp_path):
     from mobclf.data.dataset import load_dataset
-    from mobclf.stages import LabelledFileOptions
-    from mobclf.train.evaluate import EvalConfig
+    from mobclf.stages import EvalConfig, LabelledFileOptions
     from mobclf.train.evaluate import run as evaluate
 
     examples = load_dataset(students / "data").examples("test")[:30]

@@ -16,8 +16,8 @@ from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
-from mobclf.stages import LabelledFileOptions
-from mobclf.train.evaluate import EvalConfig, run
+from mobclf.stages import EvalConfig, LabelledFileOptions
+from mobclf.train.evaluate import run
 from mobclf.train.metrics import classification_metrics
 
 
@@ -108,7 +108,7 @@ def test_a_kind_refused_says_which_kinds_are_taken(students, model_kinds):
 
 
 def test_eval_config_and_reading_options_check_their_values():
-    with pytest.raises(UserError, match="unknown split"):
+    with pytest.raises(UserError, match="--split: .dev. is not one of train, val, test"):
         EvalConfig(split="dev")
     with pytest.raises(UserError, match="--label-sep"):
         LabelledFileOptions(label_sep="")

@@ -23,7 +23,8 @@ from mobclf.export.executorch import PteRunner
 from mobclf.export.exportable import min_length
 from mobclf.export.onnx import OnnxRunner
 from mobclf.models import build_model, load_classifier
-from mobclf.predict import PredictConfig, table
+from mobclf.predict import table
+from mobclf.stages import PredictConfig
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
 from mobclf.train.thresholds import predict_labels
@@ -126,7 +127,7 @@ def test_a_bundle_runs_the_file_chosen_with_file(students, model_kinds):
     bundle = model_kinds["all"]
     first = predict("--model", bundle, *texts)
     check_agrees(first, bundle, texts, "model.pte")
-    onnx = predict("--model", bundle, "--file", "model.onnx", *texts)
+    onnx = predict("--model", bundle, "--bundle-file", "model.onnx", *texts)
     check_agrees(onnx, bundle, texts, "model.onnx")
 
 
@@ -235,7 +236,7 @@ def test_a_model_predict_cannot_open_is_refused(students, model_kinds, tmp_path)
     Refusal(["predict", "--model", "nowhere", "text"], where="nowhere").check(tmp_path)
     Refusal(["predict", "--model", students / "data", "text"], says="is a dataset artifact, but a teacher, student, "
             "pruned, quantized or export artifact is needed here").check(tmp_path)
-    Refusal(["predict", "--model", model_kinds["student"], "--file", "model.pte", "text"],
+    Refusal(["predict", "--model", model_kinds["student"], "--bundle-file", "model.pte", "text"],
             says="export bundles").check(tmp_path)
-    Refusal(["predict", "--model", model_kinds["web"], "--file", "model.pte", "text"],
+    Refusal(["predict", "--model", model_kinds["web"], "--bundle-file", "model.pte", "text"],
             says="choose one of model.onnx").check(tmp_path)

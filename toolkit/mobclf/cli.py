@@ -11,10 +11,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from mobclf.data.readers import FORMATS
 from mobclf.errors import UserError, os_advice
 from mobclf.protocol import Setting, Stage, build_config, optional_type, settings
-from mobclf.stages import STAGES
+from mobclf.stages import STAGES, EvalConfig, PredictConfig
 
 
 
@@ -158,68 +157,46 @@ def distill() -> None:
     """Distil a teacher into a small student: `mobclf distill textcnn` or `mobclf distill tinybert`."""
 
 
-def labelled_file_options(command):
-    """How `eval` and `bench` read a labelled --file: the options `data prepare` reads its input with, and what
-    becomes of labels the model does not know."""
-    for option in reversed([
-        click.option("--file", "labelled_file", type=PATH_FILE,
-                     help="A labelled file instead of --data: JSONL, CSV/TSV or THUCNews, read as `data prepare` "
-                          "reads it."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS),
-                     help="--file's format [default: from the extension: .jsonl/.json, .csv, .tsv, .txt = THUCNews]."),
-        click.option("--text-column", default="text", show_default=True,
-                     help="--file's text column (CSV/TSV) or field (JSONL)."),
-        click.option("--label-column", default="labels", show_default=True,
-                     help="--file's label column (CSV/TSV) or field (JSONL)."),
-        click.option("--label-sep", help="Separator of several labels in one CSV/TSV cell of --file, e.g. '|' "
-                                         "[default: one label]."),
-        click.option("--class-file", type=PATH_FILE,
-                     help="THUCNews class.txt for a --file of text<TAB>label_id lines: label names in id order."),
-        click.option("--ignore-unknown-labels", is_flag=True,
-                     help="Drop labels of --file the model does not know (and rows left without a label), and say "
-                          "how many, instead of refusing the file."),
-    ]):
-        command = option(command)
-    return command
+def config_options(config_type: type):
+    """Decorate a command with the click options of every setting of ``config_type`` (as ``stage_command`` does
+    for stages); ``config_from`` builds the config back from the values."""
+    def decorate(command):
+        for setting in reversed(settings(config_type)):
+            command.__click_params__ = [*getattr(command, "__click_params__", []), _setting_option(setting)]
+        return command
+    return decorate
 
 
-def labelled_file_reading(data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
-                          ignore_unknown_labels):
-    """The LabelledFileOptions of `eval`/`bench`, checked against --data/--file (exactly one; reading options only
-    with --file)."""
-    from mobclf.stages import LabelledFileOptions
+def config_from(config_type: type, values: dict):
+    """The ``config_type`` the values of its ``config_options`` describe (other values are ignored)."""
+    paths = {"__".join(setting.path): setting.path for setting in settings(config_type)}
+    return build_config(config_type, {paths[name]: value for name, value in values.items() if name in paths})
 
-    if (data is None) == (labelled_file is None):
-        raise UserError("give the labelled examples either as --data DIR (a dataset artifact) or as --file FILE "
-                        "(a labelled file), not both or neither")
-    reading = LabelledFileOptions(fmt=fmt, text_column=text_column, label_column=label_column, label_sep=label_sep,
-                                  class_file=class_file, ignore_unknown_labels=ignore_unknown_labels)
-    if data is not None and reading.given():
-        raise UserError(f"{', '.join(reading.given())} read a labelled --file; with --data drop them")
-    return reading
+
+MODEL = click.option("--model", "model_dir", required=True, type=PATH_IN, help="Any model: teacher, student, pruned or "
+                     "quantized artifact, or export bundle (run in its runtime).")
 
 
 @main.command("eval")
-@click.option("--model", "model_dir", required=True, type=PATH_IN,
-              help="Any model: teacher, student, pruned or quantized artifact, or export bundle (run in its runtime).")
+@MODEL
 @click.option("--data", type=PATH_IN, help="Dataset artifact (scored on --split); or give --file.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
-              help="Split of --data.")
-@labelled_file_options
-@click.option("--bundle-file", metavar="NAME", help="A bundle's model file, e.g. model.onnx [default: its first].")
-@click.option("--device", default="auto", show_default=True, help="Where an eager model runs: auto, cpu, cuda.")
+@click.option("--file", "labelled_file", type=PATH_FILE,
+              help="A labelled file instead of --data: JSONL, CSV/TSV or THUCNews, read as `data prepare` reads it.")
+@config_options(EvalConfig)
 @click.option("--json", "json_out", type=PATH_OUT, help="Also write the metrics as JSON to this file.")
-def eval_command(model_dir, data, split, labelled_file, fmt, text_column, label_column, label_sep, class_file,
-                 ignore_unknown_labels, bundle_file, device, json_out):
+def eval_command(model_dir, data, labelled_file, json_out, **values):
     """Micro/macro P/R/F1, subset accuracy and a per-label table of any model, in its runtime with its own
     thresholds, on a split of a dataset artifact or on a labelled file."""
-    from mobclf.train.evaluate import EvalConfig, run
+    from mobclf.train.evaluate import run
 
-    reading = labelled_file_reading(data, labelled_file, fmt, text_column, label_column, label_sep, class_file,
-                                    ignore_unknown_labels)
+    config = config_from(EvalConfig, values)
+    if (data is None) == (labelled_file is None):
+        raise UserError("give the labelled examples either as --data DIR (a dataset artifact) or as --file FILE "
+                        "(a labelled file), not both or neither")
+    if data is not None and config.reading.given():
+        raise UserError(f"{', '.join(config.reading.given())} read a labelled --file; with --data drop them")
     if labelled_file is not None and click.get_current_context().get_parameter_source("split").name != "DEFAULT":
         raise UserError("--split chooses a split of --data; a --file is scored whole: drop --split")
-    config = EvalConfig(split=split, device=device, bundle_file=bundle_file, reading=reading)
     if json_out is not None:  # checked before the evaluation, not after it
         if json_out.exists() or json_out.is_symlink():
             raise UserError("already exists; choose another --json file", path=json_out)
@@ -234,8 +211,7 @@ def eval_command(model_dir, data, split, labelled_file, fmt, text_column, label_
 
 @main.command("predict")
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
-@click.option("--model", "model_dir", required=True, type=PATH_IN,
-              help="Any model: teacher, student, pruned or quantized artifact, or export bundle (run in its runtime).")
+@MODEL
 @click.option("--input", "input_file", type=click.Path(path_type=Path, allow_dash=True),
               help="File of texts: JSONL (a 'text' field), CSV/TSV (--text-column) or .txt (one per line); '-' or "
                    "no TEXT and no --input: stdin (one text per line unless --format).")
@@ -244,22 +220,15 @@ def eval_command(model_dir, data, split, labelled_file, fmt, text_column, label_
 @click.option("--text-column", default="text", show_default=True, help="Text column (CSV/TSV) or field (JSONL).")
 @click.option("--output", type=PATH_OUT, help="Write the JSONL here (atomically) instead of to stdout.")
 @click.option("--force", is_flag=True, help="Replace an existing --output file.")
-@click.option("--top-k", type=click.IntRange(min=1), help="Keep the K most probable labels' probabilities "
-              "[default: every label's].")
-@click.option("--file", "--bundle-file", "bundle_file", metavar="NAME",
-              help="A bundle's model file, e.g. model.pte or model.onnx [default: its first].")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="auto", show_default=True, help="Where an eager model runs: auto, cpu, cuda.")
-def predict_command(texts, model_dir, input_file, fmt, text_column, output, force, top_k, bundle_file, batch_size,
-                    device):
+@config_options(PredictConfig)
+def predict_command(texts, model_dir, input_file, fmt, text_column, output, force, **values):
     """Classify texts with any model, in its runtime with its own tokenizer, thresholds and decision rule: one JSON
     line per text ({"text", "labels", "probabilities"}), or a table when a few texts go to a terminal."""
     import sys
 
-    from mobclf.predict import (TABLE_MAX_TEXTS, PredictConfig, check_output, check_texts, jsonl, read_texts, run,
-                                table, write_jsonl)
+    from mobclf.predict import TABLE_MAX_TEXTS, check_output, check_texts, jsonl, read_texts, run, table, write_jsonl
 
-    config = PredictConfig(top_k=top_k, batch_size=batch_size, file=bundle_file, device=device)
+    config = config_from(PredictConfig, values)
     if texts and input_file is not None:
         raise UserError("give texts either as TEXT arguments or with --input, not both")
     if output is not None:
@@ -280,8 +249,6 @@ def predict_command(texts, model_dir, input_file, fmt, text_column, output, forc
         write_jsonl(records, output, force)
         click.echo(f"{len(records)} predictions written to {output}", err=True)
     elif sys.stdout.isatty() and len(records) <= TABLE_MAX_TEXTS:
-        from rich.console import Console
-
         Console().print(table(records))
     else:
         click.echo(jsonl(records), nl=False)

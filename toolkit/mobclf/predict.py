@@ -22,7 +22,6 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -30,28 +29,12 @@ from rich.text import Text
 
 from mobclf.data.readers import read_text_file, split_lines
 from mobclf.errors import UserError
+from mobclf.stages import PredictConfig
 
 INPUT_FORMATS = ("jsonl", "csv", "tsv", "txt")
 _FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
 STDIN = "<stdin>"
 TABLE_MAX_TEXTS = 20  # a terminal gets a table for this many texts at most, JSON Lines beyond
-
-
-@dataclass(frozen=True)
-class PredictConfig:
-    """``mobclf predict``: how many probabilities each record keeps, the batch size, which file of a bundle runs,
-    and where an eager model runs."""
-
-    top_k: int | None = None  # None: every label's probability
-    batch_size: int = 64
-    file: str | None = None  # a bundle's model file, e.g. "model.onnx" (default: its first)
-    device: str = "auto"
-
-    def __post_init__(self):
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise UserError(f"--top-k must be a whole number of at least 1 (got {self.top_k!r})")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise UserError(f"--batch-size must be a whole number of at least 1 (got {self.batch_size!r})")
 
 
 def run(config: PredictConfig, model_dir: Path, texts: list[str], progress: bool = False) -> list[dict]:

@@ -101,6 +101,32 @@ class LabelledFileOptions(StageConfig):
 
 
 @dataclass(frozen=True)
+class EvalConfig(StageConfig):
+    """``mobclf eval`` (``train/evaluate.py``): which split of a dataset artifact (or how a labelled file is read),
+    which file of a bundle runs, where an eager model runs. It writes no artifact."""
+
+    split: str = setting("test", "Split of --data (a --file is scored whole).", choices=("train", "val", "test"))
+    bundle_file: str | None = setting(None, "A bundle's model file, e.g. model.onnx [default: its first].",
+                                      metavar="NAME")
+    batch_size: int = setting(128, "Texts per model call (eager models and onnxruntime).", min=1)
+    device: str = setting("auto", DEVICE)
+    reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
+
+
+@dataclass(frozen=True)
+class PredictConfig(StageConfig):
+    """``mobclf predict`` (``predict.py``): how many probabilities each record keeps, the batch size, which file of a
+    bundle runs, where an eager model runs. It writes no artifact."""
+
+    top_k: int | None = setting(None, "Keep the K most probable labels' probabilities [default: every label's].",
+                                min=1)
+    batch_size: int = setting(64, "Texts per model call.", min=1)
+    file: str | None = setting(None, "A bundle's model file, e.g. model.pte or model.onnx [default: its first].",
+                               flag="bundle-file", metavar="NAME")
+    device: str = setting("auto", DEVICE)
+
+
+@dataclass(frozen=True)
 class BenchConfig(StageConfig):
     """``mobclf bench``: the split of a dataset artifact (or a labelled file read as ``reading`` says), how many texts
     are timed, whether the TF-IDF baseline joins, and the report's dataset name (``bench/report.py``)."""

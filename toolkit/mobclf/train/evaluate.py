@@ -23,29 +23,12 @@ from rich.table import Table
 from mobclf.console import console
 from mobclf.data.readers import read_class_file, read_labelled
 from mobclf.errors import UserError
-from mobclf.stages import LabelledFileOptions
+from mobclf.stages import EvalConfig, LabelledFileOptions
 from mobclf.train.metrics import classification_metrics
 
 SUMMARY_KEYS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision", "macro_recall", "macro_f1",
                 "subset_accuracy")
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """``mobclf eval``: which split (of a dataset artifact), which file of a bundle, where eager models run."""
-
-    split: str = "test"
-    device: str = "auto"
-    bundle_file: str | None = None  # a bundle's model file (default its first)
-    batch_size: int = 128
-    reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
-
-    def __post_init__(self):
-        if self.split not in SPLITS:
-            raise UserError(f"unknown split {self.split!r}; choose {', '.join(SPLITS)}")
-        if self.batch_size < 1:
-            raise UserError(f"the batch size must be at least 1 (got {self.batch_size})")
 
 
 @dataclass
