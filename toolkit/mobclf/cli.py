@@ -1,4 +1,6 @@
-"""The ``mobclf`` command line: thin click commands that parse options and call one stage function each."""
+"""The ``mobclf`` command line: one command per stage, generated from its declaration in ``mobclf.stages`` (its
+inputs, ``--out``, every setting of its config, ``--force``), which builds the config and runs the stage; eval,
+predict, demo and run are written out, and build their configs the same way."""
 
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ from rich.console import Console
 from mobclf.errors import UserError, os_advice
 from mobclf.protocol import Setting, Stage, build_config, optional_type, settings
 from mobclf.stages import STAGES, EvalConfig, PredictConfig
-
-
 
 
 class _Commands(click.Group):
@@ -46,8 +46,9 @@ def data() -> None:
     """Read, check and split labelled news text into a dataset artifact."""
 
 
-# Stage modules import torch and transformers (seconds); they are imported inside each command so that
-# `mobclf --help` and option errors answer at once.
+# Stage modules import torch and transformers (seconds); they are imported when a command runs (``Stage.run``
+# names its function), so that `mobclf --help` and option errors answer at once.
+
 
 class FiniteFloat(click.FloatRange):
     """A float range that also refuses nan and ±inf (which pass every comparison-based range check)."""
@@ -68,7 +69,7 @@ PATH_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 def _setting_option(setting: Setting) -> click.Option:
     """The click option of one config setting: its flag, type, range, choices, default and help."""
-    kind, optional = optional_type(setting.type)
+    kind = optional_type(setting.type)[0]
     meta, name, flag = setting.meta, "__".join(setting.path), f"--{setting.flag}"
     shown = setting.default is not None and setting.default is not False and setting.default != []
     common = {"default": setting.default, "show_default": shown, "help": meta["help"]}
@@ -140,16 +141,13 @@ def stage_command(stage: Stage) -> click.Command:
     def callback(**values):
         inputs = {spec.keyword: values.pop(spec.keyword) for spec in stage.inputs}
         out, force = values.pop("out"), values.pop("force")
-        config = build_config(stage.config, {tuple(name.split("__")): value for name, value in values.items()})
-        artifact = stage.call(config, inputs, out, force)
+        artifact = stage.call(config_from(stage.config, values), inputs, out, force)
         summary = stage.summarize(artifact)
         if summary is not None:
             Console().print(summary)
         click.echo(f"{stage.produces} artifact written to {artifact.path}")
 
     return click.Command(stage.command[-1], params=params, callback=callback, help=stage.help)
-
-
 
 
 @main.group()

@@ -28,18 +28,18 @@ An input may name a path inside a step's output: ``tokenizer-dir: teacher/tokeni
 
 The whole recipe is checked before anything runs, and every problem is one line naming the recipe file and line:
 YAML that repeats a key, has a recursive alias or expands past ``MAX_NODES`` nodes (a "billion laughs"); unknown
-kinds, keys and options; values the command would refuse, non-finite numbers (``.nan``, ``.inf``, ``1e400``) and
+kinds, keys and options; values the stage's config refuses (type, choice, range), non-finite numbers (``.nan``, ``.inf``, ``1e400``) and
 integers past ``MAX_INT``; missing input files; an ``out`` that is hidden, lies outside ``work``, or equals, lies
 inside or holds another step's ``out``.
 
 What a recipe makes, it knows by lineage: while a step runs, ``mobclf.artifacts.RECIPE_STEP`` is set, so the
 artifact records ``lineage["recipe_step"] = {"recipe", "step", "fingerprint"}`` (the fingerprint: the step's
-command line and the checksums of everything it reads). A step is skipped ("✓ id (up to date)") when its output
+stage, its config, its inputs and the checksums of everything it reads). A step is skipped ("✓ id (up to date)") when its output
 verifies and was made with the same fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus
 the step would generate. Otherwise the step runs, and so do the steps after it whose inputs changed.
 
 Nothing the recipe did not make is replaced or removed, not even with ``--force``: an existing output is handed
-to its stage (with ``--force``, which swaps the new one in atomically) only when the recipe owns it, i.e. its
+to its stage (``force``: the stage swaps the new one in atomically) only when the recipe owns it, i.e. its
 lineage names this recipe's step, or its checksum is the one ``<work>/.recipe-state.json`` recorded when a step
 wrote it. Anything else at a step's ``out`` (a hand-edited corpus, a folder of your own files, an artifact made by
 hand) stops the run with one line. The state file only helps (ownership of outputs another recipe sharing the
