@@ -156,20 +156,12 @@ class Predictor:
     def thresholds(self) -> np.ndarray:
         return np.asarray(self.variant.thresholds)
 
-    @property
-    def one_at_a_time(self) -> bool:
-        """Whether a text's answer would depend on the batch it is in: an INT8 ONNX file quantizes activations with
-        scales computed over its whole input (dynamic), padding included, so it runs one text at a time, as an app
-        does. (ExecuTorch programs run one row at a time anyway; fp32 answers do not depend on the batch.)"""
-        return self.variant.runtime == "onnxruntime" and self.variant.precision == "int8"
-
     def probs(self, texts: list[str], batch_size: int = 128, description: str | None = None) -> np.ndarray:
-        """Probabilities ``[N, labels]`` of ``texts``, in batches of ``batch_size`` (one text at a time where the
-        batch would change the answer, see ``one_at_a_time``); with a rich progress bar when ``description`` is
-        given. A text's answer never depends on the other texts."""
+        """Probabilities ``[N, labels]`` of ``texts``, in batches of ``batch_size``, with a rich progress bar when
+        ``description`` is given. A text's answer never depends on the other texts (the runners see to it: an INT8
+        ONNX file runs one text at a time, an ExecuTorch program one row at a time)."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        batch_size = 1 if self.one_at_a_time else batch_size
         if description is not None:
             return predict_probs(self.forward, self.tokenizer, texts, batch_size=batch_size, description=description)
         encoded = encode_texts(self.tokenizer, texts)

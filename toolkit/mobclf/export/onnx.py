@@ -29,8 +29,16 @@ def export_onnx(model: nn.Module, max_length: int, path: Path) -> Path:
     return Path(path)
 
 
+QUANTIZED_OPS = {"DynamicQuantizeLinear", "QuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
+                 "QLinearConv"}
+
+
 class OnnxRunner:
-    """Runs an ``.onnx`` classifier in onnxruntime (CPU) on padded batches: ``runner(input_ids, attention_mask)``."""
+    """Runs an ``.onnx`` (or ``.ort``) classifier in onnxruntime (CPU): ``runner(input_ids, attention_mask)``.
+
+    An INT8 graph quantizes activations with scales computed over its whole input, padding included, so a text's
+    answer would depend on the batch it came in; such a graph (and an ``.ort`` file, whose graph cannot be read
+    here) runs one text at a time, unpadded, as an app runs it. An fp32 graph runs whole padded batches."""
 
     def __init__(self, path: Path, min_length: int, threads: int | None = None):
         import onnxruntime
@@ -40,8 +48,14 @@ class OnnxRunner:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.min_length = min_length
+        self.one_at_a_time = Path(path).suffix == ".ort" or any(
+            node.op_type in QUANTIZED_OPS for node in onnx.load(str(path), load_external_data=False).graph.node)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.one_at_a_time and len(input_ids) > 1:
+            lengths = attention_mask.sum(dim=1).clamp(min=1).tolist()
+            return torch.cat([self(input_ids[row:row + 1, :length], attention_mask[row:row + 1, :length])
+                              for row, length in enumerate(lengths)])
         ids, mask = pad_to(input_ids, attention_mask, self.min_length)
         feeds = {"input_ids": ids.numpy().astype(np.int64), "attention_mask": mask.numpy().astype(np.int64)}
         return torch.from_numpy(self.session.run(["logits"], feeds)[0])
