@@ -93,8 +93,7 @@ def _problems(root: Path, expected: dict) -> list[str]:
     symbolic links (never followed: a link could point anywhere)."""
     listing = _scan(root)
     present = set(listing.files)
-    parents = {Path(name).parent.as_posix() for name in expected} | {
-        parent.as_posix() for name in expected for parent in Path(name).parents}
+    parents = {parent.as_posix() for name in expected for parent in Path(name).parents}
     missing = sorted(set(expected) - present)
     changed = sorted(name for name in set(expected) & present if sha256_file(root / name) != expected[name])
     extra = sorted(present - set(expected)) + [f"{name}/" for name in listing.folders if name not in parents]
@@ -175,7 +174,7 @@ def package_versions() -> dict[str, str]:
 
 def lineage(parents: list[Artifact], seed: int | None = None) -> dict:
     """Where an artifact came from: its parents (absolute path, kind, sha256), the stage and its config with the
-    equivalent command line (``stage.CALL``, set by ``Stage.call``), seed, package versions, and the recipe step
+    equivalent command line (``protocol.CALL``, set by ``Stage.call``), seed, package versions, and the recipe step
     that made it (``mobclf run``)."""
     call = CALL.get()
     record = {

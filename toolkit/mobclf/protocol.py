@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from mobclf.errors import UserError
 
+MAX_INT = 2**63 - 1  # what torch and numpy hold; a larger integer setting is a typo
 CALL: contextvars.ContextVar[dict | None] = contextvars.ContextVar("stage_call", default=None)
 """While a stage runs: its name, its config (JSON) and the equivalent command line, for the lineage it writes."""
 
@@ -152,6 +153,8 @@ def _scalar(setting: Setting, kind, value: Any, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float)
                                                                               and not value.is_integer()):
             raise ConfigError(setting.flag, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise ConfigError(setting.flag, f"{value} is out of range (at most {MAX_INT:,})")
         if not math.isfinite(value):
             raise ConfigError(setting.flag, f"{value!r} is not a finite number")
         value = kind(value)
