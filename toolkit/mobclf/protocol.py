@@ -228,23 +228,25 @@ def build_config(config_type: type, values: dict[tuple[str, ...], Any], defaults
     return config_type(**arguments)
 
 
+def flags(config_type: type) -> dict[str, tuple[Setting, bool]]:
+    """Every flag (without dashes) of ``config_type``'s settings → (the setting, whether it is an off switch)."""
+    found = {setting.flag: (setting, False) for setting in settings(config_type)}
+    return found | {setting.off_flag: (setting, True) for setting, _ in found.values() if setting.off_flag}
+
+
 def config_from_options(config_type: type, options: dict[str, Any], base: Path | None = None) -> Any:
     """A config from recipe-style ``options`` (flags without dashes → values; a flag's ``off`` switch takes a
     boolean too): unknown keys raise ``KeyError``; bad values ``ConfigError``. Relative paths are taken from
     ``base``."""
-    by_flag = {setting.flag: setting for setting in settings(config_type)}
-    off = {setting.off_flag: setting for setting in by_flag.values() if setting.off_flag}
+    known = flags(config_type)
     values: dict[tuple[str, ...], Any] = {}
     for key, value in options.items():
         key = str(key).replace("_", "-")
-        if key in off:
+        setting, off = known[key]
+        if off:
             if not isinstance(value, bool):
                 raise ConfigError(key, f"expected true or false, got {value!r}")
-            setting, value = off[key], not value
-        elif key in by_flag:
-            setting = by_flag[key]
-        else:
-            raise KeyError(key)
+            value = not value
         kind, _ = optional_type(setting.type)
         if kind is Path and isinstance(value, str) and base is not None:
             value = (base / Path(value).expanduser()).resolve()

@@ -75,8 +75,7 @@ from mobclf.artifacts import MANIFEST, RECIPE_STEP, load_artifact, lock, release
 from mobclf.console import console
 from mobclf.errors import UserError, os_advice
 from mobclf.protocol import (ConfigError, Input, Stage, StageConfig, as_json, command_arguments, config_from_options,
-                             setting)
-from mobclf.protocol import settings as config_settings
+                             flags, setting)
 
 STATE_FILE = ".recipe-state.json"
 RESERVED = {"out": "give the step's `out` instead", "force": "use `mobclf run --force`",
@@ -399,8 +398,7 @@ class _Loader:
         config_type = stage.config if stage else DemoCorpusConfig
         name = f"mobclf {stage.name}" if stage else "a demo-corpus step"
         specs = {spec.name: spec for spec in (stage.inputs if stage else ())}
-        flags = {setting.flag: setting for setting in config_settings(config_type)}
-        flags |= {setting.off_flag: setting for setting in flags.values() if setting.off_flag}
+        known = flags(config_type)
         given: dict[Any, str] = {}  # input keyword or setting path → the key that set it
         paths: dict[str, Any] = {}
         values: dict[str, Any] = {}
@@ -412,11 +410,11 @@ class _Loader:
                 flag = str(key).replace("_", "-")
                 if flag in RESERVED:
                     raise self.error(at, f"step {step_id!r}: {flag!r} is not a recipe option ({RESERVED[flag]})")
-                if flag not in specs and flag not in flags:
+                if flag not in specs and flag not in known:
                     raise self.error(at, f"step {step_id!r}: unknown option {key!r} for {name}"
-                                         f"{_did_you_mean(flag, [*specs, *flags])}"
+                                         f"{_did_you_mean(flag, [*specs, *known])}"
                                          + (f" (see `{name} --help`)" if stage else ""))
-                target = specs[flag].keyword if flag in specs else flags[flag].path
+                target = specs[flag].keyword if flag in specs else known[flag][0].path
                 if target in given:
                     raise self.error(at, f"step {step_id!r}: {key!r} sets what {given[target]!r} already sets")
                 given[target] = str(key)
