@@ -34,7 +34,7 @@ from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
-from mobclf.export.parity import certify, failure, parity_sample
+from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import QuantizeConfig
 from mobclf.models import load_classifier, save_weights
 from mobclf.models.textcnn import TextCNN
@@ -209,12 +209,8 @@ def _export_parity(runner, model: nn.Module, tokenizer, dataset: Dataset, parent
     result = certify(predict_probs(model, tokenizer, texts, description="parity: fp32"), runner, tokenizer, texts,
                      np.asarray(parent.manifest["thresholds"]), not dataset.multi_label, config.parity.tolerance,
                      f"parity: {name}")
-    if not result["passed"]:
-        message = failure(name, result, config.parity.tolerance) + " as `mobclf export` checks it"
-        if not config.parity.accept_failure:
-            raise UserError(f"{message}; nothing was written: try {_remedies(config, model)}, or pass "
-                            "--accept-parity-failure here and to export")
-        console.log(f"[yellow]{message}; written anyway (--accept-parity-failure)")
+    enforce(name, result, config.parity, f"try {_remedies(config, model)}, or pass --accept-parity-failure here and "
+            "to export", context=" as `mobclf export` checks it")
     return result
 
 

@@ -32,7 +32,7 @@ from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
-from mobclf.export.parity import Tolerance, certify, failure, parity_sample
+from mobclf.export.parity import Tolerance, certify, enforce, parity_sample
 from mobclf.stages import ExportConfig
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
@@ -118,13 +118,9 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
             runner = RUNNERS[described["runtime"]](bundle.dir / described["file"], min_length(model))
             parity[described["file"]] = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label,
                                                 tolerance, f"parity: {described['file']}")
-        failed = {name: result for name, result in parity.items() if not result["passed"]}
-        for name, result in failed.items():
-            message = failure(name, result, tolerance)
-            if not config.parity.accept_failure:
-                raise UserError(message + "; nothing was written (pass --accept-parity-failure to export it anyway, "
-                                "marked as failed)", path=out)
-            console.log(f"[yellow]{message}; exported anyway (--accept-parity-failure), marked as failed")
+        for name, result in parity.items():
+            enforce(name, result, config.parity, "pass --accept-parity-failure to export it anyway, marked as failed",
+                    path=out)
         tokenizer.save(bundle.dir / "tokenizer")
         (bundle.dir / "labels.txt").write_text("".join(f"{label}\n" for label in artifact.labels), encoding="utf-8")
         description = _bundle_description(artifact, model, tokenizer, target, files, parity, tolerance)

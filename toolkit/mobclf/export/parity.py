@@ -12,9 +12,13 @@ file that export would refuse is refused when it is made, not stages later (``pa
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import numpy as np
 
-from mobclf.stages import PARITY_TEXTS, PARITY_SEED, Tolerance
+from mobclf.console import console
+from mobclf.errors import UserError
+from mobclf.stages import PARITY_SEED, PARITY_TEXTS, ParityCheck, Tolerance
 from mobclf.train.classifier import predict_probs
 from mobclf.train.metrics import agreement
 from mobclf.train.thresholds import predict_labels
@@ -26,11 +30,19 @@ def parity_sample(texts: list[str], count: int = PARITY_TEXTS, seed: int = PARIT
     return [texts[i] for i in sorted(chosen)]
 
 
-def failure(name: str, result: dict, tolerance: Tolerance) -> str:
-    """What a failed certificate says, in one line."""
-    return (f"{name} disagrees with the fp32 model on {result['texts']} val texts: label-set agreement "
-            f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement:g}), max |Δprob| "
-            f"{result['max_abs_prob_difference']:.3g} (needs ≤ {tolerance.max_prob_diff:g})")
+def enforce(name: str, result: dict, check: ParityCheck, advice: str, path: Path | None = None,
+            context: str = "") -> None:
+    """Stop, in one line with ``advice``, when the certificate ``result`` of the file ``name`` failed; with
+    ``check.accept_failure`` say instead that it is written anyway, marked as failed."""
+    if result["passed"]:
+        return
+    tolerance = check.tolerance
+    message = (f"{name} disagrees with the fp32 model on {result['texts']} val texts: label-set agreement "
+               f"{result['label_set_agreement']:.4f} (needs ≥ {tolerance.min_agreement:g}), max |Δprob| "
+               f"{result['max_abs_prob_difference']:.3g} (needs ≤ {tolerance.max_prob_diff:g}){context}")
+    if not check.accept_failure:
+        raise UserError(f"{message}; nothing was written: {advice}", path=path)
+    console.log(f"[yellow]{message}; written anyway (--accept-parity-failure), marked as failed")
 
 
 def certify(eager_probs: np.ndarray, runner, tokenizer, texts: list[str], thresholds: np.ndarray,
