@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load, save_file
 
 from mobclf.artifacts import Artifact, sha256_file
 from mobclf.console import console, progress
@@ -57,28 +57,26 @@ def _checksum_file(entry: Path) -> Path:
     return entry.with_name(entry.name + ".sha256")
 
 
-def _intact(entry: Path) -> bool:
-    """Whether ``entry`` is exactly what was written: its content matches the checksum saved beside it."""
-    try:
-        return _checksum_file(entry).read_text(encoding="ascii").strip() == sha256_file(entry)
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _find_cached(source: str, layers: dict) -> Path | None:
-    """An intact cache entry for the same teacher and texts holding at least the requested layers (a run with
-    every loss serves later runs with fewer)."""
+def _load_cached(source: str, layers: dict) -> dict[str, torch.Tensor] | None:
+    """The tensors of an intact cache entry for the same teacher and texts holding at least the requested layers (a
+    run with every loss serves later runs with fewer): read once, and checked against the checksum saved beside it."""
     for path in sorted(cache_dir().glob(f"{source}-*.safetensors")):
-        if not _intact(path):
+        try:
+            with safe_open(str(path), framework="pt") as entry:
+                stored = json.loads(entry.metadata()["layers"])
+            data = path.read_bytes()
+            intact = _checksum_file(path).read_text(encoding="ascii").strip() == hashlib.sha256(data).hexdigest()
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, SafetensorError):
+            intact = False
+        if not intact:
             console.log(f"[yellow]teacher outputs: {path} does not match its checksum; ignored and recomputed")
             continue
-        with safe_open(str(path), framework="pt") as entry:
-            stored = json.loads(entry.metadata()["layers"])
         if layers["hint_layer"] not in (None, stored["hint_layer"]):
             continue
         if layers["attention_layers"] and layers["attention_layers"] != stored["attention_layers"]:
             continue
-        return path
+        console.log(f"teacher outputs: cached {path}")
+        return load(data)
     return None
 
 
@@ -92,10 +90,8 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
     encoded = encode_texts(tokenizer, texts)
     source = hashlib.sha256("\n".join([teacher.sha256, *texts]).encode("utf-8")).hexdigest()[:32]
     layers = {"hint_layer": hint_layer, "attention_layers": attention_layers}
-    cached = _find_cached(source, layers)
-    if cached is not None:
-        console.log(f"teacher outputs: cached {cached}")
-        stored = load_file(str(cached))
+    stored = _load_cached(source, layers)
+    if stored is not None:
         return TeacherOutputs(stored["logits"], stored["cls_attention"] if attention_layers else None,
                               stored["hidden"] if hint_layer is not None else None, encoded.offsets)
     path = cache_dir() / f"{source}-{hashlib.sha256(json.dumps(layers).encode()).hexdigest()[:16]}.safetensors"
