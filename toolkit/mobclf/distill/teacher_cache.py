@@ -64,16 +64,18 @@ def _load_cached(source: str, layers: dict) -> dict[str, torch.Tensor] | None:
         try:
             with safe_open(str(path), framework="pt") as entry:
                 stored = json.loads(entry.metadata()["layers"])
+        except (OSError, ValueError, KeyError, SafetensorError):
+            stored = None  # a damaged header: said below, when its checksum fails
+        if stored is not None and (layers["hint_layer"] not in (None, stored["hint_layer"]) or (
+                layers["attention_layers"] and layers["attention_layers"] != stored["attention_layers"])):
+            continue
+        try:
             data = path.read_bytes()
             intact = _checksum_file(path).read_text(encoding="ascii").strip() == hashlib.sha256(data).hexdigest()
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, SafetensorError):
+        except (OSError, UnicodeDecodeError):
             intact = False
-        if not intact:
+        if stored is None or not intact:
             console.log(f"[yellow]teacher outputs: {path} does not match its checksum; ignored and recomputed")
-            continue
-        if layers["hint_layer"] not in (None, stored["hint_layer"]):
-            continue
-        if layers["attention_layers"] and layers["attention_layers"] != stored["attention_layers"]:
             continue
         console.log(f"teacher outputs: cached {path}")
         return load(data)
