@@ -720,8 +720,9 @@ def _run_step(recipe: Recipe, step: Step, state: _State, fingerprint: str, repla
     try:
         if step.stage is None:
             _write_demo_corpus(config, step.out)
+            artifact = None
         else:
-            step.stage.call(config, step.inputs, step.out, force=replace)
+            artifact = step.stage.call(config, step.inputs, step.out, force=replace)
     except UserError as err:
         raise UserError(f"step {step.id!r} ({what}) failed: {err.format_message()}", path=recipe.path,
                         line=step.line) from err
@@ -739,7 +740,7 @@ def _run_step(recipe: Recipe, step: Step, state: _State, fingerprint: str, repla
     if made != CURRENT:
         raise UserError(f"step {step.id!r} ({what}) finished without a verified {step.produces or 'file'} at "
                         f"{step.out}", path=recipe.path, line=step.line)
-    summary = step.stage.summarize(load_artifact(step.out)) if step.stage else None
+    summary = step.stage.summarize(artifact) if step.stage else None
     if summary is not None:
         console.print(summary)  # what the stage's command shows of its artifact
     state.finish(step, fingerprint, sha)
