@@ -292,7 +292,8 @@ def check_output_dir(out: Path, force: bool) -> None:
         shutil.rmtree(leftover, ignore_errors=True)  # an interrupted writer's; we hold the lock, so nobody's now
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -307,7 +308,7 @@ def write_artifact(out: Path, kind: str, force: bool = False) -> Iterator[Pendin
     out = Path(out)
     check_output_dir(out, force)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp.chmod(0o777 & ~_umask())
+    tmp.chmod(0o777 & ~umask())
     try:
         pending = PendingArtifact(dir=tmp, manifest={"schema_version": SCHEMA_VERSION, "kind": kind})
         yield pending

@@ -9,16 +9,14 @@ tokenizer's empty encoding.
     records = run(PredictConfig(top_k=3), Path("bundle"), ["央行宣布下调存款准备金率", "国足客场逼平对手"])
     # [{"text": "...", "labels": ["财经"], "probabilities": {"财经": 0.93, "股票": 0.41, "体育": 0.02}}, ...]
 
-Texts come from ``read_texts``: JSON Lines (a ``text`` field, or ``text_column``), CSV/TSV with a header
-(``text_column``), or plain text, one text per line (every line, an empty one too, so output line n answers input
+Texts come from ``read_texts``: JSON Lines (a ``text`` field, or ``text_column``) and CSV/TSV with a header
+(``text_column``), read by ``data.readers`` as ``data prepare`` reads them (texts only), or plain text, one text per line (every line, an empty one too, so output line n answers input
 line n). Records go out as JSON Lines (``write_jsonl``: atomically, never over an existing file unless ``force``) or
 as a table for a terminal (``table``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import tempfile
@@ -27,7 +25,8 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from mobclf.data.readers import read_text_file, split_lines
+from mobclf.artifacts import umask
+from mobclf.data.readers import decode, read_csv, read_jsonl, read_text_file, split_lines
 from mobclf.errors import UserError
 from mobclf.stages import PredictConfig
 
@@ -72,79 +71,21 @@ def input_format(path: Path | None, fmt: str | None) -> str:
     return detected
 
 
-def _decode_stdin(data: bytes) -> str:
-    if b"\0" in data:
-        raise UserError("NUL byte: the input looks binary, not UTF-8 text", path=STDIN,
-                        line=data[:data.index(b"\0")].count(b"\n") + 1)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserError(f"invalid UTF-8 (byte 0x{data[err.start]:02x}); convert the input to UTF-8, e.g. with "
-                        "`iconv -f GB18030 -t UTF-8`", path=STDIN, line=data[:err.start].count(b"\n") + 1) from None
-
-
-def _checked(value: object, what: str, where: str, line: int) -> str:
-    if not isinstance(value, str):
-        raise UserError(f"{what} must be a string, not {'null' if value is None else type(value).__name__}",
-                        path=where, line=line)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise UserError(f"{what} is not valid Unicode (lone surrogate \\u{ord(value[err.start]):04x}); fix the "
-                        "escape or remove the line", path=where, line=line) from None
-    return value
-
-
 def parse_texts(content: str, fmt: str, where: str, text_column: str = "text") -> list[str]:
-    """The texts in ``content`` (the decoded input named ``where``), read as ``fmt``."""
+    """The texts in ``content`` (the decoded input named ``where``), read as ``fmt`` by the readers ``data prepare``
+    uses, texts only; an empty text is a text here (the model answers it)."""
     if fmt == "txt":
         lines = split_lines(content)
         if lines and lines[-1] == "":
             lines.pop()  # the line break that ends the last line starts no new text
         return lines
     if fmt == "jsonl":
-        texts = []
-        for number, line in enumerate(split_lines(content), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError) as err:
-                reason = f"{err.msg}, column {err.colno}" if isinstance(err, json.JSONDecodeError) else \
-                    "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
-                raise UserError(f"malformed JSON ({reason}); each line must be one JSON object with a "
-                                f"{text_column!r} field", path=where, line=number) from None
-            if not isinstance(record, dict) or text_column not in record:
-                raise UserError(f"no {text_column!r} field; each line must be one JSON object with one (or pass "
-                                "--text-column)", path=where, line=number)
-            texts.append(_checked(record[text_column], f"field {text_column!r}", where, number))
-        return texts
-    if fmt in ("csv", "tsv"):
-        delimiter = "\t" if fmt == "tsv" else ","
-        quoting = {"quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-        reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True, **quoting)
-        line = 1
-        try:
-            header = [name.strip() for name in next(reader, [])]
-            if text_column not in header:
-                raise UserError(f"no column {text_column!r} in the header ({', '.join(header) or 'empty'}); a header "
-                                "row is required, pass --text-column to name the text column", path=where, line=1)
-            column = header.index(text_column)
-            texts = []
-            line = reader.line_num + 1
-            for record in reader:
-                if record:
-                    if len(record) != len(header):
-                        raise UserError(f"{len(record)} fields, but the header has {len(header)}; "
-                                        + ("TSV has no quoting: replace tabs and line breaks in texts with spaces"
-                                           if fmt == "tsv" else f"quote fields that contain {delimiter!r} or line "
-                                           "breaks"), path=where, line=line)
-                    texts.append(_checked(record[column], f"column {text_column!r}", where, line))
-                line = reader.line_num + 1
-        except csv.Error as err:
-            raise UserError(f"malformed row ({err}); check the quoting", path=where, line=line) from None
-        return texts
-    raise UserError(f"unknown input format {fmt!r}; use one of {', '.join(INPUT_FORMATS)}")
+        rows = read_jsonl(where, text_column, None, content=content, empty_ok=True)
+    elif fmt in ("csv", "tsv"):
+        rows = read_csv(where, "\t" if fmt == "tsv" else ",", text_column, None, content=content, empty_ok=True)
+    else:
+        raise UserError(f"unknown input format {fmt!r}; use one of {', '.join(INPUT_FORMATS)}")
+    return [row.text for row in rows]
 
 
 def read_texts(path: Path | None, fmt: str | None = None, text_column: str = "text", stdin: bytes | None = None
@@ -152,7 +93,7 @@ def read_texts(path: Path | None, fmt: str | None = None, text_column: str = "te
     """Texts of the file ``path``, or of ``stdin`` (its bytes) when ``path`` is None; refuses an input without any."""
     fmt = input_format(path, fmt)
     if path is None:
-        where, content = STDIN, _decode_stdin(stdin or b"")
+        where, content = STDIN, decode(stdin or b"", STDIN)
     else:
         where = str(path)
         if Path(path).is_dir():
@@ -160,8 +101,7 @@ def read_texts(path: Path | None, fmt: str | None = None, text_column: str = "te
         content = read_text_file(Path(path))
     texts = parse_texts(content, fmt, where, text_column)
     if not texts:
-        raise UserError("no texts to classify: the input is empty" + (" (a header only)" if fmt in ("csv", "tsv")
-                                                                     else ""), path=where)
+        raise UserError("no texts to classify: the input is empty", path=where)
     return texts
 
 
@@ -205,17 +145,11 @@ def write_jsonl(records: list[dict], output: Path, force: bool = False) -> None:
             handle.write(jsonl(records))
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(partial, 0o666 & ~_umask())
+        os.chmod(partial, 0o666 & ~umask())
         os.replace(partial, output)
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def table(records: list[dict], width: int = 60) -> Table:

@@ -91,6 +91,11 @@ def read_text_file(path: Path) -> str:
     except OSError as err:
         raise UserError(f"cannot read the file ({err.strerror or err}); check the path and its permissions",
                         path=path) from None
+    return decode(data, path)
+
+
+def decode(data: bytes, path: Path | str) -> str:
+    """``data`` (the bytes of ``path``, a file or ``<stdin>``) as text, as :func:`read_text_file` reads a file."""
     wide = _wide_encoding(data)
     if wide:
         raise UserError(f"the file is {wide}, not UTF-8; convert it, e.g. `iconv -f {wide} -t UTF-8 IN > OUT`",
@@ -124,10 +129,10 @@ def _unicode_problem(value: str) -> str | None:
     return None
 
 
-def _check_text(value: object, what: str, path: Path, line: int) -> str:
+def _check_text(value: object, what: str, path: Path, line: int, empty_ok: bool = False) -> str:
     if not isinstance(value, str):
         raise UserError(f"{what} must be a string, not {type(value).__name__}", path=path, line=line)
-    if not value.strip():
+    if not value.strip() and not empty_ok:
         raise UserError("empty text; fill it in or remove the line", path=path, line=line)
     problem = _unicode_problem(value)
     if problem:
@@ -164,10 +169,14 @@ def _check_labels(values: object, path: Path, line: int) -> tuple[str, ...]:
     return labels
 
 
-def read_jsonl(path: Path, text_field: str = "text", label_field: str | None = "labels") -> list[Row]:
-    """Rows of a JSON Lines file; ``labels`` may be a list or a single string. ``label_field=None`` reads texts only."""
+def read_jsonl(path: Path, text_field: str = "text", label_field: str | None = "labels", *,
+               content: str | None = None, empty_ok: bool = False) -> list[Row]:
+    """Rows of a JSON Lines file; ``labels`` may be a list or a single string. ``label_field=None`` reads texts only;
+    ``content``: the file's text, already read (e.g. stdin); ``empty_ok``: an empty text is a text, not a mistake."""
     rows = []
-    for number, line in read_lines(path):
+    lines = read_lines(path) if content is None else [
+        (number, line) for number, line in enumerate(split_lines(content), start=1) if line.strip()]
+    for number, line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
@@ -186,31 +195,33 @@ def read_jsonl(path: Path, text_field: str = "text", label_field: str | None = "
             if field is not None and field not in record:
                 raise UserError(f"missing field {field!r}; every line needs it (or pass --text-column/--label-column)",
                                 path=path, line=number)
-        text = _check_text(record[text_field], f"field {text_field!r}", path, number)
+        text = _check_text(record[text_field], f"field {text_field!r}", path, number, empty_ok)
         labels = _check_labels(record[label_field], path, number) if label_field else ()
         rows.append(Row(text, labels, Path(path), number))
     return rows
 
 
 def read_csv(
-    path: Path, delimiter: str = ",", text_column: str = "text", label_column: str = "labels",
-    label_sep: str | None = None,
+    path: Path, delimiter: str = ",", text_column: str = "text", label_column: str | None = "labels",
+    label_sep: str | None = None, *, content: str | None = None, empty_ok: bool = False,
 ) -> list[Row]:
-    """Rows of a CSV/TSV file with a header row; ``label_sep`` splits a multi-label cell (``None``: one label).
+    """Rows of a CSV/TSV file with a header row; ``label_sep`` splits a multi-label cell (``None``: one label);
+    ``label_column=None`` reads texts only, ``content`` and ``empty_ok`` as for :func:`read_jsonl`.
 
     CSV fields may be quoted (RFC 4180). TSV (``delimiter="\\t"``) has no quoting: quotes are kept as they are,
     and a text cannot hold a tab or a line break. Lines may end in \\r\\n, \\n or \\r.
     """
     tsv = delimiter == "\t"
     quoting = {"quoting": csv.QUOTE_NONE} if tsv else {}
-    reader = csv.reader(io.StringIO(read_text_file(path), newline=""), delimiter=delimiter, strict=True, **quoting)
+    text = read_text_file(path) if content is None else content
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True, **quoting)
     fix = ("TSV has no quoting, so a text cannot hold a tab or a line break: replace them with spaces" if tsv else
            f"quote fields that contain {delimiter!r} or line breaks")
     rows = []
     line = 1
     try:
         header = [name.strip() for name in next(reader, [])]
-        for column in (text_column, label_column):
+        for column in (text_column, label_column) if label_column else (text_column,):
             if column not in header:
                 raise UserError(
                     f"no column {column!r} in the header ({', '.join(header) or 'empty'}); a header row is required, "
@@ -227,15 +238,16 @@ def read_csv(
                 if len(record) != len(header):
                     raise UserError(f"{len(record)} fields, but the header has {len(header)}; {fix}",
                                     path=path, line=line)
-                text = _check_text(record[header.index(text_column)], f"column {text_column!r}", path, line)
-                cell = record[header.index(label_column)]
-                labels = _check_labels(cell.split(label_sep) if label_sep else cell, path, line)
+                text = _check_text(record[header.index(text_column)], f"column {text_column!r}", path, line, empty_ok)
+                cell = record[header.index(label_column)] if label_column else None
+                labels = _check_labels(cell.split(label_sep) if label_sep else cell, path, line) if label_column \
+                    else ()
                 rows.append(Row(text, labels, Path(path), line))
             line = reader.line_num + 1
     except csv.Error as err:
         raise UserError(f"malformed row ({err}); check the quoting", path=path, line=line) from None
     if not rows:
-        raise UserError("no rows after the header; add labelled rows below it", path=path, line=line)
+        raise UserError("no rows after the header; add rows below it", path=path, line=line)
     return rows
 
 
