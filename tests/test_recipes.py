@@ -217,13 +217,16 @@ def test_a_lost_or_broken_state_file_is_rebuilt_from_lineage(tmp_path, capsys):
 def test_a_full_disk_while_writing_the_corpus_leaves_no_cut_corpus(tmp_path, monkeypatch):
     recipe = write(tmp_path / "cheap.yaml", CHEAP)
     corpus = tmp_path / "work" / "corpus" / "news.jsonl"
-    from mobclf.data import demo_corpus
+
+    flush = os.fsync
 
     def full_disk(descriptor):  # the corpus is written; the disk fills as it is flushed to it
-        raise OSError(errno.ENOSPC, "No space left on device")
+        if "news.jsonl" in os.readlink(f"/proc/self/fd/{descriptor}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        flush(descriptor)
 
     with monkeypatch.context() as patch:
-        patch.setattr(demo_corpus.os, "fsync", full_disk)
+        patch.setattr(os, "fsync", full_disk)
         result = run("run", recipe)
     assert result.exit_code == 2 and "no space left" in result.output and "Traceback" not in result.output
     assert not corpus.exists() and not list(corpus.parent.glob(".*partial*"))

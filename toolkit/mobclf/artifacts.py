@@ -292,6 +292,24 @@ def check_output_dir(out: Path, force: bool) -> None:
         shutil.rmtree(leftover, ignore_errors=True)  # an interrupted writer's; we hold the lock, so nobody's now
 
 
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator:
+    """Write a text file atomically: yield a handle on a hidden temporary file beside ``path``, then sync it, give it
+    the umask's permissions and rename it over ``path``; an error or a kill leaves ``path`` as it was."""
+    path = Path(path)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(partial, 0o666 & ~umask())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
 def umask() -> int:
     """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)

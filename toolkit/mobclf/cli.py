@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import typing
 from pathlib import Path
 
@@ -202,9 +201,10 @@ def eval_command(model_dir, data, labelled_file, json_out, **values):
             raise UserError("its folder does not exist; create it or choose another --json file", path=json_out)
     metrics = run(config, model_dir, data=data, file=labelled_file)
     if json_out is not None:
-        partial = json_out.with_name(f".{json_out.name}.partial")
-        partial.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(partial, json_out)
+        from mobclf.artifacts import atomic_file
+
+        with atomic_file(json_out) as handle:
+            handle.write(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
 
 
 @main.command("predict")

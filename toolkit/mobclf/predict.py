@@ -18,14 +18,12 @@ as a table for a terminal (``table``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
 
-from mobclf.artifacts import umask
+from mobclf.artifacts import atomic_file
 from mobclf.data.readers import decode, read_csv, read_jsonl, read_text_file, split_lines
 from mobclf.errors import UserError
 from mobclf.stages import PredictConfig
@@ -139,17 +137,8 @@ def write_jsonl(records: list[dict], output: Path, force: bool = False) -> None:
     renamed over ``output`` (which only ``force`` lets be replaced)."""
     output = Path(output)
     check_output(output, force)
-    descriptor, partial = tempfile.mkstemp(prefix=f".{output.name}.partial-", dir=output.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(jsonl(records))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(partial, 0o666 & ~umask())
-        os.replace(partial, output)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    with atomic_file(output) as handle:
+        handle.write(jsonl(records))
 
 
 def table(records: list[dict], width: int = 60) -> Table:

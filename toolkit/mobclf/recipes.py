@@ -71,7 +71,7 @@ from typing import Any
 import yaml
 
 from mobclf import stages
-from mobclf.artifacts import MANIFEST, RECIPE_STEP, load_artifact, lock, release, sha256_file
+from mobclf.artifacts import MANIFEST, RECIPE_STEP, atomic_file, load_artifact, lock, release, sha256_file
 from mobclf.console import console
 from mobclf.errors import UserError, os_advice
 from mobclf.protocol import (ConfigError, Input, Stage, StageConfig, as_json, command_arguments, config_from_options,
@@ -580,9 +580,8 @@ class _State:
         self.done, self.running = data.get("done", {}), data.get("running", {})
 
     def save(self) -> None:
-        tmp = self.file.with_name(self.file.name + ".tmp")
-        tmp.write_text(json.dumps({"done": self.done, "running": self.running}, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.file)
+        with atomic_file(self.file) as handle:
+            handle.write(json.dumps({"done": self.done, "running": self.running}, indent=2) + "\n")
 
     def record(self, step: Step, fingerprint: str, sha256: str) -> None:
         """Remember an output this recipe made (found up to date by its lineage, or just written)."""

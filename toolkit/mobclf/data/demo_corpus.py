@@ -14,12 +14,13 @@ and about 4% carry annotation noise (one label swapped). The companies, people a
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Callable
+
+from mobclf.artifacts import atomic_file
 
 LABELS = (
     "sports", "finance", "tech", "entertainment", "auto", "international", "education", "health", "realty", "game",
@@ -289,16 +290,9 @@ def generate_demo_corpus(path: Path, n_items: int = 3000, seed: int = 0) -> dict
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")  # renamed into place only once complete (a full disk or a
-    try:                                               # kill leaves no cut corpus that looks finished)
-        with open(partial, "w", encoding="utf-8") as handle:
-            for item in items:
-                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_file(path) as handle:  # a full disk or a kill leaves no cut corpus that looks finished
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
 
     counts = Counter(label for item in items for label in item["labels"])
     return {
