@@ -10,12 +10,17 @@ import torch
 
 from mobclf.distill.losses import (
     LOSSES,
+    Batch,
+    Match,
     attention_mse,
     attention_transfer,
     fitnets_hint,
     get_loss,
+    gold_label_bce,
+    prediction_matches,
     register,
     soft_target_kd,
+    total_loss,
 )
 from mobclf.errors import UserError
 from mobclf.train.losses import label_pos_weights, weighted_bce
@@ -97,14 +102,14 @@ def test_hint_mse_by_hand():
     s = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]], requires_grad=True)
     t = torch.zeros(1, 2, 2)
     assert fitnets_hint(s, t).item() == pytest.approx((1 + 4 + 9 + 16) / 4)
-    masked = fitnets_hint(s, t, mask=torch.tensor([[1, 0]]))
+    masked = fitnets_hint(s, t, Batch(mask=torch.tensor([[1, 0]])))
     assert masked.item() == pytest.approx((1 + 4) / 2)  # real position only, mean over its 2 features
     masked.backward()
     # d/ds (s^2 / 2) = s on the real position, 0 on padding
     assert s.grad.tolist() == [[[1.0, 2.0], [0.0, 0.0]]]
     # pooled [B, H] input
     assert fitnets_hint(torch.tensor([[1.0, 3.0]]), torch.zeros(1, 2)).item() == pytest.approx(5.0)
-    assert fitnets_hint(s, t, mask=torch.zeros(1, 2)).item() == 0.0
+    assert fitnets_hint(s, t, Batch(mask=torch.zeros(1, 2))).item() == 0.0
 
 
 def test_attention_transfer_by_hand():
@@ -113,7 +118,7 @@ def test_attention_transfer_by_hand():
     mask = torch.tensor([[1, 1, 0]])
     # Q_s = [1, 1, (50 masked) 0] -> [1/√2, 1/√2, 0]; Q_t = [1, 0, (7 masked) 0] -> [1, 0, 0]
     # ||[1/√2 - 1, 1/√2, 0]||² = (1 - 1/√2)² + 1/2 = 2 - √2
-    loss = attention_transfer(f, teacher, mask=mask)
+    loss = attention_transfer(f, teacher, Batch(mask=mask))
     assert loss.item() == pytest.approx(math.sqrt(2 - math.sqrt(2)), rel=1e-5)
     loss.backward()
     assert f.grad[0, 2].tolist() == [0.0, 0.0]
@@ -133,7 +138,7 @@ def test_attention_transfer_identical_maps_and_scale():
 def test_registry():
     assert set(LOSSES) >= {"soft_kd", "hard_bce", "hint_mse", "attention_transfer"}
     assert get_loss("soft_kd") is soft_target_kd
-    assert get_loss("hard_bce") is weighted_bce
+    assert get_loss("hard_bce") is gold_label_bce
     assert get_loss("hint_mse") is fitnets_hint
     assert get_loss("attention_transfer") is attention_transfer
     with pytest.raises(UserError, match="unknown distillation loss 'kd'.*attention_transfer.*soft_kd"):
@@ -150,7 +155,7 @@ def test_attention_mse_matched_heads_by_hand():
     # 2 heads × 4 pairs = 8 entries: (4 + 36) / 8 = 5
     assert attention_mse(student, teacher).item() == pytest.approx(5.0)
     # mask [1, 0]: only pair (0, 0) of each head counts: (4 + 0) / 2 = 2
-    assert attention_mse(student, teacher, mask=torch.tensor([[1, 0]])).item() == pytest.approx(2.0)
+    assert attention_mse(student, teacher, Batch(mask=torch.tensor([[1, 0]]))).item() == pytest.approx(2.0)
 
 
 def test_attention_mse_averages_heads_when_counts_differ():
@@ -162,3 +167,53 @@ def test_attention_mse_averages_heads_when_counts_differ():
 
 def test_tinybert_layer_losses_are_the_fitnets_regression():
     assert get_loss("embedding_mse") is fitnets_hint and get_loss("hidden_mse") is fitnets_hint
+
+
+def test_gold_label_bce_reads_label_weights_and_labelled_texts_from_the_batch():
+    logits, gold = torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    batch = Batch(labelled=torch.tensor([True, False]), label_weights=torch.tensor([3.0, 3.0]))
+    # the unlabelled second text is left out; the first: (3 ln 2 + ln 2) / 2 = 2 ln 2, as weighted_bce by hand
+    assert gold_label_bce(logits, gold, batch).item() == pytest.approx(2 * LN2)
+    assert gold_label_bce(logits, gold, batch).item() == pytest.approx(
+        weighted_bce(logits, gold, torch.tensor([3.0, 3.0]), torch.tensor([True, False])).item())
+
+
+def test_total_loss_sums_weighted_matches_through_their_projections():
+    projections = torch.nn.ModuleDict({"widen": torch.nn.Linear(1, 1, bias=False)})
+    projections["widen"].weight.data.fill_(2.0)
+    student = {"logits": torch.zeros(1, 1), "hidden.1": torch.ones(1, 1, 1)}
+    teacher = {"labels": torch.ones(1, 1), "hidden.2": torch.zeros(1, 1, 1), "hidden.3": torch.full((1, 1, 1), 2.0)}
+    matches = [Match("hard_bce", "logits", "labels", weight=2.0),               # 2 · ln 2
+               Match("hidden_mse", "hidden.1", "hidden.2", 0.5, "widen"),      # 0.5 · (2·1 − 0)² = 2
+               Match("hidden_mse", "hidden.1", "hidden.3", 0.5, "widen")]      # 0.5 · (2 − 2)² = 0
+    assert total_loss(matches, student, teacher, Batch(), projections).item() == pytest.approx(2 * LN2 + 2)
+    with pytest.raises(UserError, match="unknown distillation loss 'l1'"):
+        total_loss([Match("l1", "logits", "labels")], student, teacher, Batch())
+
+
+def test_prediction_matches_are_data_with_their_options():
+    matches = prediction_matches({"soft_kd": 0.7, "hard_bce": 0.3, "hint_mse": 1.0}, temperature=4.0,
+                                 multi_label=False)
+    assert matches == [Match("soft_kd", "logits", "logits", 0.7, options={"temperature": 4.0, "multi_label": False}),
+                       Match("hard_bce", "logits", "labels", 0.3)]
+    s, t = torch.zeros(1, 2), torch.tensor([[2 * math.log(3), 0.0]])
+    # the options reach the loss: T = 4 and single-label give soft_target_kd's value at those settings
+    assert total_loss(matches[:1], {"logits": s}, {"logits": t}, Batch()).item() == pytest.approx(
+        0.7 * soft_target_kd(s, t, temperature=4.0, multi_label=False).item())
+
+
+def test_one_match_per_mapped_layer_at_a_share_of_the_weight_is_the_mean_over_layers():
+    """TinyBERT's recipe declares hidden_mse and attention_mse once per mapped layer, each at weight / layers: the
+    same value as one loss over the layers stacked along the batch (what it computed before matches were data)."""
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    ours = {f"hidden.{n}": torch.randn(2, 3, 4) for n in (1, 2)} | {f"attention.{n}": torch.randn(2, 2, 3, 3)
+                                                                     for n in (1, 2)}
+    theirs = {f"hidden.{n}": torch.randn(2, 3, 4) for n in (2, 4)} | {f"attention.{n}": torch.randn(2, 4, 3, 3)
+                                                                      for n in (2, 4)}
+    pairs = [(1, 2), (2, 4)]
+    for loss, output in (("hidden_mse", "hidden"), ("attention_mse", "attention")):
+        matches = [Match(loss, f"{output}.{s}", f"{output}.{t}", 3.0 / len(pairs)) for s, t in pairs]
+        stacked = get_loss(loss)(torch.cat([ours[f"{output}.{s}"] for s, _ in pairs]),
+                                 torch.cat([theirs[f"{output}.{t}"] for _, t in pairs]), Batch(mask=mask.repeat(2, 1)))
+        assert total_loss(matches, ours, theirs, Batch(mask=mask)).item() == pytest.approx(3.0 * stacked.item())

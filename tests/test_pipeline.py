@@ -66,6 +66,9 @@ def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdi
     assert manifest["metrics"]["agreement_with_teacher"]["test"] > 0.6
     plan = manifest["distillation"]["plan"]
     assert plan["hint_layer"] == 0 and plan["attention_layers"] == [1]  # middle and last of a 1-layer teacher
+    assert [(m["loss"], m["student"], m["teacher"], m["projection"]) for m in plan["matches"]] == [
+        ("soft_kd", "logits", "logits", None), ("hard_bce", "logits", "labels", None),
+        ("hint_mse", "features", "hidden.0", "hint"), ("attention_transfer", "features", "cls_attention", None)]
     assert manifest["distillation"]["unlabeled_texts"] == 3
     assert manifest["distillation"]["stages"][0]["stage"] == "intermediate"
     assert [p["kind"] for p in manifest["lineage"]["parents"]] == ["teacher", "dataset"]
@@ -152,6 +155,10 @@ def test_tinybert_with_every_layer_loss_agrees_with_its_teacher(workdir):
     assert [stage["stage"] for stage in stages] == ["intermediate", "main"]
     assert stages[0]["losses"] == ["attention_mse", "embedding_mse", "hidden_mse"] and stages[1]["losses"] == ["soft_kd"]
     assert manifest["distillation"]["plan"]["layer_pairs"] == [[1, 1]]
+    assert [(m["loss"], m["student"], m["teacher"], m["projection"]) for m in manifest["distillation"]["plan"][
+        "matches"]] == [("soft_kd", "logits", "logits", None), ("embedding_mse", "hidden.0", "hidden.0", "hidden"),
+                        ("hidden_mse", "hidden.1", "hidden.1", "hidden"), ("attention_mse", "attention.1",
+                                                                           "attention.1", None)]
 
 
 def test_tinybert_on_single_label_data_with_general_distillation_and_init_from_a_student(tmp_path):

@@ -27,7 +27,7 @@ from mobclf.train.loop import FitConfig, fit
 
 # What the pinned torch / torchao / onnxruntime / ExecuTorch printed on every quantize and export (issue 13, §4).
 NOISE = [r"Exporting a model while it is in training mode", r"LeafSpec", r"TF32 acceleration on top of oneDNN",
-         r"torchvision is not installed", r"cpuinfo_utils", r"pre-processing before quantization",
+         r"torchvision is not installed", r"cpuinfo_utils", r"threadpool\.cpp", r"pre-processing before quantization",
          r"Failed to load .*_C_", r"is an Enum subclass", r"Detected no triton",
          r"This API is experimental", r"The axis name: \w+ will not",
          r"^\S+:\d+: \w*Warning: "]  # and no Python warning at all
@@ -69,6 +69,20 @@ def test_an_export_to_both_runtimes_prints_no_toolchain_noise_and_no_bars(tiny):
     # mobclf's own lines still show
     assert "model.pte: label-set agreement" in done.stderr and "model.onnx: label-set agreement" in done.stderr
     assert (tiny / "bundle" / "model.pte").is_file() and (tiny / "bundle" / "model.onnx").is_file()
+
+
+def test_a_bench_of_a_pte_at_one_and_two_threads_prints_no_toolchain_noise(tiny):
+    """bench resets ExecuTorch's threadpool for each thread count; every reset probed the CPU aloud."""
+    done = command("export", "--from", "student", "--target", "android", "--out", "phone", "--parity-texts", "16",
+                   cwd=tiny)
+    assert done.returncode == 0, done.stderr
+    done = command("bench", "--model", "phone", "--data", "data", "--latency-texts", "4", "--out", "report",
+                   cwd=tiny)
+    assert done.returncode == 0, done.stderr
+    noisy = [line for line in done.stderr.splitlines()
+             if any(re.search(pattern, line) for pattern in NOISE) or any(mark in line for mark in BAR)]
+    assert noisy == [], done.stderr
+    assert "phone/model.pte: executorch" in done.stderr
 
 
 def test_the_noise_filters_match_the_libraries_messages_and_nothing_else(caplog):

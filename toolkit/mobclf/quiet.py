@@ -44,8 +44,9 @@ LOGS = {
 }
 
 # Lines native code writes straight to file descriptor 2: ExecuTorch's threadpool reading CPU files that only ARM
-# boards have, the first time a .pte method is loaded in a process.
-NATIVE = [r"\[cpuinfo_utils\.cpp:\d+\]"]
+# boards have, whenever it starts (a .pte method's first load, or bench resetting its thread count), and announcing
+# the thread count bench asked for.
+NATIVE = [r"\[cpuinfo_utils\.cpp:\d+\]", r"\[threadpool\.cpp:\d+\] Resetting threadpool to \d+ threads"]
 
 
 class _Drop(logging.Filter):

@@ -111,9 +111,11 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
         from mobclf.export.executorch import PteRunner
+        from mobclf.quiet import native_stderr
 
         if threads is not None:
-            _unsafe_reset_threadpool(threads)
+            with native_stderr():
+                _unsafe_reset_threadpool(threads)
         return PteRunner(artifact.file(variant.file), variant.min_length), tokenizer
     if variant.runtime == "onnxruntime":
         from mobclf.export.onnx import OnnxRunner

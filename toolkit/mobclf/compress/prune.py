@@ -40,8 +40,7 @@ from torch import nn
 from mobclf.artifacts import Artifact, check_output_dir, load_artifact
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
-from mobclf.distill.losses import get_loss
-from mobclf.distill.student import PREDICTION_LOSSES
+from mobclf.distill.losses import PREDICTION_LOSSES, Batch, get_loss, prediction_matches, total_loss
 from mobclf.distill.teacher_cache import agreement_with_teacher, teacher_outputs
 from mobclf.errors import UserError
 from mobclf.models import load_classifier, resolve_device
@@ -123,15 +122,14 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     teacher_logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=run_device).logits
     encoded = encode_texts(tokenizer, texts)
     targets = torch.from_numpy(dataset.targets("train"))
-    pos_weight = label_pos_weights(dataset.label_counts("train"), len(texts), pos_weight_scheme).to(run_device)
+    label_weights = label_pos_weights(dataset.label_counts("train"), len(texts), pos_weight_scheme).to(run_device)
+
+    matches = prediction_matches(weights, temperature, dataset.multi_label)
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
-        logits = model(**batch)
-        inputs = {"soft_kd": dict(student_logits=logits, teacher_logits=teacher_logits[index].to(run_device),
-                                  temperature=temperature, multi_label=dataset.multi_label),
-                  "hard_bce": dict(logits=logits, targets=targets[index].to(run_device), pos_weight=pos_weight)}
-        return sum(weight * get_loss(name)(**inputs[name]) for name, weight in weights.items())
+        teacher_side = {"logits": teacher_logits[index].to(run_device), "labels": targets[index].to(run_device)}
+        return total_loss(matches, {"logits": model(**batch)}, teacher_side, Batch(label_weights=label_weights))
 
     def validate() -> float:
         return val_micro_f1(model, tokenizer, dataset, run_device)

@@ -1,7 +1,10 @@
 """``mobclf distill``: teach a small student (TextCNN or TinyBERT) to agree with a BERT teacher.
 
 A run is declared as data (``DistillPlan``): which registered losses, with which weights, and which teacher layers
-they read; the student recipe (``textcnn_student`` / ``tinybert_student``) says how its features meet the teacher's.
+they read. From it the student recipe (``textcnn_student`` / ``tinybert_student``) declares its intermediate matches
+(``losses.Match``: which student output meets which teacher output, through which projection, with which loss), the
+driver adds the prediction matches, and every batch's loss is ``losses.total_loss`` over them; the resolved matches
+are recorded in the manifest.
 Training runs in up to three stages through the one loop (``train.loop.fit``):
 
 1. general distillation (TinyBERT, ``general_epochs`` over ``general_texts``): intermediate losses only, on
@@ -26,8 +29,8 @@ from torch import nn
 from mobclf.artifacts import Artifact, check_output_dir, load_artifact
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset, read_texts
-from mobclf.distill.losses import get_loss
-from mobclf.distill.student import PREDICTION_LOSSES, PreparedStudent
+from mobclf.distill.losses import PREDICTION_LOSSES, Batch, Match, get_loss, prediction_matches, total_loss
+from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.distill.textcnn_student import INTERMEDIATE_LOSSES as TEXTCNN_LOSSES
 from mobclf.distill.textcnn_student import TextCnnConfig, prepare_textcnn
@@ -48,7 +51,7 @@ STUDENTS = {TextCnnConfig: ("textcnn", TEXTCNN_LOSSES, prepare_textcnn),
 
 @dataclass
 class DistillPlan:
-    """Which losses, their weights, and the teacher layers they read (TextBrewer-style intermediate matches)."""
+    """Which losses, their weights, and the teacher layers they read (the student recipe turns it into matches)."""
 
     losses: dict[str, float] = field(default_factory=lambda: {"soft_kd": 1.0, "hard_bce": 1.0})
     temperature: float = 2.0
@@ -69,6 +72,10 @@ def _check_losses(plan: DistillPlan, student: str, known: tuple[str, ...]) -> di
     if not set(weights) & set(PREDICTION_LOSSES):
         raise UserError("a student needs soft_kd or hard_bce with a non-zero weight to learn its outputs")
     return weights
+
+
+def _loss_names(matches: list[Match]) -> list[str]:
+    return sorted({match.loss for match in matches})
 
 
 def run_textcnn(config: TextCnnDistillConfig, *, teacher: Path, data: Path, out: Path, unlabeled: Path | None = None,
@@ -127,48 +134,48 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     has_label = torch.tensor([True] * len(dataset.texts("train")) + [False] * len(extra_texts))
     targets = torch.from_numpy(np.concatenate([dataset.targets("train"),
                                                np.zeros((len(extra_texts), len(dataset.labels)), np.float32)]))
-    prepared: PreparedStudent = prepare(student_config, plan, set(weights), teacher_artifact, teacher,
-                                        teacher_tokenizer, texts, len(dataset.labels), run_device)
+    prepared: PreparedStudent = prepare(student_config, plan, weights, teacher_artifact, teacher, teacher_tokenizer,
+                                        texts, len(dataset.labels), run_device)
     student = prepared.model
-    trainable = nn.ModuleDict({"student": student, "projection": prepared.projections}).to(run_device)
+    trainable = nn.ModuleDict({"student": student, "projections": prepared.projections}).to(run_device)
     console.log(f"losses {', '.join(f'{name}×{weight}' for name, weight in weights.items())}")
-    pos_weight = label_pos_weights(dataset.label_counts("train"), len(dataset.texts("train")),
-                                   pos_weight_scheme).to(run_device)
+    label_weights = label_pos_weights(dataset.label_counts("train"), len(dataset.texts("train")),
+                                      pos_weight_scheme).to(run_device)
+    matches = prediction_matches(weights, plan.temperature, dataset.multi_label) + prepared.matches
+    intermediate_matches = [match for match in matches if match.loss not in PREDICTION_LOSSES]
 
-    def batch_loss(index: torch.Tensor | None, names: set[str], encoded=prepared.encoded) -> torch.Tensor:
+    def batch_loss(index: torch.Tensor | None, terms: list[Match], encoded=prepared.encoded) -> torch.Tensor:
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
-        logits, inputs = prepared.forward(index, batch, names)
-        if "soft_kd" in names:
-            inputs["soft_kd"] = dict(student_logits=logits, temperature=plan.temperature,
-                                     teacher_logits=prepared.teacher_logits[index].to(run_device),
-                                     multi_label=dataset.multi_label)
-        if "hard_bce" in names:
-            inputs["hard_bce"] = dict(logits=logits, targets=targets[index].to(run_device), pos_weight=pos_weight,
-                                      example_mask=has_label[index].to(run_device))
-        return sum(weights[name] * get_loss(name)(**inputs[name]) for name in names)
+        ours = prepared.student_outputs(batch, {match.student for match in terms})
+        theirs = prepared.teacher_outputs(index, batch, {match.teacher for match in terms} - {"logits", "labels"})
+        if index is not None:  # transfer texts: the cached teacher logits and the gold labels
+            theirs.update(logits=prepared.teacher_logits[index].to(run_device), labels=targets[index].to(run_device))
+        context = Batch(mask=batch["attention_mask"], labelled=None if index is None else has_label[index],
+                        label_weights=label_weights)
+        return total_loss(terms, ours, theirs, context, prepared.projections)
 
     stages = []
     if general_texts:
         general = encode_texts(prepared.tokenizer, read_texts(general_texts))
         stage_config = replace(fit_config, epochs=plan.general_epochs)
         result = fit(prepared.intermediate_module, len(general),
-                     lambda index: batch_loss(index, intermediate, encoded=general), None, stage_config,
+                     lambda index: batch_loss(index, intermediate_matches, encoded=general), None, stage_config,
                      "general distillation", lengths=general.lengths)
         stages.append({"stage": "general", "texts": len(general), "epochs": result.best_epoch,
                        "seconds": result.seconds})
-    main_losses = set(weights)
-    if plan.intermediate_epochs and intermediate:
+    main_matches = matches
+    if plan.intermediate_epochs and intermediate_matches:
         stage_config = replace(fit_config, epochs=plan.intermediate_epochs)
-        result = fit(prepared.intermediate_module, len(texts), lambda index: batch_loss(index, intermediate), None,
-                     stage_config, "intermediate stage", lengths=prepared.encoded.lengths)
-        stages.append({"stage": "intermediate", "losses": sorted(intermediate), "epochs": result.best_epoch,
-                       "seconds": result.seconds})
+        result = fit(prepared.intermediate_module, len(texts), lambda index: batch_loss(index, intermediate_matches),
+                     None, stage_config, "intermediate stage", lengths=prepared.encoded.lengths)
+        stages.append({"stage": "intermediate", "losses": _loss_names(intermediate_matches),
+                       "epochs": result.best_epoch, "seconds": result.seconds})
         if prepared.prediction_only_after_intermediate:
-            main_losses -= intermediate
-    result = fit(trainable, len(texts), lambda index: batch_loss(index, main_losses),
+            main_matches = [match for match in matches if match.loss in PREDICTION_LOSSES]
+    result = fit(trainable, len(texts), lambda index: batch_loss(index, main_matches),
                  lambda: val_micro_f1(student, prepared.tokenizer, dataset, run_device), fit_config, "student",
                  lengths=prepared.encoded.lengths)
-    stages.append({"stage": "main", "losses": sorted(main_losses), "epochs": result.best_epoch,
+    stages.append({"stage": "main", "losses": _loss_names(main_matches), "epochs": result.best_epoch,
                    "seconds": result.seconds})
     student.cpu()
     thresholds, info, metrics, predictions = tune_and_score(student, prepared.tokenizer, dataset, threshold_objective,
@@ -178,7 +185,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     console.log(f"student: val micro-F1 {metrics['val']['micro_f1']:.4f}"
                 + (" (per-label thresholds tuned on val)" if dataset.multi_label else "")
                 + f", agreement with teacher on val {metrics['agreement_with_teacher']['val']:.4f}")
-    extra = {"distillation": {"student": student_name, "plan": {**asdict(plan), **prepared.plan_details},
+    extra = {"distillation": {"student": student_name, "plan": {**asdict(plan), **prepared.plan_details,
+                                                                      "matches": [asdict(m) for m in matches]},
                               "teacher": {"path": str(teacher_artifact.path.resolve()),
                                           "sha256": teacher_artifact.sha256,
                                           "micro_f1": {split: scores["micro_f1"] for split, scores

@@ -16,7 +16,8 @@ from torch import nn
 
 from mobclf.console import console
 from mobclf.distill.alignment import align_attention, align_hidden, batch_alignment
-from mobclf.distill.student import PREDICTION_LOSSES, PreparedStudent
+from mobclf.distill.losses import Match
+from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import TeacherOutputs, teacher_outputs
 from mobclf.models import count_parameters
 from mobclf.models.textcnn import TextCNN, load_pretrained_vectors
@@ -54,11 +55,11 @@ def _aligned_targets(outputs: TeacherOutputs, student: EncodedTexts, chunk: int 
     return (torch.cat(attention) if attention else None), (torch.cat(hidden) if hidden else None)
 
 
-def prepare_textcnn(config: TextCnnConfig, plan, losses: set[str], teacher_artifact, teacher, teacher_tokenizer,
-                    texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
+def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
+                    teacher_tokenizer, texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
     layers = teacher.bert.config.num_hidden_layers
-    hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in losses else None
-    attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in losses else []
+    hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in weights else None
+    attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in weights else []
     outputs = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, hint_layer=hint_layer,
                               attention_layers=attention_layers, device=device)
 
@@ -79,26 +80,29 @@ def prepare_textcnn(config: TextCnnConfig, plan, losses: set[str], teacher_artif
     if config.vectors:
         student.embedding.weight.data.copy_(matrix)
         console.log(f"student: {vectors_coverage:.1%} of the vocabulary initialised from {config.vectors}")
-    projection = (nn.Linear(student.feature_dim, teacher.config["bert"]["hidden_size"]) if hint_layer is not None
-                  else nn.Identity())
+    matches = []
+    if hint_layer is not None:
+        matches.append(Match("hint_mse", "features", f"hidden.{hint_layer}", weights["hint_mse"], projection="hint"))
+    if attention_layers:
+        matches.append(Match("attention_transfer", "features", "cls_attention", weights["attention_transfer"]))
+    projections = nn.ModuleDict({"hint": nn.Linear(student.feature_dim, teacher.config["bert"]["hidden_size"])}
+                                if hint_layer is not None else {})
     console.log(f"student: TextCNN, {count_parameters(student):,} parameters, vocab {len(tokenizer.vocab):,}")
 
-    def forward(index, batch, names):
-        width, mask = batch["input_ids"].shape[1], batch["attention_mask"]
+    def student_outputs(batch, names):
         features = student.features(batch["input_ids"])
-        inputs = {}
-        if "hint_mse" in names:
-            inputs["hint_mse"] = dict(projected_student=projection(features), mask=mask,
-                                      teacher_hidden=teacher_hidden[index, :width].float().to(features.device))
-        if "attention_transfer" in names:
-            inputs["attention_transfer"] = dict(student_features=features, mask=mask,
-                                                teacher_attention=teacher_attention[index, :width].to(features.device))
-        logits = student.classify(features, mask) if names & set(PREDICTION_LOSSES) else None
-        return logits, inputs
+        return {"features": features, **({"logits": student.classify(features, batch["attention_mask"])}
+                                         if "logits" in names else {})}
 
-    lower = nn.ModuleDict({"embedding": student.embedding, "convs": student.convs, "projection": projection})
+    def aligned_teacher_outputs(index, batch, names):
+        width, device = batch["input_ids"].shape[1], batch["input_ids"].device
+        aligned = {f"hidden.{hint_layer}": teacher_hidden, "cls_attention": teacher_attention}
+        return {name: aligned[name][index, :width].float().to(device) for name in names}
+
+    lower = nn.ModuleDict({"embedding": student.embedding, "convs": student.convs, "projections": projections})
     return PreparedStudent(model=student, tokenizer=tokenizer, encoded=encoded, teacher_logits=outputs.logits,
-                           projections=projection, intermediate_module=lower, forward=forward,
+                           matches=matches, projections=projections, student_outputs=student_outputs,
+                           teacher_outputs=aligned_teacher_outputs, intermediate_module=lower,
                            prediction_only_after_intermediate=False,
                            plan_details={"hint_layer": hint_layer, "attention_layers": attention_layers,
                                          "vectors": str(config.vectors) if config.vectors else None,

@@ -23,7 +23,8 @@ from torch import nn
 from mobclf.artifacts import load_artifact
 from mobclf.console import console
 from mobclf.distill.layer_map import parse_layer_map
-from mobclf.distill.student import PREDICTION_LOSSES, PreparedStudent
+from mobclf.distill.losses import Match
+from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import teacher_outputs
 from mobclf.errors import UserError
 from mobclf.models import count_parameters, load_classifier
@@ -74,52 +75,46 @@ def _initial_student(config: TinyBertConfig, teacher_tokenizer, num_labels: int)
     return student, [artifact]
 
 
-def prepare_tinybert(config: TinyBertConfig, plan, losses: set[str], teacher_artifact, teacher, teacher_tokenizer,
-                     texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
+def prepare_tinybert(config: TinyBertConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
+                     teacher_tokenizer, texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
     student, parents = _initial_student(config, teacher_tokenizer, num_labels)
     student_bert, teacher_bert = student.bert.config, teacher.bert.config
     pairs = (parse_layer_map(plan.layer_map, student_bert.num_hidden_layers, teacher_bert.num_hidden_layers)
-             if {"hidden_mse", "attention_mse"} & losses else [])
-    projection = (nn.Linear(student_bert.hidden_size, teacher_bert.hidden_size)
-                  if {"embedding_mse", "hidden_mse"} & losses else nn.Identity())
+             if {"hidden_mse", "attention_mse"} & set(weights) else [])
+    matches = [Match("embedding_mse", "hidden.0", "hidden.0", weights["embedding_mse"], projection="hidden")
+               ] if "embedding_mse" in weights else []
+    for name, output, projection in (("hidden_mse", "hidden", "hidden"), ("attention_mse", "attention", None)):
+        if name in weights:  # the mapped layers share the weight: their mean, as TinyBERT's sum up to a factor
+            matches += [Match(name, f"{output}.{s}", f"{output}.{t}", weights[name] / len(pairs), projection)
+                        for s, t in pairs]
+    projections = nn.ModuleDict({"hidden": nn.Linear(student_bert.hidden_size, teacher_bert.hidden_size)}
+                                if {"embedding_mse", "hidden_mse"} & set(weights) else {})
     logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=device).logits
     teacher.to(device).eval()
     console.log(f"student: TinyBERT {student_bert.num_hidden_layers}×{student_bert.hidden_size}, "
                 f"{count_parameters(student):,} parameters; layer map {pairs or '-'}")
 
-    def stacked(states, layers, mask):
-        """Several layers' tensors concatenated along the batch, with the mask repeated: one loss call averages
-        the mapped layers (TinyBERT sums them; the loss weight absorbs the factor)."""
-        return torch.cat([states[layer] for layer in layers]), mask.repeat(len(layers), 1)
+    def named_outputs(model, batch, names):
+        """``logits``, ``hidden.N`` and ``attention.N`` of a BERT classifier, as far as ``names`` asks."""
+        out = model.encode(**batch, output_hidden_states=any(name != "logits" for name in names))
+        outputs = {"logits": out.logits} if "logits" in names else {}
+        for name in names - {"logits"}:
+            output, layer = name.split(".")
+            states = out.hidden_states[int(layer) - (output == "attention")]
+            outputs[name] = (states if output == "hidden"
+                             else attention_scores(model.bert.encoder.layer[int(layer) - 1], states))
+        return outputs
 
-    def forward(index, batch, names):
-        mask = batch["attention_mask"]
-        intermediate = names & set(INTERMEDIATE_LOSSES)
-        out = student.encode(**batch, output_hidden_states=bool(intermediate))
-        inputs = {}
-        if intermediate:
-            with torch.no_grad():
-                target = teacher.encode(**batch, output_hidden_states=True).hidden_states
-        if "embedding_mse" in names:
-            inputs["embedding_mse"] = dict(projected_student=projection(out.hidden_states[0]),
-                                           teacher_hidden=target[0], mask=mask)
-        if "hidden_mse" in names:
-            ours, masks = stacked(out.hidden_states, [s for s, _ in pairs], mask)
-            theirs, _ = stacked(target, [t for _, t in pairs], mask)
-            inputs["hidden_mse"] = dict(projected_student=projection(ours), teacher_hidden=theirs, mask=masks)
-        if "attention_mse" in names:
-            ours = torch.cat([attention_scores(student.bert.encoder.layer[s - 1], out.hidden_states[s - 1])
-                              for s, _ in pairs])
-            with torch.no_grad():
-                theirs = torch.cat([attention_scores(teacher.bert.encoder.layer[t - 1], target[t - 1])
-                                    for _, t in pairs])
-            inputs["attention_mse"] = dict(student_scores=ours, teacher_scores=theirs, mask=mask.repeat(len(pairs), 1))
-        return (out.logits if names & set(PREDICTION_LOSSES) else None), inputs
+    def teacher_named_outputs(index, batch, names):
+        with torch.no_grad():
+            return named_outputs(teacher, batch, names)
 
     return PreparedStudent(model=student, tokenizer=teacher_tokenizer, encoded=encode_texts(teacher_tokenizer, texts),
-                           teacher_logits=logits, projections=projection,
-                           intermediate_module=nn.ModuleDict({"bert": student.bert, "projection": projection}),
-                           forward=forward, prediction_only_after_intermediate=True,
+                           teacher_logits=logits, matches=matches, projections=projections,
+                           student_outputs=lambda batch, names: named_outputs(student, batch, names),
+                           teacher_outputs=teacher_named_outputs,
+                           intermediate_module=nn.ModuleDict({"bert": student.bert, "projections": projections}),
+                           prediction_only_after_intermediate=True,
                            plan_details={"layer_map": plan.layer_map, "layer_pairs": pairs,
                                          "init": str(config.init) if config.init else None},
                            parents=parents)
