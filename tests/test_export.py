@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import onnx
 import pytest
 from click.testing import CliRunner
 from conftest import run
 
+import mobclf
 from mobclf.artifacts import load_artifact, sha256_file
 from mobclf.bench.report import markdown
 from mobclf.bench.variants import variants_of
@@ -61,6 +64,10 @@ def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students
     assert pte["precision"] == "fp32" and "aten_linear_default" in pte["delegated_ops"]
     for certificate in bundle["parity"]["files"].values():
         assert certificate["label_set_agreement"] == 1.0 and certificate["max_abs_prob_difference"] < 1e-5
+    # the .onnx carries no exporter debugging records (Python stacks naming this machine's paths)
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert not any(item.metadata_props for item in [*graph.node, *graph.value_info, *graph.input, *graph.output])
+    assert str(Path(mobclf.__file__).parent).encode() not in (out / "model.onnx").read_bytes()
 
 
 def test_an_int8_student_exports_its_quantized_file_for_android(students):

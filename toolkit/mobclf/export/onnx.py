@@ -25,8 +25,19 @@ def export_onnx(model: nn.Module, max_length: int, path: Path) -> Path:
         torch.onnx.export(exportable, example, str(path), input_names=list(INPUTS), output_names=["logits"],
                           dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}), dynamo=True, external_data=False,
                           verbose=False)
+    _drop_exporter_metadata(path)
     onnx.checker.check_model(str(path))
     return Path(path)
+
+
+def _drop_exporter_metadata(path: Path) -> None:
+    """Remove what torch.onnx records per node and value for debugging (the Python stack that made it, with this
+    machine's file paths; FX node names): the same model then gives the same file wherever it is exported."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    for item in [*graph.node, *graph.value_info, *graph.input, *graph.output, *graph.initializer]:
+        del item.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 QUANTIZED_OPS = {"DynamicQuantizeLinear", "QuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
