@@ -141,6 +141,9 @@ def stage_command(stage: Stage) -> click.Command:
         inputs = {spec.keyword: values.pop(spec.keyword) for spec in stage.inputs}
         out, force = values.pop("out"), values.pop("force")
         artifact = stage.call(config_from(stage.config, values), inputs, out, force)
+        from mobclf.train.distributed import is_main  # the stage has loaded torch by now
+        if not is_main():  # under torchrun rank 0 reports for every process
+            return
         summary = stage.summarize(artifact)
         if summary is not None:
             Console().print(summary)

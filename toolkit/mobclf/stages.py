@@ -228,6 +228,9 @@ PRETRAIN = Stage(("pretrain",), PretrainConfig, "mobclf.train.pretrain:run", pro
                  summary="mobclf.train.pretrain:summary")
 
 
+BERT_DROPOUT = "Dropout in the BERT layers and the head (0: none, e.g. to compare runs exactly)."
+
+
 @dataclass(frozen=True)
 class TeacherConfig(StageConfig):
     """A BERT teacher (``train/teacher.py``): geometry and tokenizer when trained from scratch (``--init`` gives
@@ -243,6 +246,7 @@ class TeacherConfig(StageConfig):
     vocab_size: int | None = setting(None, "Largest vocabulary, most frequent tokens first.", min=10)
     min_freq: int = setting(1, "Least count of a token kept in the vocabulary.", min=1)
     max_length: int = setting(32, "Tokens per text (longer texts are cut).", min=4)
+    dropout: float = setting(0.1, BERT_DROPOUT, min=0, max=1, max_open=True)
     fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 10, "min": 1}, lr={"default": 1e-4},
                             batch_size={"default": 32})
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -313,6 +317,7 @@ class TinyBertDistillConfig(StageConfig):
     hidden: int = setting(312, "Hidden size.", min=8)
     heads: int = setting(12, "Attention heads.", min=1)
     intermediate: int = setting(1200, "FFN width.", min=8)
+    dropout: float = setting(0.1, BERT_DROPOUT, min=0, max=1, max_open=True)
     fit: FitConfig = nested(FitConfig, "Training (a lower --lr suits TinyBERT: 1e-4 from a pretrained --init, 5e-4 "
                             "from scratch).", epochs={"default": 20, "min": 1})
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)

@@ -37,14 +37,15 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from mobclf.artifacts import Artifact, check_output_dir, load_artifact
+from mobclf.artifacts import Artifact, load_artifact
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.distill.losses import PREDICTION_LOSSES, Batch, get_loss, prediction_matches, total_loss
 from mobclf.distill.teacher_cache import agreement_with_teacher, teacher_outputs
 from mobclf.errors import UserError
-from mobclf.models import load_classifier, resolve_device
+from mobclf.models import load_classifier
 from mobclf.text import SPECIAL_TOKENS, TOKENIZERS, Tokenizer, load_tokenizer
+from mobclf.train import distributed
 from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import FitConfig, PruneConfig
@@ -86,7 +87,7 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     weights = _loss_weights(config)
     fit_config, device = config.fit, config.device
     threshold_objective, pos_weight_scheme = config.classifier.threshold_objective, config.classifier.pos_weight
-    check_output_dir(out, force)
+    distributed.claim_output(out, force)
     source_artifact = load_artifact(source, kind=("student", "pruned"))
     model = load_classifier(source_artifact)
     arch = source_artifact.manifest["architecture"]["name"]
@@ -101,7 +102,7 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     if fit_config.lr is None:  # recover at the rate the student trained at
         fit_config = replace(fit_config, lr=source_artifact.manifest.get("training", {}).get("config", {}).get(
             "lr", 1e-3))
-    run_device = resolve_device(device)
+    run_device = distributed.setup(device)
     torch.manual_seed(fit_config.seed)
 
     model.config = copy.deepcopy(model.config)  # pruning rewrites the geometry; the source manifest stays as read

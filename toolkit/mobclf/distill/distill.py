@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobclf.artifacts import Artifact, check_output_dir, load_artifact
+from mobclf.artifacts import Artifact, load_artifact
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.distill.losses import PREDICTION_LOSSES, Batch, Match, get_loss, prediction_matches, total_loss
@@ -37,11 +37,12 @@ from mobclf.distill.textcnn_student import TextCnnConfig, prepare_textcnn
 from mobclf.distill.tinybert_student import INTERMEDIATE_LOSSES as TINYBERT_LOSSES
 from mobclf.distill.tinybert_student import TinyBertConfig, prepare_tinybert
 from mobclf.errors import UserError
-from mobclf.models import load_classifier, resolve_device
+from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import TextCnnDistillConfig, TinyBertDistillConfig
+from mobclf.train import distributed
 from mobclf.train.loop import fit
 from mobclf.train.losses import label_pos_weights
 
@@ -100,7 +101,7 @@ def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, ou
                        intermediate_epochs=config.kd.intermediate_epochs, layer_map=config.layer_map,
                        general_epochs=config.general_epochs)
     student = TinyBertConfig(layers=config.layers, hidden=config.hidden, heads=config.heads,
-                             intermediate=config.intermediate, init=init)
+                             intermediate=config.intermediate, dropout=config.dropout, init=init)
     return distill(teacher, data, out, plan, student, config, unlabeled=unlabeled, general_texts=general_texts,
                    force=force)
 
@@ -112,7 +113,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     ``student_config`` what the student is, ``config`` the training, label weighting and device."""
     fit_config, device = config.fit, config.device
     threshold_objective, pos_weight_scheme = config.classifier.threshold_objective, config.classifier.pos_weight
-    check_output_dir(out, force)
+    distributed.claim_output(out, force)
     student_name, known, prepare = STUDENTS[type(student_config)]
     weights = _check_losses(plan, student_name, known)
     intermediate = set(weights) - set(PREDICTION_LOSSES)
@@ -126,7 +127,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     dataset.check_labels_of(teacher_artifact)
     teacher = load_classifier(teacher_artifact)
     teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
-    run_device = resolve_device(device)
+    run_device = distributed.setup(device)
     torch.manual_seed(fit_config.seed)
 
     extra_texts = read_texts(unlabeled) if unlabeled else []

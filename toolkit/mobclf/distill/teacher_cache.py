@@ -26,6 +26,7 @@ from safetensors.torch import load, save_file
 from mobclf.artifacts import Artifact, sha256_file
 from mobclf.console import console, progress
 from mobclf.errors import UserError
+from mobclf.train import distributed
 from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.train.metrics import agreement
 from mobclf.train.thresholds import predict_labels
@@ -102,10 +103,13 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
         model.bert.set_attn_implementation("eager")  # sdpa returns no attention maps
     model.to(device).eval()
     width = encoded.input_ids.shape[1]
+    batches = batch_indices(len(texts), batch_size)
+    mine = distributed.my_batches(batches)
     logits, attention, hidden = [], [], []
     with progress() as bar:
-        task = bar.add_task("teacher outputs", total=len(texts), status="computed once, then cached")
-        for index in batch_indices(len(texts), batch_size):
+        task = bar.add_task("teacher outputs", total=sum(len(index) for index in mine),
+                            status="computed once, then cached")
+        for index in mine:
             batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
             out = model.encode(**batch, output_hidden_states=hint_layer is not None,
                                output_attentions=bool(attention_layers))
@@ -118,11 +122,21 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
                 states = out.hidden_states[hint_layer].half().cpu()
                 hidden.append(torch.nn.functional.pad(states, (0, 0, 0, pad)))
             bar.advance(task, len(index))
+    logits = distributed.in_batch_order(logits, len(batches))
+    attention = distributed.in_batch_order(attention, len(batches)) if attention_layers else []
+    hidden = distributed.in_batch_order(hidden, len(batches)) if hint_layer is not None else []
     stored = {"logits": torch.cat(logits)}
     if attention:
         stored["cls_attention"] = torch.cat(attention)
     if hidden:
         stored["hidden"] = torch.cat(hidden)
+    if distributed.is_main():
+        _store(path, stored, layers)
+    return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
+
+
+def _store(path: Path, stored: dict[str, torch.Tensor], layers: dict) -> None:
+    """Write a cache entry, then its checksum (an entry without one is never read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file(stored, str(partial), metadata={"layers": json.dumps(layers)})
@@ -131,7 +145,6 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
     checksum = _checksum_file(path).with_suffix(".partial-sha256")
     checksum.write_text(sha256_file(path) + "\n", encoding="ascii")
     checksum.replace(_checksum_file(path))
-    return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
 
 
 def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: list[str],

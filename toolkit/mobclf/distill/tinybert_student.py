@@ -27,7 +27,7 @@ from mobclf.distill.losses import Match
 from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import teacher_outputs
 from mobclf.errors import UserError
-from mobclf.models import count_parameters, load_classifier
+from mobclf.models import count_parameters, load_classifier, set_dropout
 from mobclf.models.bert import TINYBERT_4, TinyBertClassifier, attention_scores, bert_config
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import encode_texts
@@ -42,6 +42,7 @@ class TinyBertConfig:
     hidden: int = TINYBERT_4["hidden"]
     heads: int = TINYBERT_4["heads"]
     intermediate: int = TINYBERT_4["intermediate"]
+    dropout: float = 0.1
     init: Path | None = None  # a `pretrained` artifact or a TinyBERT `student` artifact; geometry then comes from it
 
 
@@ -78,6 +79,7 @@ def _initial_student(config: TinyBertConfig, teacher_tokenizer, num_labels: int)
 def prepare_tinybert(config: TinyBertConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
                      teacher_tokenizer, texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
     student, parents = _initial_student(config, teacher_tokenizer, num_labels)
+    set_dropout(student, config.dropout)
     student_bert, teacher_bert = student.bert.config, teacher.bert.config
     pairs = (parse_layer_map(plan.layer_map, student_bert.num_hidden_layers, teacher_bert.num_hidden_layers)
              if {"hidden_mse", "attention_mse"} & set(weights) else [])

@@ -50,6 +50,14 @@ def load_classifier(artifact: Artifact) -> nn.Module:
     return model.eval()
 
 
+def set_dropout(model: nn.Module, p: float) -> nn.Module:
+    """Every dropout layer of ``model`` (encoder, attention, head) drops with probability ``p``."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

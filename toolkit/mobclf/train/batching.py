@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mobclf.console import progress
+from mobclf.train import distributed
 
 
 @dataclass
@@ -54,14 +55,20 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
 def predict_logits(model: torch.nn.Module, encoded: EncodedTexts, batch_size: int = 128,
                    device: torch.device | str = "cpu", description: str = "predicting") -> torch.Tensor:
     """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order; ``model`` is a
-    module or a runtime runner (ExecuTorch, onnxruntime) called the same way."""
+    module or a runtime runner (ExecuTorch, onnxruntime) called the same way.
+
+    Under torchrun each process predicts every N-th batch and all of them get every row (``distributed.gather``).
+    """
     if isinstance(model, torch.nn.Module):
         model.eval()
+    batches = batch_indices(len(encoded), batch_size)
+    mine = distributed.my_batches(batches)
     outputs = []
     with progress() as bar:
-        task = bar.add_task(description, total=len(encoded), status="")
-        for index in batch_indices(len(encoded), batch_size):
+        task = bar.add_task(description, total=sum(len(index) for index in mine), status="")
+        for index in mine:
             batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
             outputs.append(model(**batch).float().cpu())
             bar.advance(task, len(index))
+    outputs = distributed.in_batch_order(outputs, len(batches))
     return torch.cat(outputs) if outputs else torch.zeros(0)

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobclf.artifacts import Artifact, lineage, load_artifact, write_artifact
+from mobclf.artifacts import Artifact, lineage, write_artifact
 from mobclf.data.dataset import Dataset
 from mobclf.models import architecture_of, count_parameters, save_weights
+from mobclf.train import distributed
 from mobclf.train.batching import encode_texts, predict_logits
 from mobclf.train.loop import FitConfig, FitResult
 from mobclf.train.metrics import classification_metrics
@@ -56,24 +57,28 @@ def tune_and_score(model: nn.Module, tokenizer, dataset: Dataset, objective: str
 def write_classifier(out: Path, kind: str, model: nn.Module, tokenizer, dataset: Dataset, parents: list[Artifact],
                      thresholds: np.ndarray, threshold_info: dict, metrics: dict, fit_config: FitConfig,
                      fit_result: FitResult, extra: dict, force: bool) -> Artifact:
-    """Save a trained classifier as a ``teacher``/``student`` artifact (weights, tokenizer, manifest)."""
-    with write_artifact(out, kind=kind, force=force) as artifact:
-        save_weights(model.cpu(), artifact.dir)
-        tokenizer.save(artifact.dir / "tokenizer")
-        artifact.manifest.update({
-            "architecture": architecture_of(model),
-            "params": count_parameters(model),
-            "tokenizer": tokenizer.spec,
-            "labels": dataset.labels,
-            "multi_label": dataset.multi_label,
-            "output_activation": "sigmoid",
-            "thresholds": [round(float(t), 4) for t in thresholds],
-            "threshold_tuning": threshold_info,
-            "metrics": metrics,
-            "training": {"config": asdict(fit_config), "best_epoch": fit_result.best_epoch,
-                         "seconds": fit_result.seconds, "history": fit_result.history,
-                         "stopped": fit_result.stopped},
-            **extra,
-            "lineage": lineage(parents, fit_config.seed),
-        })
-    return load_artifact(out)
+    """Save a trained classifier as a ``teacher``/``student`` artifact (weights, tokenizer, manifest); under torchrun
+    rank 0 writes it and every rank returns it."""
+
+    def write() -> None:
+        with write_artifact(out, kind=kind, force=force) as artifact:
+            save_weights(model.cpu(), artifact.dir)
+            tokenizer.save(artifact.dir / "tokenizer")
+            artifact.manifest.update({
+                "architecture": architecture_of(model),
+                "params": count_parameters(model),
+                "tokenizer": tokenizer.spec,
+                "labels": dataset.labels,
+                "multi_label": dataset.multi_label,
+                "output_activation": "sigmoid",
+                "thresholds": [round(float(t), 4) for t in thresholds],
+                "threshold_tuning": threshold_info,
+                "metrics": metrics,
+                "training": {"config": asdict(fit_config), "best_epoch": fit_result.best_epoch,
+                             "seconds": fit_result.seconds, "history": fit_result.history,
+                             "stopped": fit_result.stopped, "processes": fit_result.processes},
+                **extra,
+                "lineage": lineage(parents, fit_config.seed),
+            })
+
+    return distributed.written_by_main(out, write)

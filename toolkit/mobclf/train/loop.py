@@ -14,11 +14,13 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from transformers import get_cosine_schedule_with_warmup
 
 from mobclf.console import console, progress
 from mobclf.errors import UserError
 from mobclf.stages import FitConfig
+from mobclf.train import distributed
 from mobclf.train.batching import batch_indices
 
 
@@ -30,6 +32,19 @@ class FitResult:
     seconds: float = 0.0
     resumed_from: int | None = None  # the global step a resumed run started at
     stopped: str | None = None  # why training ended early on a non-finite loss (the best weights before it are kept)
+    processes: int = 1  # torchrun processes that trained together (their weights checked equal at the end)
+
+
+class _LossOf(nn.Module):
+    """``batch_loss`` as the forward of a module that holds ``module``: what DistributedDataParallel wraps, so that it
+    sees the parameters the loss uses, whatever the loss calls (a student, its projections, a frozen teacher)."""
+
+    def __init__(self, module: nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.module, self.batch_loss = module, batch_loss
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.batch_loss(index)
 
 
 def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -48,16 +63,26 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     ends only) and at every epoch end, and a run that finds the file continues where it stopped: the batches of an
     epoch depend only on seed and epoch, and the torch RNG state is restored, so ``batch_loss`` sees what an
     uninterrupted run would have seen.
+
+    Under torchrun (see ``distributed``) every process runs this loop on its share of each global batch through
+    DistributedDataParallel; losses, scores and the stopping decision are the same on every rank, and rank 0 alone
+    writes the checkpoint (with every rank's RNG state).
     """
-    torch.manual_seed(config.seed)
+    world = distributed.world_size() if distributed.active() else 1
+    torch.manual_seed(distributed.rank_seed(config.seed))
     parameters = [p for p in module.parameters() if p.requires_grad]
+    device = parameters[0].device if parameters else torch.device("cpu")
+    # static_graph: each fit uses one set of parameters throughout, which may leave some out (TinyBERT's projection
+    # after its intermediate stage); DDP finds them in the first step instead of searching the graph every step
+    loss_of = DistributedDataParallel(_LossOf(module, batch_loss), static_graph=True) if world > 1 else batch_loss
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(n_examples / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     result = FitResult(best_score=math.inf if minimize else -math.inf, best_epoch=0)
     best_state, stale, first_epoch, skip, running = None, 0, 1, 0, 0.0
-    fingerprint = {"config": asdict(config), "n_examples": n_examples, **({"minimize": True} if minimize else {})}
+    fingerprint = {"config": asdict(config), "n_examples": n_examples, **({"minimize": True} if minimize else {}),
+                   **({"processes": world} if world > 1 else {})}
     if checkpoint is not None and Path(checkpoint).is_file():
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -67,7 +92,7 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
             module.load_state_dict(state["module"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
+            torch.set_rng_state(state["rng"][distributed.rank()] if world > 1 else state["rng"])
             if torch.cuda.is_available() and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             result = FitResult(**state["result"])
@@ -85,8 +110,11 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     def save(epoch: int, step: int) -> None:
         """The state after ``step`` optimizer steps of ``epoch``, written to a temporary file, then renamed."""
         result.seconds = round(time.perf_counter() - start, 2)
+        rng = distributed.gather(torch.get_rng_state()) if world > 1 else torch.get_rng_state()
+        if not distributed.is_main():
+            return
         state = {"fingerprint": fingerprint, "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                 "scheduler": scheduler.state_dict(), "rng": rng,
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                  "result": asdict(result), "best_state": best_state, "stale": stale, "epoch": epoch, "step": step,
                  "running": running}
@@ -104,8 +132,14 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
             batches = batch_indices(n_examples, config.batch_size, shuffle=True, seed=config.seed + epoch,
                                     lengths=lengths)
             for step, index in enumerate(batches[skip:], start=skip + 1):
-                loss = batch_loss(index)
-                if not torch.isfinite(loss):
+                if len(index) < world:  # a last batch too small to give every process a text
+                    continue
+                if world > 1:  # DDP averages the ranks' gradients; weighting by share keeps the global batch mean
+                    part = distributed.share(index)
+                    loss = loss_of(part) * (len(part) * world / len(index))
+                else:
+                    loss = loss_of(index)
+                if not distributed.all_true(bool(torch.isfinite(loss)), device):
                     result.stopped = f"the training loss became {loss.item()} at epoch {epoch} step {step}"
                     break
                 optimizer.zero_grad(set_to_none=True)
@@ -125,13 +159,14 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                             f"{result.best_epoch}")
                 break
             module.eval()
-            score = validate() if validate else None
-            result.history.append({"epoch": epoch, "train_loss": running / len(batches), "val_score": score,
+            score = distributed.same_on_every_rank(validate()) if validate else None
+            epoch_loss = distributed.mean_over_ranks(running / len(batches), device)
+            result.history.append({"epoch": epoch, "train_loss": epoch_loss, "val_score": score,
                                    "seconds": round(time.perf_counter() - epoch_start, 2)})
-            console.log(f"{description}: epoch {epoch} loss {running / len(batches):.4f}"
+            console.log(f"{description}: epoch {epoch} loss {epoch_loss:.4f}"
                         + (f" {score_name} {score:.4f}" if validate else ""))
             last_val = f" | {score_name} {score:.4f}" if score is not None else ""
-            bar.update(task, status=f"epoch {epoch} loss {running / len(batches):.4f}{last_val}")
+            bar.update(task, status=f"epoch {epoch} loss {epoch_loss:.4f}{last_val}")
             skip, running, stop = 0, 0.0, False
             if score is None:
                 result.best_epoch = epoch
@@ -150,5 +185,9 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
                 break
     if best_state is not None:
         module.load_state_dict(best_state)
+    if world > 1:
+        if not distributed.parameters_agree(module):
+            raise RuntimeError(f"{description}: the {world} processes ended with different weights")
+        result.processes = world
     result.seconds = round(time.perf_counter() - start, 2)
     return result

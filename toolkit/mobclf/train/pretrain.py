@@ -19,14 +19,15 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
-from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
+from mobclf.artifacts import Artifact, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset, read_texts
 from mobclf.errors import UserError
-from mobclf.models import count_parameters, resolve_device
+from mobclf.models import count_parameters
 from mobclf.models.bert import bert_config
 from mobclf.text import Tokenizer, build_tokenizer, load_tokenizer
 from mobclf.text.base import VOCAB_FILE
+from mobclf.train import distributed
 from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.stages import PretrainConfig
 from mobclf.train.loop import fit
@@ -56,7 +57,8 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     fit_config, save_every, restart, device = config.fit, config.save_every, config.restart, config.device
     corpus = list(corpus)
     out = Path(out)
-    check_output_dir(out, force)
+    distributed.claim_output(out, force)
+    run_device = distributed.setup(device)
     texts, files, dataset = _read_corpus(corpus, data)
     if init is not None and tokenizer_dir is not None:
         raise UserError("--init brings its own tokenizer; leave out --tokenizer-dir")
@@ -71,9 +73,9 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
                 "fit": asdict(fit_config), "init": init_artifact.sha256 if init_artifact else None,
                 "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     state = out.parent / f".{out.name}.pretrain-state"
-    if restart:
+    if restart and distributed.is_main():
         shutil.rmtree(state, ignore_errors=True)
-    resume = _saved_settings(state, settings)
+    resume = distributed.same_on_every_rank(_saved_settings(state, settings))
     if resume:
         text_tokenizer = load_tokenizer(state / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
     elif init_tokenizer is not None:
@@ -102,10 +104,11 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
                                          generator=torch.Generator().manual_seed(fit_config.seed), **masking)
     if not (val_labels != IGNORE).any():
         raise UserError(f"no token of the {n_val} validation text(s) was masked; raise --val-fraction or --mask-prob")
-    if not resume:
+    if not resume and distributed.is_main():
         state.mkdir(parents=True)
         text_tokenizer.save(state / "tokenizer")
         (state / "settings.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    distributed.barrier()
 
     torch.manual_seed(fit_config.seed)
     if init_artifact is not None:
@@ -114,7 +117,6 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     else:
         architecture = bert_config(len(text_tokenizer.vocab), layers, hidden, heads, intermediate, max_length)
         model = BertForMaskedLM(BertConfig(**architecture))
-    run_device = resolve_device(device)
     model.to(run_device)
     console.log(f"pretrain: {count_parameters(model):,} parameters, vocab {len(text_tokenizer.vocab):,}, "
                 f"{len(train_texts):,} train / {n_val:,} val texts, on {run_device}")
@@ -156,29 +158,31 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     console.log(f"pretrain: best epoch {result.best_epoch}, val MLM loss {initial_loss:.4f} → {val_loss:.4f}, "
                 f"masked-token accuracy {val_accuracy:.4f}")
 
-    with write_artifact(out, kind="pretrained", force=force) as artifact:
-        model.cpu().save_pretrained(artifact.dir / CHECKPOINT)
-        text_tokenizer.save(artifact.dir / "tokenizer")
-        shutil.copyfile(artifact.dir / "tokenizer" / VOCAB_FILE, artifact.dir / CHECKPOINT / VOCAB_FILE)
-        artifact.manifest.update({
-            "architecture": {"name": "bert-mlm", "config": architecture},
-            "params": count_parameters(model),
-            "tokenizer": text_tokenizer.spec,
-            "corpus": files,
-            "dataset_texts": len(dataset.texts("train")) if dataset else None,
-            "distinct_texts": len(texts),
-            "masking": {"mask_prob": mask_prob, "whole_word": whole_word, "segmenter": "jieba (HMM off)"},
-            "metrics": {"val_mlm_loss_initial": initial_loss, "val_mlm_loss": val_loss,
-                        "val_unigram_loss": unigram_loss, "uses_context": val_loss <= unigram_loss - UNIGRAM_MARGIN,
-                        "val_masked_accuracy": val_accuracy, "val_texts": n_val},
-            "training": {"config": asdict(fit_config), "best_epoch": result.best_epoch, "seconds": result.seconds,
-                         "history": result.history, "resumed_from": result.resumed_from},
-            "init": str(init) if init else None,
-            "lineage": lineage(([dataset.artifact] if dataset else []) + ([init_artifact] if init_artifact else []),
-                               fit_config.seed),
-        })
-    shutil.rmtree(state)
-    return load_artifact(out)
+    def write() -> None:
+        with write_artifact(out, kind="pretrained", force=force) as artifact:
+            model.cpu().save_pretrained(artifact.dir / CHECKPOINT)
+            text_tokenizer.save(artifact.dir / "tokenizer")
+            shutil.copyfile(artifact.dir / "tokenizer" / VOCAB_FILE, artifact.dir / CHECKPOINT / VOCAB_FILE)
+            artifact.manifest.update({
+                "architecture": {"name": "bert-mlm", "config": architecture},
+                "params": count_parameters(model),
+                "tokenizer": text_tokenizer.spec,
+                "corpus": files,
+                "dataset_texts": len(dataset.texts("train")) if dataset else None,
+                "distinct_texts": len(texts),
+                "masking": {"mask_prob": mask_prob, "whole_word": whole_word, "segmenter": "jieba (HMM off)"},
+                "metrics": {"val_mlm_loss_initial": initial_loss, "val_mlm_loss": val_loss,
+                            "val_unigram_loss": unigram_loss, "uses_context": val_loss <= unigram_loss - UNIGRAM_MARGIN,
+                            "val_masked_accuracy": val_accuracy, "val_texts": n_val},
+                "training": {"config": asdict(fit_config), "best_epoch": result.best_epoch, "seconds": result.seconds,
+                             "history": result.history, "resumed_from": result.resumed_from},
+                "init": str(init) if init else None,
+                "lineage": lineage(([dataset.artifact] if dataset else []) + ([init_artifact] if init_artifact else []),
+                                   fit_config.seed),
+            })
+        shutil.rmtree(state)
+
+    return distributed.written_by_main(out, write)
 
 
 def summary(artifact: Artifact) -> str:

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import torch
 
-from mobclf.artifacts import MANIFEST, Artifact, check_output_dir
+from mobclf.artifacts import MANIFEST, Artifact
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
-from mobclf.models import count_parameters, resolve_device
+from mobclf.models import count_parameters, set_dropout
 from mobclf.models.bert import BertClassifier, bert_config
 from mobclf.text import build_tokenizer, tokenizer_from_vocab
 from mobclf.train.batching import encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import TeacherConfig
+from mobclf.train import distributed
 from mobclf.train.loop import fit
 from mobclf.train.losses import label_pos_weights, weighted_bce
 from mobclf.train.pretrain import open_pretrained
@@ -30,7 +31,7 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
     """
     fit_config, device = config.fit, config.device
     pos_weight_scheme, threshold_objective = config.classifier.pos_weight, config.classifier.threshold_objective
-    check_output_dir(out, force)
+    distributed.claim_output(out, force)
     dataset = load_dataset(data)
     torch.manual_seed(fit_config.seed)
     train_texts = dataset.texts("train")
@@ -52,8 +53,8 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
         encoder = bert_config(len(tokenizer.vocab), config.layers, config.hidden, config.heads, config.intermediate,
                               config.max_length)
         model = BertClassifier({"bert": encoder, "head": config.head, "num_labels": len(dataset.labels)})
-    run_device = resolve_device(device)
-    model.to(run_device)
+    run_device = distributed.setup(device)
+    set_dropout(model, config.dropout).to(run_device)
     console.log(f"teacher: {count_parameters(model):,} parameters, vocab {len(tokenizer.vocab):,}, on {run_device}")
 
     encoded = encode_texts(tokenizer, train_texts)
