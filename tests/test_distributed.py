@@ -5,14 +5,18 @@ loss) and pruning's recovery; rank 0 alone writes and speaks; ranks that disagre
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from mobclf.artifacts import load_artifact
+from mobclf.cli import main
 from mobclf.data.demo_corpus import generate_demo_corpus
 
 BIN = Path(sys.executable).parent
@@ -103,3 +107,110 @@ def test_ranks_with_different_weights_are_caught(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["True False", "True False"]
 
+
+
+def workers(marker: str) -> dict[int, int]:
+    """{rank: pid} of the torchrun workers whose command line names ``marker``."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ranks = [item[5:] for item in environment if item.startswith(b"RANK=")]
+        if marker.encode() in command and ranks:
+            found[int(ranks[0])] = int(pid)
+    return found
+
+
+def start_and_kill(args, cwd: Path, kill) -> None:
+    """Start ``args`` on two processes, wait for the first saved training state, then ``kill(launcher)``."""
+    launcher = subprocess.Popen([str(BIN / "torchrun"), "--nproc_per_node", "2", str(BIN / "mobclf"), *args],
+                                cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = cwd / ".killed.train-state" / "teacher.pt"
+    deadline = time.monotonic() + 300
+    while not state.exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before it saved a state"
+        time.sleep(0.05)
+    kill(launcher)
+    assert launcher.wait(timeout=120) != 0
+    while workers("killed"):  # gone with the launcher's process group, or stopped by torchrun
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_run_killed_twice_resumes_to_the_uninterrupted_result(runs):
+    """First one rank dies (kill -9 of rank 1: torchrun stops the other), then the launcher and its workers are
+    killed (kill -9 of the process group); the same command run a third time resumes and ends as a run that was
+    never interrupted."""
+    root, _ = runs
+    work = root / "resume"
+    work.mkdir()
+    args = ["train-teacher", "--data", root / "two" / "data", *TEACHER, "--epochs", "12", "--patience", "100",
+            "--save-every", "3"]  # the later --epochs wins
+    mobclf(*args, "--out", "uninterrupted", cwd=work, processes=2)
+
+    start_and_kill([*args, "--out", "killed"], work, lambda launcher: os.kill(workers("killed")[1], signal.SIGKILL))
+    start_and_kill([*args, "--out", "killed"], work, lambda launcher: os.killpg(launcher.pid, signal.SIGKILL))
+    assert not (work / "killed").exists()
+    mobclf(*args, "--out", "killed", cwd=work, processes=2)
+
+    killed, uninterrupted = (load_artifact(work / name).manifest for name in ("killed", "uninterrupted"))
+    assert killed["training"]["resumed_from"] > 0 and uninterrupted["training"]["resumed_from"] is None
+    assert killed["metrics"] == uninterrupted["metrics"] and killed["thresholds"] == uninterrupted["thresholds"]
+    assert [epoch["train_loss"] for epoch in killed["training"]["history"]] == pytest.approx(
+        [epoch["train_loss"] for epoch in uninterrupted["training"]["history"]], rel=1e-6)
+    assert not (work / ".killed.train-state").exists()
+
+
+def test_gradient_accumulation_and_bf16_train_the_same_teacher(runs):
+    """--accumulate 3 makes the update of the whole batch from three pieces (the same weights but for rounding);
+    --precision bf16 autocasts the forward passes and still learns (bf16 rounds: close, not equal)."""
+    root, _ = runs
+    work = root / "accumulate"
+    work.mkdir()
+    for name, extra in (("whole", []), ("pieces", ["--accumulate", "3"]), ("bf16", ["--precision", "bf16"])):
+        mobclf("train-teacher", "--data", root / "one" / "data", *TEACHER, *extra, "--out", name, cwd=work)
+    whole, pieces, bf16 = (load_artifact(work / name).manifest for name in ("whole", "pieces", "bf16"))
+    assert pieces["metrics"] == whole["metrics"] and pieces["training"]["config"]["accumulate"] == 3
+    assert [e["train_loss"] for e in pieces["training"]["history"]] == pytest.approx(
+        [e["train_loss"] for e in whole["training"]["history"]], rel=1e-5)
+    assert [e["train_loss"] for e in bf16["training"]["history"]] == pytest.approx(
+        [e["train_loss"] for e in whole["training"]["history"]], rel=2e-2)
+    assert abs(bf16["metrics"]["test"]["micro_f1"] - whole["metrics"]["test"]["micro_f1"]) < 0.05
+
+
+RECIPE = """\
+name: ddp
+work: work
+steps:
+  - {id: corpus, kind: demo-corpus, out: corpus/news.jsonl, options: {items: 400, seed: 11}}
+  - {id: dataset, kind: data, inputs: {input: corpus}}
+  - id: teacher
+    kind: teacher
+    inputs: {data: dataset}
+    options: {layers: 1, hidden: 48, heads: 4, max-length: 40, batch-size: 32, lr: 2.0e-3, epochs: 2, dropout: 0}
+  - id: student
+    kind: distill
+    inputs: {teacher: teacher, data: dataset}
+    options: {student: textcnn, loss: {soft_kd: 1, hint_mse: 1}, embedding-dim: 32, filters: 16, epochs: 2}
+"""
+
+
+def test_a_recipe_runs_its_training_steps_under_torchrun(tmp_path):
+    recipe = tmp_path / "ddp.yaml"
+    recipe.write_text(RECIPE, "utf-8")
+    plan = CliRunner().invoke(main, ["run", str(recipe), "--nproc", "2", "--dry-run"])
+    assert plan.exit_code == 0 and plan.output.count("torchrun --nproc_per_node 2 $(which mobclf) ") == 2
+    assert "torchrun --nproc_per_node 2 $(which mobclf) data prepare" not in plan.output
+
+    first = CliRunner().invoke(main, ["run", str(recipe), "--nproc", "2"])
+    assert first.exit_code == 0, first.output
+    for step, processes in (("dataset", None), ("teacher", 2), ("student", 2)):
+        manifest = load_artifact(tmp_path / "work" / step).manifest
+        assert manifest.get("training", {}).get("processes") == processes
+        assert manifest["lineage"]["recipe_step"]["step"] == step  # the recipe knows it made it
+    again = CliRunner().invoke(main, ["run", str(recipe), "--nproc", "2"])
+    assert again.exit_code == 0 and "4 up to date" in again.output

@@ -38,8 +38,8 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def fit_config() -> FitConfig:
-    return FitConfig(epochs=3, batch_size=32, lr=3e-3, seed=0)
+def fit_config(**changes) -> FitConfig:
+    return FitConfig(**{"epochs": 3, "batch_size": 32, "lr": 3e-3, "seed": 0, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_pretraining_lowers_the_val_loss_and_writes_a_hf_checkpoint(workdir):
     assert manifest["training"]["resumed_from"] is None
     model = BertForMaskedLM.from_pretrained(str(artifact.file("checkpoint")), local_files_only=True)
     assert model.config.hidden_size == 32 and (artifact.file("checkpoint") / "vocab.txt").is_file()
-    assert not (workdir / ".pt.pretrain-state").exists()
+    assert not (workdir / ".pt.train-state").exists()
 
 
 def test_the_val_mlm_loss_is_printed_and_recorded_as_a_loss_and_the_lowest_is_kept(workdir):
@@ -149,21 +149,21 @@ def interrupt_at_step(monkeypatch, step: int) -> None:
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(corpus, tmp_path, monkeypatch):
-    reference = pretrain([corpus], tmp_path / "reference", fit_config=fit_config(), save_every=1, **TINY)
+    reference = pretrain([corpus], tmp_path / "reference", fit_config=fit_config(save_every=1), **TINY)
     for out in ("pt", "pt2"):
         with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
             interrupt_at_step(patch, 12)  # epoch 2 of 9 steps each
-            pretrain([corpus], tmp_path / out, fit_config=fit_config(), save_every=1, **TINY)
-        assert (tmp_path / f".{out}.pretrain-state" / "state.pt").is_file() and not (tmp_path / out).exists()
+            pretrain([corpus], tmp_path / out, fit_config=fit_config(save_every=1), **TINY)
+        assert (tmp_path / f".{out}.train-state" / "pretrain.pt").is_file() and not (tmp_path / out).exists()
 
     with pytest.raises(UserError, match=r"other settings \(mask_prob\).*--restart"):
-        pretrain([corpus], tmp_path / "pt", fit_config=fit_config(), save_every=1, mask_prob=0.3, **TINY)
-    resumed = pretrain([corpus], tmp_path / "pt", fit_config=fit_config(), save_every=1, **TINY)
+        pretrain([corpus], tmp_path / "pt", fit_config=fit_config(save_every=1), mask_prob=0.3, **TINY)
+    resumed = pretrain([corpus], tmp_path / "pt", fit_config=fit_config(save_every=1), **TINY)
     assert resumed.manifest["training"]["resumed_from"] == 11
     assert resumed.manifest["metrics"] == pytest.approx(reference.manifest["metrics"], rel=1e-5)
-    assert not (tmp_path / ".pt.pretrain-state").exists()
+    assert not (tmp_path / ".pt.train-state").exists()
 
-    restarted = pretrain([corpus], tmp_path / "pt2", fit_config=fit_config(), save_every=1, restart=True, **TINY)
+    restarted = pretrain([corpus], tmp_path / "pt2", fit_config=fit_config(save_every=1, restart=True), **TINY)
     assert restarted.manifest["training"]["resumed_from"] is None
     assert restarted.manifest["metrics"] == pytest.approx(reference.manifest["metrics"], rel=1e-5)
 

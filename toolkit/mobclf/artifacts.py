@@ -39,6 +39,8 @@ SEAL = "manifest_sha256"
 KINDS = ("dataset", "pretrained", "teacher", "student", "pruned", "quantized", "export", "report")
 _VERSIONED_PACKAGES = ("mobclf", "torch", "transformers", "tokenizers", "jieba", "numpy", "executorch")
 RECIPE_STEP: contextvars.ContextVar[dict | None] = contextvars.ContextVar("recipe_step", default=None)
+# the same, for a step the recipe runs as another process (under torchrun): JSON in this environment variable
+RECIPE_STEP_VARIABLE = "MOBCLF_RECIPE_STEP"
 """Set by ``mobclf run`` while a step runs: the step's id and fingerprint, recorded in the lineage it writes."""
 
 
@@ -186,8 +188,11 @@ def lineage(parents: list[Artifact], seed: int | None = None) -> dict:
     }
     if call:
         record["stage"] = {"name": call["stage"], "config": call["config"]}
-    if RECIPE_STEP.get() is not None:
-        record["recipe_step"] = RECIPE_STEP.get()
+    step = RECIPE_STEP.get()
+    if step is None and RECIPE_STEP_VARIABLE in os.environ:
+        step = json.loads(os.environ[RECIPE_STEP_VARIABLE])
+    if step is not None:
+        record["recipe_step"] = step
     return record
 
 

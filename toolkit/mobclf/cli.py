@@ -290,12 +290,14 @@ def demo_command(out, items, pretrain_epochs, teacher_epochs, student_epochs, se
               "what the recipe did not make).")
 @click.option("--dry-run", is_flag=True,
               help="Check the recipe and print each step's command and whether it would run.")
-def run_command(recipe, work, only, force, dry_run):
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the training steps under torchrun with this many processes (one per GPU on CUDA).")
+def run_command(recipe, work, only, force, dry_run, nproc):
     """Run a YAML recipe (export_recipes/): the whole pipeline, one mobclf command per step, skipping the steps
     whose outputs are up to date, so an interrupted run continues where it stopped."""
     from mobclf.recipes import run_recipe
 
-    run_recipe(recipe, work=work, only=only, force=force, dry_run=dry_run)
+    run_recipe(recipe, work=work, only=only, force=force, dry_run=dry_run, processes=nproc)
 
 
 for _stage in STAGES:

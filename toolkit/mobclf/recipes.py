@@ -62,6 +62,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -71,7 +73,8 @@ from typing import Any
 import yaml
 
 from mobclf import stages
-from mobclf.artifacts import MANIFEST, RECIPE_STEP, atomic_file, load_artifact, lock, release, sha256_file
+from mobclf.artifacts import (MANIFEST, RECIPE_STEP, RECIPE_STEP_VARIABLE, atomic_file, load_artifact, lock,
+                              release, sha256_file)
 from mobclf.console import console
 from mobclf.errors import UserError, os_advice
 from mobclf.protocol import (ConfigError, Input, Stage, StageConfig, as_json, command_arguments, config_from_options,
@@ -135,6 +138,11 @@ class Step:
     needs: tuple[str, ...]
     read: tuple[Path, ...]
     line: int | None = None
+    processes: int = 1  # a training step's torchrun processes (`mobclf run --nproc N`)
+
+    @property
+    def trains(self) -> bool:
+        return hasattr(self.config, "fit")
 
     @property
     def produces(self) -> str | None:
@@ -146,7 +154,9 @@ class Step:
         """The command line that does what the step does."""
         if self.stage is None:
             return shlex.join(["demo-corpus", *command_arguments(self.config), "--out", str(self.out)])
-        return self.stage.command_line(self.config, self.inputs, self.out)
+        launcher = f"torchrun --nproc_per_node {self.processes} $(which mobclf) " if self.processes > 1 else ""
+        return launcher + self.stage.command_line(self.config, self.inputs, self.out).removeprefix(
+            "mobclf " if launcher else "")
 
 
 @dataclass(frozen=True)
@@ -646,17 +656,20 @@ def _claim_work(recipe: Recipe) -> None:
 
 
 def run_recipe(path: str | Path, *, work: str | Path | None = None, only=None, force: bool = False,
-               dry_run: bool = False, variables: dict | None = None) -> dict[str, str]:
+               dry_run: bool = False, variables: dict | None = None, processes: int = 1) -> dict[str, str]:
     """Run the recipe at ``path``: every step (or the ``only`` ones and the steps they need) whose output is not up
     to date, in order. ``work`` replaces the recipe's artifact root; ``force`` runs the steps (the ``only`` ones)
     even when up to date (it never lets a step replace what the recipe did not make); ``dry_run`` validates and
     prints the plan without running or writing anything; ``variables`` give the recipe's ``${NAME}`` values (before
-    the environment's).
+    the environment's); ``processes`` > 1 runs the training steps under torchrun with that many processes.
 
     Returns each considered step's status: "up to date", "ran", or with ``dry_run`` "would run".
     """
     recipe = _Loader(Path(path), Path(work) if work is not None else None, check_paths=not dry_run,
                      variables=variables).load()
+    if processes > 1:
+        recipe = dataclasses.replace(recipe, steps=[dataclasses.replace(step, processes=processes) if step.trains
+                                                    else step for step in recipe.steps])
     only = [only] if isinstance(only, str) else list(only or [])
     chosen = _selected(recipe, only)
     forced = set(only or chosen) if force else set()
@@ -704,6 +717,20 @@ def _run(recipe: Recipe, chosen: set[str], forced: set[str], dry_run: bool) -> d
     return statuses
 
 
+def _run_under_torchrun(step: Step, owner: dict, force: bool):
+    """Run a training step as its command on ``step.processes`` torchrun processes (``python -m
+    torch.distributed.run``, the module behind ``torchrun``); its artifact's lineage names the recipe step as
+    in-process steps do, through ``MOBCLF_RECIPE_STEP``."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(step.processes), "-m", "mobclf",
+               *shlex.split(step.stage.command_line(step.config, step.inputs, step.out))[1:],
+               *(["--force"] if force else [])]
+    done = subprocess.run(command, env={**os.environ, RECIPE_STEP_VARIABLE: json.dumps(owner)})
+    if done.returncode:
+        raise UserError(f"its {step.processes} torchrun processes stopped with status {done.returncode} (their "
+                        "messages are above)")
+    return load_artifact(step.out)
+
+
 def _run_step(recipe: Recipe, step: Step, state: _State, fingerprint: str, replace: bool) -> None:
     """Run the step's stage with its config. ``replace``: the output there is the recipe's own, so the stage may
     replace it (``force``) and swaps the new output in atomically; nothing is removed beforehand, so an
@@ -711,15 +738,18 @@ def _run_step(recipe: Recipe, step: Step, state: _State, fingerprint: str, repla
     key = str(step.out)
     resume = state.running.get(key, {}).get("fingerprint") == fingerprint
     config = step.config
-    if step.stage is stages.PRETRAIN and not resume:
-        config = dataclasses.replace(config, restart=True)  # resume only the same, interrupted step's saved state
+    if step.trains and not resume:  # a training step resumes only its own interrupted run's saved state
+        config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, restart=True))
     state.start(step, fingerprint)
     what = step.stage.name if step.stage else "demo-corpus"
-    token = RECIPE_STEP.set({"recipe": recipe.identity, "step": step.id, "fingerprint": fingerprint})
+    owner = {"recipe": recipe.identity, "step": step.id, "fingerprint": fingerprint}
+    token = RECIPE_STEP.set(owner)
     try:
         if step.stage is None:
             _write_demo_corpus(config, step.out)
             artifact = None
+        elif step.processes > 1:
+            artifact = _run_under_torchrun(dataclasses.replace(step, config=config), owner, replace)
         else:
             artifact = step.stage.call(config, step.inputs, step.out, force=replace)
     except UserError as err:

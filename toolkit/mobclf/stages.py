@@ -60,6 +60,13 @@ class FitConfig(StageConfig):
     patience: int = setting(3, "Early stopping: epochs without a better val micro-F1.", min=1)
     grad_clip: float = setting(1.0, "Largest gradient norm.", min=0, min_open=True)
     seed: int = setting(42, "Seed of the weights' initialisation and the batch order.")
+    accumulate: int = setting(1, "Gradient accumulation: each batch in N pieces, one after the other (the same "
+                              "update with 1/N of the activation memory).", min=1)
+    precision: str = setting("fp32", "bf16: autocast the forward passes to bfloat16 (GPUs with bf16; slow on most "
+                             "CPUs).", choices=("fp32", "bf16"))
+    save_every: int = setting(0, "Save the training state every N optimizer steps too (it is saved at every epoch "
+                              "end); the same command run again resumes from it.", min=0)
+    restart: bool = setting(False, "Discard the saved state of an unfinished run and start over.")
 
 
 @dataclass(frozen=True)
@@ -206,11 +213,8 @@ class PretrainConfig(StageConfig):
     whole_word: bool = setting(True, "Mask all characters of a jieba word together.")
     val_fraction: float = setting(0.02, "Texts held out (at most 2,000).", min=0, max=1, min_open=True,
                                   max_open=True)
-    save_every: int = setting(500, "Save the training state every N steps (0: at epoch ends); rerunning resumes from "
-                              "it.", min=0)
-    restart: bool = setting(False, "Discard the saved state of an unfinished run and start over.")
     fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 3, "min": 1}, lr={"default": 5e-4},
-                            batch_size={"default": 32},
+                            batch_size={"default": 32}, save_every={"default": 500},
                             patience={"help": "Early stopping: epochs without a lower val MLM loss."})
     device: str = setting("auto", DEVICE)
 

@@ -50,6 +50,7 @@ from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import FitConfig, PruneConfig
 from mobclf.train.loop import FitResult, fit
+from mobclf.train.state import open_state, run_settings
 from mobclf.train.losses import label_pos_weights
 
 IMPORTANCE = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -135,6 +136,8 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     def validate() -> float:
         return val_micro_f1(model, tokenizer, dataset, run_device)
 
+    state = open_state(out, run_settings(config, source=source_artifact.sha256, teacher=teacher_artifact.sha256,
+                                         data=dataset.artifact.sha256), fit_config.restart)
     steps, done, result = [], 0.0, FitResult(best_score=math.nan, best_epoch=0)
     for step in range(1, config.steps + 1):
         target = config.ratio * step / config.steps
@@ -150,7 +153,7 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
                     f"val micro-F1 {record['val_micro_f1_pruned']:.4f} before recovery")
         if fit_config.epochs:
             result = fit(model, len(texts), batch_loss, validate, fit_config, f"recovery {step}/{config.steps}",
-                         lengths=encoded.lengths)
+                         checkpoint=state.checkpoint(f"recovery-{step}"), lengths=encoded.lengths)
             record["recovery"] = {"best_epoch": result.best_epoch, "val_micro_f1": result.best_score,
                                   "seconds": result.seconds, "history": result.history}
         steps.append(record)
@@ -178,9 +181,11 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     }}
     if "distillation" in source_artifact.manifest:
         extra["distillation"] = source_artifact.manifest["distillation"]  # how the weights were first distilled
-    return write_classifier(out, "pruned", model, tokenizer, dataset,
-                            [source_artifact, teacher_artifact, dataset.artifact], thresholds, info, metrics,
-                            fit_config, result, extra, force)
+    artifact = write_classifier(out, "pruned", model, tokenizer, dataset,
+                                [source_artifact, teacher_artifact, dataset.artifact], thresholds, info, metrics,
+                                fit_config, result, extra, force)
+    state.finish()
+    return artifact
 
 
 def _prune_step(model: nn.Module, encoded, ratio: float, config: PruneConfig) -> None:

@@ -44,6 +44,7 @@ from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifi
 from mobclf.stages import TextCnnDistillConfig, TinyBertDistillConfig
 from mobclf.train import distributed
 from mobclf.train.loop import fit
+from mobclf.train.state import open_state, run_settings
 from mobclf.train.losses import label_pos_weights
 
 STUDENTS = {TextCnnConfig: ("textcnn", TEXTCNN_LOSSES, prepare_textcnn),
@@ -155,27 +156,31 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                         label_weights=label_weights)
         return total_loss(terms, ours, theirs, context, prepared.projections)
 
+    state = open_state(out, run_settings(config, teacher=teacher_artifact.sha256, data=dataset.artifact.sha256,
+                                         unlabeled=unlabeled, general_texts=general_texts,
+                                         init=getattr(student_config, "init", None)), fit_config.restart)
     stages = []
     if general_texts:
         general = encode_texts(prepared.tokenizer, read_texts(general_texts))
         stage_config = replace(fit_config, epochs=plan.general_epochs)
         result = fit(prepared.intermediate_module, len(general),
                      lambda index: batch_loss(index, intermediate_matches, encoded=general), None, stage_config,
-                     "general distillation", lengths=general.lengths)
+                     "general distillation", checkpoint=state.checkpoint("general"), lengths=general.lengths)
         stages.append({"stage": "general", "texts": len(general), "epochs": result.best_epoch,
                        "seconds": result.seconds})
     main_matches = matches
     if plan.intermediate_epochs and intermediate_matches:
         stage_config = replace(fit_config, epochs=plan.intermediate_epochs)
         result = fit(prepared.intermediate_module, len(texts), lambda index: batch_loss(index, intermediate_matches),
-                     None, stage_config, "intermediate stage", lengths=prepared.encoded.lengths)
+                     None, stage_config, "intermediate stage", checkpoint=state.checkpoint("intermediate"),
+                     lengths=prepared.encoded.lengths)
         stages.append({"stage": "intermediate", "losses": _loss_names(intermediate_matches),
                        "epochs": result.best_epoch, "seconds": result.seconds})
         if prepared.prediction_only_after_intermediate:
             main_matches = [match for match in matches if match.loss in PREDICTION_LOSSES]
     result = fit(trainable, len(texts), lambda index: batch_loss(index, main_matches),
                  lambda: val_micro_f1(student, prepared.tokenizer, dataset, run_device), fit_config, "student",
-                 lengths=prepared.encoded.lengths)
+                 checkpoint=state.checkpoint("student"), lengths=prepared.encoded.lengths)
     stages.append({"stage": "main", "losses": _loss_names(main_matches), "epochs": result.best_epoch,
                    "seconds": result.seconds})
     student.cpu()
@@ -193,7 +198,9 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                                           "micro_f1": {split: scores["micro_f1"] for split, scores
                                                        in teacher_artifact.manifest["metrics"].items()}},
                               "unlabeled_texts": len(extra_texts), "stages": stages}}
-    return write_classifier(out, "student", student, prepared.tokenizer, dataset,
-                            [teacher_artifact, dataset.artifact, *prepared.parents], thresholds, info, metrics,
-                            fit_config, result, extra, force)
+    artifact = write_classifier(out, "student", student, prepared.tokenizer, dataset,
+                                [teacher_artifact, dataset.artifact, *prepared.parents], thresholds, info, metrics,
+                                fit_config, result, extra, force)
+    state.finish()
+    return artifact
 

@@ -76,7 +76,8 @@ def write_classifier(out: Path, kind: str, model: nn.Module, tokenizer, dataset:
                 "metrics": metrics,
                 "training": {"config": asdict(fit_config), "best_epoch": fit_result.best_epoch,
                              "seconds": fit_result.seconds, "history": fit_result.history,
-                             "stopped": fit_result.stopped, "processes": fit_result.processes},
+                             "stopped": fit_result.stopped, "processes": fit_result.processes,
+                             "resumed_from": fit_result.resumed_from},
                 **extra,
                 "lineage": lineage(parents, fit_config.seed),
             })

@@ -4,6 +4,7 @@ pre-training all train through ``fit``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -22,6 +23,7 @@ from mobclf.errors import UserError
 from mobclf.stages import FitConfig
 from mobclf.train import distributed
 from mobclf.train.batching import batch_indices
+from mobclf.train.state import NOT_THE_RUN
 
 
 @dataclass
@@ -49,7 +51,7 @@ class _LossOf(nn.Module):
 
 def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
         validate: Callable[[], float] | None, config: FitConfig, description: str, *,
-        checkpoint: Path | None = None, save_every: int = 0, score_name: str = "val micro-F1", minimize: bool = False,
+        checkpoint: Path | None = None, score_name: str = "val micro-F1", minimize: bool = False,
         lengths: torch.Tensor | None = None) -> FitResult:
     """Train every parameter of ``module`` (the model plus any learned projections) on ``batch_loss(indices)``.
 
@@ -59,8 +61,8 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     ``validate`` (e.g. FitNets hint pre-training) every epoch runs and the last weights are kept.
     With the examples' token ``lengths``, batches group texts of similar length (see ``batch_indices``).
 
-    With ``checkpoint`` the whole training state is saved there every ``save_every`` optimizer steps (0: at epoch
-    ends only) and at every epoch end, and a run that finds the file continues where it stopped: the batches of an
+    With ``checkpoint`` the whole training state is saved there every ``config.save_every`` optimizer steps (0: at
+    epoch ends only) and at every epoch end, and a run that finds the file continues where it stopped: the batches of an
     epoch depend only on seed and epoch, and the torch RNG state is restored, so ``batch_loss`` sees what an
     uninterrupted run would have seen.
 
@@ -81,7 +83,8 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     result = FitResult(best_score=math.inf if minimize else -math.inf, best_epoch=0)
     best_state, stale, first_epoch, skip, running = None, 0, 1, 0, 0.0
-    fingerprint = {"config": asdict(config), "n_examples": n_examples, **({"minimize": True} if minimize else {}),
+    fingerprint = {"config": {key: value for key, value in asdict(config).items() if key not in NOT_THE_RUN},
+                   "n_examples": n_examples, **({"minimize": True} if minimize else {}),
                    **({"processes": world} if world > 1 else {})}
     if checkpoint is not None and Path(checkpoint).is_file():
         try:
@@ -92,12 +95,13 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
             module.load_state_dict(state["module"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"][distributed.rank()] if world > 1 else state["rng"])
-            if torch.cuda.is_available() and state["cuda_rng"]:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            mine = state["ranks"][distributed.rank()]
+            torch.set_rng_state(mine["rng"])
+            if torch.cuda.is_available() and mine["cuda_rng"] is not None:
+                torch.cuda.set_rng_state(mine["cuda_rng"])
             result = FitResult(**state["result"])
-            best_state, stale, first_epoch, skip, running = (state[key] for key in (
-                "best_state", "stale", "epoch", "step", "running"))
+            best_state, stale, first_epoch, skip = (state[key] for key in ("best_state", "stale", "epoch", "step"))
+            running = mine["running"]
         except UserError:
             raise
         except Exception as err:  # truncated, not a torch file, or another shape: torch and pickle raise many kinds
@@ -110,17 +114,33 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     def save(epoch: int, step: int) -> None:
         """The state after ``step`` optimizer steps of ``epoch``, written to a temporary file, then renamed."""
         result.seconds = round(time.perf_counter() - start, 2)
-        rng = distributed.gather(torch.get_rng_state()) if world > 1 else torch.get_rng_state()
+        ranks = distributed.gather({"rng": torch.get_rng_state(), "running": running,  # what differs per rank
+                                    "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None})
         if not distributed.is_main():
             return
         state = {"fingerprint": fingerprint, "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": rng,
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                 "result": asdict(result), "best_state": best_state, "stale": stale, "epoch": epoch, "step": step,
-                 "running": running}
+                 "scheduler": scheduler.state_dict(), "ranks": ranks, "result": asdict(result),
+                 "best_state": best_state, "stale": stale, "epoch": epoch, "step": step}
         partial = Path(checkpoint).with_name(Path(checkpoint).name + ".tmp")
         torch.save(state, partial)
         os.replace(partial, checkpoint)
+
+    def accumulate_gradients(index: torch.Tensor) -> torch.Tensor:
+        """Backpropagate the loss of one global batch: this process's share, in ``config.accumulate`` pieces (each
+        weighted by its size, so the gradient is the batch mean's however it is cut; DDP averages the processes'
+        when the last piece is done), under bf16 autocast if asked. Returns the (weighted) loss."""
+        pieces = [piece for piece in torch.tensor_split(distributed.share(index), config.accumulate) if len(piece)]
+        total = torch.zeros((), device=device)
+        for number, piece in enumerate(pieces, start=1):
+            not_yet = loss_of.no_sync() if world > 1 and number < len(pieces) else contextlib.nullcontext()
+            with not_yet:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                    loss = loss_of(piece)
+                if len(pieces) > 1 or world > 1:
+                    loss = loss * (len(piece) * world / len(index))
+                loss.backward()
+            total += loss.detach().float()
+        return total
 
     start = time.perf_counter() - result.seconds
     last_val = f" | {score_name} {result.history[-1]['val_score']:.4f}" if validate and result.history else ""
@@ -134,22 +154,18 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
             for step, index in enumerate(batches[skip:], start=skip + 1):
                 if len(index) < world:  # a last batch too small to give every process a text
                     continue
-                if world > 1:  # DDP averages the ranks' gradients; weighting by share keeps the global batch mean
-                    part = distributed.share(index)
-                    loss = loss_of(part) * (len(part) * world / len(index))
-                else:
-                    loss = loss_of(index)
+                optimizer.zero_grad(set_to_none=True)
+                loss = accumulate_gradients(index)
                 if not distributed.all_true(bool(torch.isfinite(loss)), device):
                     result.stopped = f"the training loss became {loss.item()} at epoch {epoch} step {step}"
                     break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 nn.utils.clip_grad_norm_(parameters, config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 running += loss.item()
                 bar.update(task, advance=1, status=f"epoch {epoch} loss {running / step:.4f}{last_val}")
-                if checkpoint is not None and save_every and ((epoch - 1) * steps_per_epoch + step) % save_every == 0:
+                if checkpoint is not None and config.save_every and (
+                        (epoch - 1) * steps_per_epoch + step) % config.save_every == 0:
                     save(epoch, step)
             if result.stopped:
                 if best_state is None:

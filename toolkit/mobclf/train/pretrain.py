@@ -3,8 +3,8 @@ for Chinese (Cui et al. 2019/2021, "Pre-Training with Whole Word Masking for Chi
 
 The ``pretrained`` artifact holds ``checkpoint/`` (a standard local HF checkpoint: config.json, safetensors weights,
 vocab.txt) and ``tokenizer/``; ``mobclf train-teacher --init <artifact>`` starts a teacher from both. While it
-trains, the run's state lives in ``.<out name>.pretrain-state`` next to ``out``, so the same command run again
-continues an interrupted run.
+trains, the run's state lives next to ``out`` (``train.state``), so the same command run again continues an
+interrupted run.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from mobclf.train import distributed
 from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.stages import PretrainConfig
 from mobclf.train.loop import fit
+from mobclf.train.state import open_state, run_settings
 from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
 
 CHECKPOINT = "checkpoint"
@@ -47,14 +48,14 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     tokenizer to reuse instead of building one.
 
     Early stopping and the kept weights follow the MLM loss on ``config.val_fraction`` of the texts (at most
-    2,000), masked once with a fixed seed. The state is saved every ``config.save_every`` steps; a run with the same
-    settings resumes it, ``config.restart`` discards it.
+    2,000), masked once with a fixed seed. The state is saved every ``config.fit.save_every`` steps; a run with the
+    same settings resumes it, ``config.fit.restart`` discards it.
     """
     tokenizer, vocab_size, min_freq, max_length = config.tokenizer, config.vocab_size, config.min_freq, \
         config.max_length
     layers, hidden, heads, intermediate = config.layers, config.hidden, config.heads, config.intermediate
     mask_prob, whole_word, val_fraction = config.mask_prob, config.whole_word, config.val_fraction
-    fit_config, save_every, restart, device = config.fit, config.save_every, config.restart, config.device
+    fit_config, device = config.fit, config.device
     corpus = list(corpus)
     out = Path(out)
     distributed.claim_output(out, force)
@@ -64,20 +65,14 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
         raise UserError("--init brings its own tokenizer; leave out --tokenizer-dir")
     init_artifact, init_checkpoint, init_tokenizer = (open_pretrained(init, max_length) if init is not None
                                                       else (None, None, None))
-    settings = {"corpus": [str(Path(path).resolve()) for path in corpus],
-                "data": str(Path(data).resolve()) if data else None,
-                "tokenizer_dir": str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
-                "tokenizer": tokenizer, "vocab_size": vocab_size, "min_freq": min_freq, "max_length": max_length,
-                "layers": layers, "hidden": hidden, "heads": heads, "intermediate": intermediate,
-                "mask_prob": mask_prob, "whole_word": whole_word, "val_fraction": val_fraction,
-                "fit": asdict(fit_config), "init": init_artifact.sha256 if init_artifact else None,
-                "texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
-    state = out.parent / f".{out.name}.pretrain-state"
-    if restart and distributed.is_main():
-        shutil.rmtree(state, ignore_errors=True)
-    resume = distributed.same_on_every_rank(_saved_settings(state, settings))
-    if resume:
-        text_tokenizer = load_tokenizer(state / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
+    settings = run_settings(config, corpus=[str(Path(path).resolve()) for path in corpus],
+                            data=str(Path(data).resolve()) if data else None,
+                            tokenizer_dir=str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
+                            init=init_artifact.sha256 if init_artifact else None,
+                            texts=hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest())
+    state = open_state(out, settings, fit_config.restart)
+    if state.resumed:
+        text_tokenizer = load_tokenizer(state.dir / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
     elif init_tokenizer is not None:
         text_tokenizer = init_tokenizer
     elif tokenizer_dir is not None:
@@ -104,10 +99,8 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
                                          generator=torch.Generator().manual_seed(fit_config.seed), **masking)
     if not (val_labels != IGNORE).any():
         raise UserError(f"no token of the {n_val} validation text(s) was masked; raise --val-fraction or --mask-prob")
-    if not resume and distributed.is_main():
-        state.mkdir(parents=True)
-        text_tokenizer.save(state / "tokenizer")
-        (state / "settings.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    if not state.resumed and distributed.is_main():
+        text_tokenizer.save(state.dir / "tokenizer")
     distributed.barrier()
 
     torch.manual_seed(fit_config.seed)
@@ -147,7 +140,7 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}; guessing from token frequencies alone "
                 f"would give {unigram_loss:.4f}")
     result = fit(model, len(train_texts), batch_loss, lambda: val_mlm()[0], fit_config, "pretrain",
-                 checkpoint=state / "state.pt", save_every=save_every, score_name="val MLM loss", minimize=True,
+                 checkpoint=state.checkpoint("pretrain"), score_name="val MLM loss", minimize=True,
                  lengths=encoded.lengths)
     val_loss, val_accuracy = val_mlm()
     if val_loss > unigram_loss - UNIGRAM_MARGIN:
@@ -180,9 +173,10 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
                 "lineage": lineage(([dataset.artifact] if dataset else []) + ([init_artifact] if init_artifact else []),
                                    fit_config.seed),
             })
-        shutil.rmtree(state)
 
-    return distributed.written_by_main(out, write)
+    artifact = distributed.written_by_main(out, write)
+    state.finish()
+    return artifact
 
 
 def summary(artifact: Artifact) -> str:
@@ -216,20 +210,6 @@ def _read_corpus(corpus: list[Path], data: Path | None) -> tuple[list[str], list
     if dataset is not None:
         texts += dataset.texts("train")
     return list(dict.fromkeys(texts)), files, dataset
-
-
-def _saved_settings(state: Path, settings: dict) -> bool:
-    """Whether ``state`` holds an unfinished run with ``settings``: True to resume it, False if there is none."""
-    saved_file = state / "settings.json"
-    if not saved_file.is_file():
-        shutil.rmtree(state, ignore_errors=True)  # no settings: the first run stopped before it saved anything
-        return False
-    saved = json.loads(saved_file.read_text("utf-8"))
-    differing = [key for key in settings if saved.get(key) != settings[key]]
-    if differing:
-        raise UserError(f"holds an unfinished pre-training run with other settings ({', '.join(differing)}); "
-                        "repeat its options to resume it, or pass --restart to discard it and start over", path=state)
-    return True
 
 
 def _unigram_loss(train_ids: torch.Tensor, val_labels: torch.Tensor, vocab_size: int) -> float:

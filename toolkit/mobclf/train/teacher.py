@@ -19,6 +19,7 @@ from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifi
 from mobclf.stages import TeacherConfig
 from mobclf.train import distributed
 from mobclf.train.loop import fit
+from mobclf.train.state import open_state, run_settings
 from mobclf.train.losses import label_pos_weights, weighted_bce
 from mobclf.train.pretrain import open_pretrained
 
@@ -66,9 +67,10 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
         return weighted_bce(model(**batch), targets[index].to(run_device), pos_weight)
 
     multi = dataset.multi_label  # epochs are scored at threshold 0.5 (val_micro_f1), the artifact at tuned ones
+    state = open_state(out, run_settings(config, data=dataset.artifact.sha256, init=init), fit_config.restart)
     result = fit(model, len(train_texts), batch_loss, lambda: val_micro_f1(model, tokenizer, dataset, run_device),
-                 fit_config, "teacher", score_name="val micro-F1 (threshold 0.5)" if multi else "val micro-F1",
-                 lengths=encoded.lengths)
+                 fit_config, "teacher", checkpoint=state.checkpoint("teacher"),
+                 score_name="val micro-F1 (threshold 0.5)" if multi else "val micro-F1", lengths=encoded.lengths)
     thresholds, info, metrics, _ = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
     scores = f"val micro-F1 {metrics['val']['micro_f1']:.4f}" + (
         f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else "")
@@ -77,5 +79,7 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
         if multi else scores))
     extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme},
              "init": str(init) if init else None}
-    return write_classifier(out, "teacher", model, tokenizer, dataset, parents, thresholds, info, metrics,
-                            fit_config, result, extra, force)
+    artifact = write_classifier(out, "teacher", model, tokenizer, dataset, parents, thresholds, info, metrics,
+                                fit_config, result, extra, force)
+    state.finish()
+    return artifact
