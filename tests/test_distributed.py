@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 from mobclf.data.demo_corpus import generate_demo_corpus
+from test_recipes import TINY
 
 BIN = Path(sys.executable).parent
 TEACHER = ["--layers", "1", "--hidden", "48", "--heads", "4", "--max-length", "40", "--batch-size", "32", "--lr",
@@ -182,21 +183,7 @@ def test_gradient_accumulation_and_bf16_train_the_same_teacher(runs):
     assert abs(bf16["metrics"]["test"]["micro_f1"] - whole["metrics"]["test"]["micro_f1"]) < 0.05
 
 
-RECIPE = """\
-name: ddp
-work: work
-steps:
-  - {id: corpus, kind: demo-corpus, out: corpus/news.jsonl, options: {items: 400, seed: 11}}
-  - {id: dataset, kind: data, inputs: {input: corpus}}
-  - id: teacher
-    kind: teacher
-    inputs: {data: dataset}
-    options: {layers: 1, hidden: 48, heads: 4, max-length: 40, batch-size: 32, lr: 2.0e-3, epochs: 2, dropout: 0}
-  - id: student
-    kind: distill
-    inputs: {teacher: teacher, data: dataset}
-    options: {student: textcnn, loss: {soft_kd: 1, hint_mse: 1}, embedding-dim: 32, filters: 16, epochs: 2}
-"""
+RECIPE = TINY.split("  - id: android")[0].replace("STUDENT_EPOCHS", "2")  # corpus, dataset, teacher, student
 
 
 def test_a_recipe_runs_its_training_steps_under_torchrun(tmp_path):

@@ -91,6 +91,23 @@ def test_teacher_outputs_are_cached_once_and_reused(workdir):
     assert len(sorted(cache_dir().glob("*.safetensors"))) == len(before) + 1  # other texts: one new entry
 
 
+def test_hint_states_too_large_to_cache_are_computed_per_batch_to_the_same_student(workdir):
+    """--hint-cache-gb 0: the teacher computes its hint-layer states for each batch (in fp32, not cached in fp16), and
+    the student learns what it learns from the cached states."""
+    args = ["distill", "textcnn", "--teacher", workdir / "teacher", "--data", workdir / "data", "--loss", "soft_kd=1",
+            "--loss", "hint_mse=1", "--intermediate-epochs", "1", "--epochs", "4", "--filters", "16", "--dropout", "0"]
+    for out, extra in (("hint-cached", []), ("hint-per-batch", ["--hint-cache-gb", "0"])):
+        result = run(*args, *extra, "--out", workdir / out)
+        assert result.exit_code == 0, result.output
+    cached, per_batch = (load_artifact(workdir / out).manifest for out in ("hint-cached", "hint-per-batch"))
+    assert cached["distillation"]["plan"]["hint_states"] == "cached"
+    assert per_batch["distillation"]["plan"]["hint_states"] == "computed per batch"
+    assert "--hint-cache-gb 0.0" in per_batch["lineage"]["command"]
+    losses = [[epoch["train_loss"] for epoch in manifest["training"]["history"]] for manifest in (cached, per_batch)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-2)  # fp16 rounding of the cached states apart
+    assert abs(per_batch["metrics"]["test"]["micro_f1"] - cached["metrics"]["test"]["micro_f1"]) < 0.02
+
+
 def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set("".join(
         json.loads(line)["text"] for line in (workdir / "data" / "train.jsonl").read_text("utf-8").splitlines())))

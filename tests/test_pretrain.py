@@ -89,7 +89,7 @@ def test_whole_words_are_masked_together_and_special_tokens_never():
 def test_word_ids_follow_jieba_words():
     texts = ["我爱北京天安门", "iPhone15发布"]
     tokenizer = build_tokenizer("char", texts, max_length=16, add_special_tokens=True)
-    encoded = encode_texts(tokenizer, texts)
+    encoded = encode_texts(tokenizer, texts, offsets=True)
     assert word_ids(texts, encoded).tolist() == [[-1, 0, 1, 2, 2, 3, 3, 3, -1],  # 我 爱 北京 天安门
                                                  [-1, 0, 1, 1, -1, -1, -1, -1, -1]]  # iphone15 发布, padded
     assert word_ids(texts, encoded, whole_word=False)[0].tolist() == [-1, 0, 1, 2, 3, 4, 5, 6, -1]

@@ -57,15 +57,19 @@ def command(*args, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "80"})
 
 
+def assert_no_noise(stderr: str) -> None:
+    noisy = [line for line in stderr.splitlines()
+             if any(re.search(pattern, line) for pattern in NOISE) or any(mark in line for mark in BAR)]
+    assert noisy == [], stderr
+
+
 def test_an_export_to_both_runtimes_prints_no_toolchain_noise_and_no_bars(tiny):
     """One process through torch.export, torch.onnx (as `quantize --runtime onnx` uses it too), ExecuTorch's
     lowering and runtime, and onnxruntime: the places the noise came from."""
     done = command("export", "--from", "student", "--target", "all", "--out", "bundle", "--parity-texts", "16",
                    cwd=tiny)
     assert done.returncode == 0, done.stderr
-    noisy = [line for line in done.stderr.splitlines()
-             if any(re.search(pattern, line) for pattern in NOISE) or any(mark in line for mark in BAR)]
-    assert noisy == [], done.stderr
+    assert_no_noise(done.stderr)
     # mobclf's own lines still show
     assert "model.pte: label-set agreement" in done.stderr and "model.onnx: label-set agreement" in done.stderr
     assert (tiny / "bundle" / "model.pte").is_file() and (tiny / "bundle" / "model.onnx").is_file()
@@ -79,9 +83,7 @@ def test_a_bench_of_a_pte_at_one_and_two_threads_prints_no_toolchain_noise(tiny)
     done = command("bench", "--model", "phone", "--data", "data", "--latency-texts", "4", "--out", "report",
                    cwd=tiny)
     assert done.returncode == 0, done.stderr
-    noisy = [line for line in done.stderr.splitlines()
-             if any(re.search(pattern, line) for pattern in NOISE) or any(mark in line for mark in BAR)]
-    assert noisy == [], done.stderr
+    assert_no_noise(done.stderr)
     assert "phone/model.pte: executorch" in done.stderr
 
 

@@ -33,6 +33,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -123,7 +124,7 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
     teacher_logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=run_device).logits
     encoded = encode_texts(tokenizer, texts)
-    targets = torch.from_numpy(dataset.targets("train"))
+    targets = torch.from_numpy(dataset.targets("train", np.uint8))  # made float per batch by the loss
     label_weights = label_pos_weights(dataset.label_counts("train"), len(texts), pos_weight_scheme).to(run_device)
 
     matches = prediction_matches(weights, temperature, dataset.multi_label)

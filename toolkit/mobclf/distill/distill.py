@@ -89,7 +89,7 @@ def run_textcnn(config: TextCnnDistillConfig, *, teacher: Path, data: Path, out:
     student = TextCnnConfig(tokenizer=config.tokenizer, vocab_size=config.vocab_size, min_freq=config.min_freq,
                             max_length=config.max_length, embedding_dim=config.embedding_dim,
                             kernel_sizes=list(config.kernel_sizes), num_filters=config.num_filters,
-                            dropout=config.dropout, vectors=config.vectors)
+                            dropout=config.dropout, vectors=config.vectors, hint_cache_gb=config.hint_cache_gb)
     return distill(teacher, data, out, plan, student, config, unlabeled=unlabeled, force=force)
 
 
@@ -134,8 +134,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     extra_texts = read_texts(unlabeled) if unlabeled else []
     texts = dataset.texts("train") + extra_texts
     has_label = torch.tensor([True] * len(dataset.texts("train")) + [False] * len(extra_texts))
-    targets = torch.from_numpy(np.concatenate([dataset.targets("train"),
-                                               np.zeros((len(extra_texts), len(dataset.labels)), np.float32)]))
+    targets = torch.from_numpy(np.concatenate([dataset.targets("train", np.uint8),  # made float per batch
+                                               np.zeros((len(extra_texts), len(dataset.labels)), np.uint8)]))
     prepared: PreparedStudent = prepare(student_config, plan, weights, teacher_artifact, teacher, teacher_tokenizer,
                                         texts, len(dataset.labels), run_device)
     student = prepared.model

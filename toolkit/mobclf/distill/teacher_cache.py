@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load, save_file
+from safetensors.torch import save_file
 
 from mobclf.artifacts import Artifact, sha256_file
 from mobclf.console import console, progress
@@ -34,12 +34,13 @@ from mobclf.train.thresholds import predict_labels
 
 @dataclass
 class TeacherOutputs:
-    """Per text: logits [N, labels]; [CLS] attention over teacher tokens [N, Lt]; hint-layer states [N, Lt, H]."""
+    """Per text: logits [N, labels]; [CLS] attention over teacher tokens [N, Lt]; hint-layer states [N, Lt, H]; the
+    teacher tokens' character spans [N, Lt, 2] (with attention or states, to align them with a student's tokens)."""
 
     logits: torch.Tensor
     cls_attention: torch.Tensor | None
     hidden: torch.Tensor | None
-    offsets: list[list[tuple[int, int]]]
+    offsets: torch.Tensor | None
 
 
 def cache_dir() -> Path:
@@ -59,8 +60,8 @@ def _checksum_file(entry: Path) -> Path:
 
 
 def _load_cached(source: str, layers: dict) -> dict[str, torch.Tensor] | None:
-    """The tensors of an intact cache entry for the same teacher and texts holding at least the requested layers (a
-    run with every loss serves later runs with fewer): read once, and checked against the checksum saved beside it."""
+    """The requested tensors of an intact cache entry (checked against the checksum saved beside it) for the same
+    teacher and texts holding at least the requested layers: a run with every loss serves later runs with fewer."""
     for path in sorted(cache_dir().glob(f"{source}-*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as entry:
@@ -71,15 +72,17 @@ def _load_cached(source: str, layers: dict) -> dict[str, torch.Tensor] | None:
                 layers["attention_layers"] and layers["attention_layers"] != stored["attention_layers"])):
             continue
         try:
-            data = path.read_bytes()
-            intact = _checksum_file(path).read_text(encoding="ascii").strip() == hashlib.sha256(data).hexdigest()
+            intact = _checksum_file(path).read_text(encoding="ascii").strip() == sha256_file(path)
         except (OSError, UnicodeDecodeError):
             intact = False
         if stored is None or not intact:
             console.log(f"[yellow]teacher outputs: {path} does not match its checksum; ignored and recomputed")
             continue
         console.log(f"teacher outputs: cached {path}")
-        return load(data)
+        wanted = ["logits", *(["cls_attention"] if layers["attention_layers"] else []),
+                  *(["hidden"] if layers["hint_layer"] is not None else [])]
+        with safe_open(str(path), framework="pt") as entry:  # only what is asked for: an entry may hold gigabytes more
+            return {key: entry.get_tensor(key) for key in wanted}
     return None
 
 
@@ -90,7 +93,7 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
     """Run the teacher over ``texts`` (or read the cached result) and keep only what the losses need."""
     attention_layers = list(attention_layers)
     check_layers(model.bert.config.num_hidden_layers, hint_layer, attention_layers)
-    encoded = encode_texts(tokenizer, texts)
+    encoded = encode_texts(tokenizer, texts, offsets=hint_layer is not None or bool(attention_layers))
     source = hashlib.sha256("\n".join([teacher.sha256, *texts]).encode("utf-8")).hexdigest()[:32]
     layers = {"hint_layer": hint_layer, "attention_layers": attention_layers}
     stored = _load_cached(source, layers)

@@ -38,6 +38,7 @@ class TextCnnConfig:
     num_filters: int = 128
     dropout: float = 0.5
     vectors: Path | None = None  # directory with vocab.txt + vectors.npy (pretrained embeddings)
+    hint_cache_gb: float = 1.0  # largest cache of teacher hint states; beyond it they are computed per batch
 
 
 def _aligned_targets(outputs: TeacherOutputs, student: EncodedTexts, chunk: int = 512) -> tuple:
@@ -60,14 +61,24 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
     layers = teacher.bert.config.num_hidden_layers
     hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in weights else None
     attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in weights else []
-    outputs = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, hint_layer=hint_layer,
-                              attention_layers=attention_layers, device=device)
+    # [N, L, H] fp16 states: 1.6 GB for 50k articles of 128 tokens from a 128-wide teacher; 40 GB for 200k, BERT-base
+    cache_hint = hint_layer is not None and (len(texts) * teacher_tokenizer.max_length
+                                             * teacher.bert.config.hidden_size * 2 <= config.hint_cache_gb * 1e9)
+    outputs = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts,
+                              hint_layer=hint_layer if cache_hint else None, attention_layers=attention_layers,
+                              device=device)
+    teacher_encoded = None
+    if hint_layer is not None and not cache_hint:
+        teacher_encoded = encode_texts(teacher_tokenizer, texts, offsets=True)
+        teacher.to(device).eval()
+        console.log(f"student: the teacher's layer-{hint_layer} states of {len(texts):,} texts would take more than "
+                    f"--hint-cache-gb {config.hint_cache_gb:g}; the teacher computes them for each batch")
 
     tokenizer = build_tokenizer(config.tokenizer, texts, max_length=config.max_length or teacher_tokenizer.max_length,
                                 add_special_tokens=False, vocab_size=config.vocab_size, min_freq=config.min_freq)
-    encoded = encode_texts(tokenizer, texts)
+    encoded = encode_texts(tokenizer, texts, offsets=hint_layer is not None or bool(attention_layers))
     teacher_attention, teacher_hidden = (_aligned_targets(outputs, encoded)
-                                         if hint_layer is not None or attention_layers else (None, None))
+                                         if cache_hint or attention_layers else (None, None))
     model_config = {"vocab_size": len(tokenizer.vocab), "embedding_dim": config.embedding_dim,
                     "kernel_sizes": list(config.kernel_sizes), "num_filters": config.num_filters,
                     "dropout": config.dropout, "num_labels": num_labels}
@@ -94,10 +105,20 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
         return {"features": features, **({"logits": student.classify(features, batch["attention_mask"])}
                                          if "logits" in names else {})}
 
+    def hint_states(index, width):
+        """The teacher's hint-layer states for the texts ``index``, computed now and moved onto student positions."""
+        teacher_batch = {k: v.to(device) for k, v in teacher_encoded.batch(index).items()}
+        with torch.no_grad():
+            states = teacher.encode(**teacher_batch, output_hidden_states=True).hidden_states[hint_layer].float()
+        matrix = batch_alignment(encoded.offsets[index, :width], teacher_encoded.offsets[index, :states.shape[1]],
+                                 width, states.shape[1])
+        return align_hidden(states, matrix.to(states.device))
+
     def aligned_teacher_outputs(index, batch, names):
         width, device = batch["input_ids"].shape[1], batch["input_ids"].device
         aligned = {f"hidden.{hint_layer}": teacher_hidden, "cls_attention": teacher_attention}
-        return {name: aligned[name][index, :width].float().to(device) for name in names}
+        return {name: hint_states(index, width) if aligned[name] is None else
+                aligned[name][index, :width].float().to(device) for name in names}
 
     lower = nn.ModuleDict({"embedding": student.embedding, "convs": student.convs, "projections": projections})
     return PreparedStudent(model=student, tokenizer=tokenizer, encoded=encoded, teacher_logits=outputs.logits,
@@ -105,5 +126,7 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
                            teacher_outputs=aligned_teacher_outputs, intermediate_module=lower,
                            prediction_only_after_intermediate=False,
                            plan_details={"hint_layer": hint_layer, "attention_layers": attention_layers,
+                                         "hint_states": None if hint_layer is None else
+                                         "cached" if cache_hint else "computed per batch",
                                          "vectors": str(config.vectors) if config.vectors else None,
                                          "vectors_coverage": vectors_coverage})

@@ -12,11 +12,12 @@ from mobclf.train import distributed
 
 @dataclass
 class EncodedTexts:
-    """Token ids of many texts, padded to the longest one, with their lengths and character offsets."""
+    """Token ids of many texts, padded to the longest one, with their lengths and (if asked for) the character span
+    of every token: compact tensors, since a large data set has tens of millions of tokens."""
 
     input_ids: torch.Tensor  # [N, L_max], padded with the tokenizer's [PAD] id
     lengths: torch.Tensor  # [N]
-    offsets: list[list[tuple[int, int]]]
+    offsets: torch.Tensor | None = None  # int32 [N, L_max, 2]: (start, end) in the text; (0, 0) special and padding
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -29,9 +30,24 @@ class EncodedTexts:
         return {"input_ids": self.input_ids[index, :width], "attention_mask": mask}
 
 
-def encode_texts(tokenizer, texts: list[str]) -> EncodedTexts:
-    batch = tokenizer.encode_batch(texts)
-    return EncodedTexts(batch["input_ids"], batch["attention_mask"].sum(dim=1), batch["offsets"])
+def encode_texts(tokenizer, texts: list[str], offsets: bool = False, chunk: int = 4096) -> EncodedTexts:
+    """Tokenize ``texts`` a ``chunk`` at a time into preallocated tensors (so tokenizing a large data set does not
+    hold every text's token lists at once); ``offsets``: keep each token's character span too."""
+    n, width = len(texts), tokenizer.max_length
+    input_ids = torch.full((n, width), tokenizer.pad_id, dtype=torch.long)
+    lengths = torch.zeros(n, dtype=torch.long)
+    spans = torch.zeros((n, width, 2), dtype=torch.int32) if offsets else None
+    for start in range(0, n, chunk):
+        batch = tokenizer.encode_batch(texts[start:start + chunk])
+        stop = start + len(batch["input_ids"])
+        input_ids[start:stop, :batch["input_ids"].shape[1]] = batch["input_ids"]
+        lengths[start:stop] = batch["attention_mask"].sum(dim=1)
+        if offsets:
+            for row, text_spans in enumerate(batch["offsets"], start=start):
+                spans[row, :len(text_spans)] = torch.tensor(text_spans, dtype=torch.int32)
+    longest = max(1, int(lengths.max())) if n else 1
+    return EncodedTexts(input_ids[:, :longest].clone(), lengths,
+                        spans[:, :longest].clone() if offsets else None)
 
 
 def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,

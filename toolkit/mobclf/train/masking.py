@@ -21,15 +21,15 @@ _SEGMENTER = jieba.Tokenizer()  # jieba's bundled dictionary (installed with the
 
 def word_ids(texts: list[str], encoded: EncodedTexts, whole_word: bool = True) -> torch.Tensor:
     """The word of every token position of ``encoded`` (numbered 0, 1, ... within a text), -1 at special tokens
-    and padding; ``encoded`` must come from a tokenizer that adds ``[CLS]``/``[SEP]``.
+    and padding; ``encoded`` must come from a tokenizer that adds ``[CLS]``/``[SEP]``, with offsets.
 
     Words are jieba's dictionary-only segmentation (HMM off; Latin words and numbers stay whole) of the text with
     full-width ASCII made ASCII; a token belongs to the word containing its first character. With
     ``whole_word=False`` every token is a word of its own (BERT's original token masking).
     """
     words = torch.full(encoded.input_ids.shape, -1, dtype=torch.long)
-    for row, (text, offsets) in enumerate(zip(texts, encoded.offsets)):
-        starts = [start for start, _ in offsets[1:-1]]
+    for row, (text, length) in enumerate(zip(texts, encoded.lengths.tolist())):
+        starts = encoded.offsets[row, 1:length - 1, 0].tolist()
         if not starts:
             continue
         if whole_word:

@@ -92,9 +92,9 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     val_texts, train_texts = [texts[i] for i in order[:n_val]], [texts[i] for i in order[n_val:]]
     masking = {"mask_prob": mask_prob, "mask_id": text_tokenizer.mask_id,
                "replacements": replacement_ids(text_tokenizer)}
-    encoded = encode_texts(text_tokenizer, train_texts)
+    encoded = encode_texts(text_tokenizer, train_texts, offsets=True)
     words = word_ids(train_texts, encoded, whole_word)
-    val_encoded = encode_texts(text_tokenizer, val_texts)
+    val_encoded = encode_texts(text_tokenizer, val_texts, offsets=True)
     val_inputs, val_labels = mask_tokens(val_encoded.input_ids, word_ids(val_texts, val_encoded, whole_word),
                                          generator=torch.Generator().manual_seed(fit_config.seed), **masking)
     if not (val_labels != IGNORE).any():

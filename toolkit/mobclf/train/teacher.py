@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mobclf.artifacts import MANIFEST, Artifact
@@ -59,7 +60,7 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
     console.log(f"teacher: {count_parameters(model):,} parameters, vocab {len(tokenizer.vocab):,}, on {run_device}")
 
     encoded = encode_texts(tokenizer, train_texts)
-    targets = torch.from_numpy(dataset.targets("train"))
+    targets = torch.from_numpy(dataset.targets("train", np.uint8))  # made float per batch by the loss
     pos_weight = label_pos_weights(dataset.label_counts("train"), len(train_texts), pos_weight_scheme).to(run_device)
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
