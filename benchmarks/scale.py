@@ -8,7 +8,8 @@ size on disk. Run it alone on the machine: timings under contention mean nothing
 
     python benchmarks/scale.py --sizes 50000,100000,200000 --processes 1,2
 
-Results: benchmarks/results/scale.json and scale.md (machine and load recorded with them).
+Results: benchmarks/results/scale.json and scale.md (each run with its machine and the load average after it; a
+later run of the same size and processes replaces an earlier one, others are kept).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def one_size(size: int, processes: int, threads: int, work: Path) -> dict:
     return result
 
 
+def _key(run: dict) -> tuple:
+    return run["documents"], run["processes"], run["threads"]
+
+
 def markdown(results: list[dict]) -> str:
     lines = ["| documents | processes × threads | stage | wall (s) | documents/s | peak RSS (MB) |",
              "|---:|---|---|---:|---:|---:|"]
@@ -98,9 +103,13 @@ def main(sizes: str, process_counts: str, work: Path, results: Path) -> None:
             runs.append(one_size(size, processes, 1, work))
         if max(counts) > 1:
             runs.append(one_size(size, 1, max(counts), work))
-    report = {"machine": machine(), "load_average": os.getloadavg(), "runs": runs}
+    for run in runs:
+        run.update(machine=machine(), load_average_after=[round(load, 2) for load in os.getloadavg()])
     results.mkdir(parents=True, exist_ok=True)
-    (results / "scale.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    saved = results / "scale.json"
+    earlier = json.loads(saved.read_text("utf-8"))["runs"] if saved.is_file() else []
+    runs = sorted({**{_key(run): run for run in earlier}, **{_key(run): run for run in runs}}.values(), key=_key)
+    saved.write_text(json.dumps({"runs": runs}, indent=2) + "\n", "utf-8")
     (results / "scale.md").write_text(markdown(runs), "utf-8")
     click.echo(markdown(runs))
 

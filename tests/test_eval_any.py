@@ -16,6 +16,7 @@ from bad_inputs import Refusal
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 from mobclf.data.dataset import load_dataset
+from mobclf.data.demo_corpus import generate_article_corpus
 from mobclf.errors import UserError
 from mobclf.stages import EvalConfig, LabelledFileOptions
 from mobclf.train.evaluate import run
@@ -172,3 +173,25 @@ def test_bad_eval_input_is_one_line(students, model_kinds, tmp_path, name):
 def test_run_takes_exactly_one_source(model_kinds):
     with pytest.raises(UserError, match="not both or neither"):
         run(EvalConfig(), model_kinds["student"])
+
+
+def test_hundreds_of_labels_print_the_head_the_tail_and_a_summary(tmp_path):
+    """605 labels with a long tail: eval's per-label table is the 10 most frequent and the 10 rarest labels and a
+    count of the rest, not 605 rows; --json keeps every label."""
+    generate_article_corpus(tmp_path / "articles.jsonl", 1500, n_labels=605, seed=2)
+    runner = CliRunner()
+    assert runner.invoke(main, ["data", "prepare", str(tmp_path / "articles.jsonl"), "--out",
+                                str(tmp_path / "data")]).exit_code == 0
+    result = runner.invoke(main, ["train-teacher", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "t"),
+                                  "--layers", "1", "--hidden", "32", "--heads", "2", "--max-length", "48",
+                                  "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    labels = load_dataset(tmp_path / "data").labels
+    result = runner.invoke(main, ["eval", "--model", str(tmp_path / "t"), "--data", str(tmp_path / "data"),
+                                  "--json", str(tmp_path / "eval.json")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    present = [row for row in json.loads((tmp_path / "eval.json").read_text("utf-8"))["per_label"] if row["support"]]
+    printed = [label for label in labels if f" {label} " in result.output]
+    assert len(printed) == 20 and f"… {len(present) - 20} more …" in result.output
+    assert f"{len(labels)} labels: the 10 most and the 10 least frequent here" in " ".join(result.output.split())
+    assert len(json.loads((tmp_path / "eval.json").read_text("utf-8"))["per_label"]) == len(labels)

@@ -111,15 +111,32 @@ def run(config: EvalConfig, model_dir: Path, data: Path | None = None, file: Pat
     return metrics
 
 
+HEAD_AND_TAIL = 10  # per-label rows printed at each end when there are more labels than fit a screen
+
+
 def _print_metrics(metrics: dict, title: str) -> None:
     summary = Table(title=title)
     for key in SUMMARY_KEYS:
         summary.add_column(key.replace("_", " "), justify="right")
     summary.add_row(*(f"{metrics[key]:.4f}" for key in SUMMARY_KEYS))
-    per_label = Table(title="per label")
+    rows = metrics["per_label"]
+    shown = rows
+    caption = None
+    present = sorted((row for row in rows if row["support"]), key=lambda row: -row["support"])
+    if len(present) > 2 * HEAD_AND_TAIL + 1:  # hundreds of labels: the most frequent, the rarest, and a summary
+        shown = present[:HEAD_AND_TAIL] + [None] + present[-HEAD_AND_TAIL:]
+        absent = len(rows) - len(present)
+        caption = (f"{len(rows)} labels: the {HEAD_AND_TAIL} most and the {HEAD_AND_TAIL} least frequent here. "
+                   f"F1 ≥ 0.9 on {sum(row['f1'] >= 0.9 for row in present)}, 0 on "
+                   f"{sum(row['f1'] == 0 for row in present)} of the {len(present)} with texts here"
+                   + (f"; {absent} without any" if absent else "") + ". --json has every label.")
+    per_label = Table(title="per label", caption=caption)
     for column in ("label", "precision", "recall", "f1", "support"):
         per_label.add_column(column, justify="left" if column == "label" else "right")
-    for row in metrics["per_label"]:
+    for row in shown:
+        if row is None:
+            per_label.add_row(f"… {len(present) - 2 * HEAD_AND_TAIL} more …", "", "", "", "")
+            continue
         per_label.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
                           str(row["support"]))
     console.print(summary, per_label)
