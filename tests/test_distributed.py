@@ -32,7 +32,8 @@ STEPS = {
                  "hard_bce=1", "--loss", "embedding_mse=1", "--loss", "hidden_mse=1", "--loss", "attention_mse=1",
                  "--intermediate-epochs", "1", "--epochs", "3", "--layers", "1", "--hidden", "32", "--heads", "2",
                  "--intermediate", "64", "--dropout", "0", "--batch-size", "32"],
-    "pruned": ["prune", "--from", "textcnn", "--data", "data", "--ratio", "0.5", "--steps", "1", "--recovery-epochs", "2"],
+    "pruned": ["prune", "--from", "textcnn", "--data", "data", "--ratio", "0.5", "--steps", "1",
+               "--recovery-epochs", "2"],
 }
 
 
