@@ -42,18 +42,20 @@ class TextCnnConfig:
 
 
 def _aligned_targets(outputs: TeacherOutputs, student: EncodedTexts, chunk: int = 512) -> tuple:
-    """Teacher attention and hidden states moved onto student token positions, for every text."""
+    """Teacher attention and hidden states moved onto student token positions, for every text (filled a chunk at a
+    time into one tensor each, so aligning holds no second copy of the states)."""
     teacher_side = outputs.cls_attention if outputs.cls_attention is not None else outputs.hidden
-    width_s, width_t = student.input_ids.shape[1], teacher_side.shape[1]
-    attention, hidden = [], []
-    for start in range(0, len(student), chunk):
-        stop = min(start + chunk, len(student))
+    n, width_s, width_t = len(student), student.input_ids.shape[1], teacher_side.shape[1]
+    attention = torch.zeros(n, width_s) if outputs.cls_attention is not None else None
+    hidden = torch.zeros(n, width_s, outputs.hidden.shape[2], dtype=torch.half) if outputs.hidden is not None else None
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
         matrix = batch_alignment(student.offsets[start:stop], outputs.offsets[start:stop], width_s, width_t)
-        if outputs.cls_attention is not None:
-            attention.append(align_attention(outputs.cls_attention[start:stop], matrix))
-        if outputs.hidden is not None:
-            hidden.append(align_hidden(outputs.hidden[start:stop].float(), matrix).half())
-    return (torch.cat(attention) if attention else None), (torch.cat(hidden) if hidden else None)
+        if attention is not None:
+            attention[start:stop] = align_attention(outputs.cls_attention[start:stop], matrix)
+        if hidden is not None:
+            hidden[start:stop] = align_hidden(outputs.hidden[start:stop].float(), matrix).half()
+    return attention, hidden
 
 
 def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
