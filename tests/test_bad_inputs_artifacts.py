@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from bad_inputs import Refusal
@@ -86,7 +87,7 @@ def user_folder_in_dataset(made, folder):
 
 def edited_dataset(made, folder):
     copy(made, folder, "news.jsonl", "ds")
-    with open(folder / "ds" / "train.jsonl", "a", encoding="utf-8") as handle:
+    with open(folder / "ds" / "train.arrow", "a", encoding="utf-8") as handle:
         handle.write('{"text": "我的一行", "labels": ["我的"]}\n')
 
 
@@ -120,16 +121,16 @@ def vocab_outside(made, folder):
     copy(made, folder, "ds", "student")
     spec_path = folder / "student" / "tokenizer" / "tokenizer.json"
     spec = json.loads(spec_path.read_text("utf-8"))
-    spec["vocab_file"] = "../../ds/train.jsonl"
+    spec["vocab_file"] = "../../ds/train.arrow"
     spec_path.write_text(json.dumps(spec), "utf-8")
     recheck(folder / "student", "tokenizer/tokenizer.json")
 
 
 def linked_file(made, folder):
     copy(made, folder, "ds", "student")
-    (folder / "outside.jsonl").write_bytes((folder / "ds" / "test.jsonl").read_bytes())
-    (folder / "ds" / "test.jsonl").unlink()
-    (folder / "ds" / "test.jsonl").symlink_to(folder / "outside.jsonl")
+    (folder / "outside.jsonl").write_bytes((folder / "ds" / "test.arrow").read_bytes())
+    (folder / "ds" / "test.arrow").unlink()
+    (folder / "ds" / "test.arrow").symlink_to(folder / "outside.jsonl")
 
 
 def linked_folder(made, folder):
@@ -187,7 +188,7 @@ CASES = {
     "force over an artifact holding a user's folder": (
         user_folder_in_dataset, ["data", "prepare", "news.jsonl", "--out", "ds", "--force"], "ds", "extra/"),
     "force over an artifact the user edited": (
-        edited_dataset, ["data", "prepare", "news.jsonl", "--out", "ds", "--force"], "ds", "modified: train.jsonl"),
+        edited_dataset, ["data", "prepare", "news.jsonl", "--out", "ds", "--force"], "ds", "modified: train.arrow"),
     "out is an existing file": (
         corpus_only, ["data", "prepare", "news.jsonl", "--out", "news.jsonl"], "news.jsonl", "not a directory"),
     "out whose parent is a file": (
@@ -204,8 +205,8 @@ CASES = {
         student_and_data, ["eval", "--model", "student", "--data", "ds", "--json", "nope/m.json"], "nope/m.json",
         "does not exist"),
     "eval --json over an existing file": (
-        student_and_data, ["eval", "--model", "student", "--data", "ds", "--json", "ds/train.jsonl"],
-        "ds/train.jsonl", "already exists"),
+        student_and_data, ["eval", "--model", "student", "--data", "ds", "--json", "ds/train.arrow"],
+        "ds/train.arrow", "already exists"),
     # 2. never read or ship a file from outside the artifact
     "quantization.file leads out of the artifact": (
         manifest_names("quantization", QUANTIZED_OUTSIDE), ["export", "--from", "student", "--data", "ds", "--out",
@@ -219,7 +220,7 @@ CASES = {
         vocab_outside, ["eval", "--model", "student", "--data", "ds"], "student/tokenizer/tokenizer.json",
         "not a file of the tokenizer folder"),
     "a file replaced by a symbolic link": (
-        linked_file, ["eval", "--model", "student", "--data", "ds"], "ds", "symbolic links: test.jsonl"),
+        linked_file, ["eval", "--model", "student", "--data", "ds"], "ds", "symbolic links: test.arrow"),
     "a folder replaced by a symbolic link": (
         linked_folder, ["eval", "--model", "student", "--data", "ds"], "student", "symbolic links: tokenizer"),
     "a dangling symbolic link": (
@@ -296,7 +297,7 @@ def test_a_second_writer_of_the_same_out_is_refused(made, tmp_path):
 def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing_half_written(made, tmp_path):
     copy(made, tmp_path, "news.jsonl")
     Refusal(["data", "prepare", "news.jsonl", "--out", "ds"], where="ds", says="file too large").check_process(
-        tmp_path, max_file_bytes=20_000)
+        tmp_path, max_file_bytes=8_000)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["news.jsonl"]
 
 
@@ -332,16 +333,17 @@ def test_a_poisoned_or_truncated_teacher_cache_entry_is_recomputed_not_used(made
     teacher = load_artifact(made / "teacher")
     model, tokenizer = load_classifier(teacher), load_tokenizer(teacher.file("tokenizer"))
     texts = [json.loads(line)["text"] for line in (made / "news.jsonl").read_text("utf-8").splitlines()[:40]]
-    clean = teacher_outputs(teacher, model, tokenizer, texts).logits
-    [entry] = cache_dir().glob("*.safetensors")
-    from safetensors.torch import load_file, save_file
-
-    poisoned = load_file(str(entry))
-    poisoned["logits"] = torch.full_like(poisoned["logits"], 7.0)
-    save_file(poisoned, str(entry), metadata={"layers": json.dumps({"hint_layer": None, "attention_layers": []})})
-    assert torch.equal(teacher_outputs(teacher, model, tokenizer, texts).logits, clean)
-    entry.write_bytes(entry.read_bytes()[:100])
-    assert torch.equal(teacher_outputs(teacher, model, tokenizer, texts).logits, clean)
+    clean = teacher_outputs(teacher, model, tokenizer, texts).all("logits")
+    [logits] = cache_dir().glob("*/logits-*.npy")
+    np.save(logits, np.full_like(np.load(logits), 7.0))
+    assert torch.equal(teacher_outputs(teacher, model, tokenizer, texts).all("logits"), clean)
+    [logits] = cache_dir().glob("*/logits-*.npy")
+    logits.write_bytes(logits.read_bytes()[:100])
+    assert torch.equal(teacher_outputs(teacher, model, tokenizer, texts).all("logits"), clean)
+    [entry] = cache_dir().glob("*/entry.json")
+    entry.unlink()  # as a run killed before its entry was whole leaves it: never read
+    assert torch.equal(teacher_outputs(teacher, model, tokenizer, texts).all("logits"), clean)
+    assert len(list(cache_dir().glob("*/entry.json"))) == 1
 
 
 def tiny_fit(batch_loss, checkpoint=None, epochs=3):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from test_predict import build_model_kinds
 
 from bad_inputs import Refusal
+from dataset_rows import split_rows
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
 from mobclf.data.dataset import load_dataset
@@ -79,11 +80,10 @@ def test_eval_scores_bundles_file_by_file(students, model_kinds):
 
 
 def test_eval_on_a_labelled_file_equals_eval_on_the_split_it_holds(students, model_kinds, tmp_path):
-    dataset = load_dataset(students / "data")
     with open(tmp_path / "test.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["title", "tags"])
-        writer.writerows([example.text, "|".join(example.labels)] for example in dataset.examples("test"))
+        writer.writerows([text, "|".join(labels)] for text, labels in split_rows(students / "data", "test"))
     on_split = evaluate("--model", model_kinds["web"], "--data", students / "data")
     on_file = evaluate("--model", model_kinds["web"], "--file", tmp_path / "test.csv", "--text-column", "title",
                        "--label-column", "tags", "--label-sep", "|")
@@ -91,9 +91,7 @@ def test_eval_on_a_labelled_file_equals_eval_on_the_split_it_holds(students, mod
 
 
 def test_unknown_labels_are_refused_by_name_or_dropped_and_counted(students, model_kinds, tmp_path):
-    dataset = load_dataset(students / "data")
-    examples = dataset.examples("test")[:12]
-    rows = [{"text": example.text, "labels": list(example.labels)} for example in examples]
+    rows = [{"text": text, "labels": list(labels)} for text, labels in split_rows(students / "data", "test")[:12]]
     rows[2]["labels"].append("weather")  # keeps a known label: the row stays, "weather" goes
     rows[5]["labels"] = ["weather", "crypto"]  # nothing known left: the row goes
     write_jsonl(tmp_path / "new.jsonl", rows)

@@ -11,6 +11,7 @@ from transformers import BertConfig, BertModel
 
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
+from mobclf.data.dataset import load_dataset
 from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.distill.teacher_cache import cache_dir
 
@@ -34,11 +35,10 @@ def workdir(tmp_path_factory):
 
 def chance_micro_f1(root) -> float:
     """Micro-F1 of always predicting the most frequent label (a floor any learned model must beat)."""
-    dataset = load_artifact(root / "data")
-    rows = [json.loads(line)["labels"] for line in (root / "data" / "test.jsonl").read_text("utf-8").splitlines()]
-    top = dataset.labels[0]
-    hits = sum(top in labels for labels in rows)
-    return 2 * hits / (len(rows) + sum(len(labels) for labels in rows))
+    dataset = load_dataset(root / "data")
+    targets = dataset.targets("test")
+    hits = targets[:, 0].sum()  # labels are ranked by frequency
+    return float(2 * hits / (len(targets) + targets.sum()))
 
 
 def test_teacher_learns_and_records_thresholds_metrics_and_lineage(workdir):
@@ -80,15 +80,15 @@ def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdi
 
 
 def test_teacher_outputs_are_cached_once_and_reused(workdir):
-    before = sorted(cache_dir().glob("*.safetensors"))
+    before = sorted(cache_dir().glob("*/entry.json"))
     assert before  # train + unlabeled texts with every layer, val and test logits: from the run above
     args = ["--teacher", workdir / "teacher", "--data", workdir / "data", "--epochs", "1", "--filters", "8"]
     result = run("distill", "textcnn", *args, "--out", workdir / "student-kd", "--unlabeled", workdir / "unlabeled.txt")
     assert result.exit_code == 0
-    assert sorted(cache_dir().glob("*.safetensors")) == before  # fewer layers: served by the entry with all of them
+    assert sorted(cache_dir().glob("*/entry.json")) == before  # fewer layers: served by the entry with all of them
     result = run("distill", "textcnn", *args, "--out", workdir / "student-kd-labelled-only")
     assert result.exit_code == 0
-    assert len(sorted(cache_dir().glob("*.safetensors"))) == len(before) + 1  # other texts: one new entry
+    assert len(sorted(cache_dir().glob("*/entry.json"))) == len(before) + 1  # other texts: one new entry
 
 
 def test_hint_states_too_large_to_cache_are_computed_per_batch_to_the_same_student(workdir):
@@ -110,7 +110,7 @@ def test_hint_states_too_large_to_cache_are_computed_per_batch_to_the_same_stude
 
 def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set("".join(
-        json.loads(line)["text"] for line in (workdir / "data" / "train.jsonl").read_text("utf-8").splitlines())))
+        load_dataset(workdir / "data").texts("train"))))
     checkpoint = tmp_path / "ckpt"
     BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64), add_pooling_layer=False).save_pretrained(checkpoint)

@@ -286,7 +286,7 @@ class TextCnnDistillConfig(StageConfig):
                                        intermediate_epochs={"help": "Epochs of hint_mse/attention_transfer alone "
                                                             "before the main stage (FitNets' hint stage)."})
     hint_layer: int | None = setting(None, "Teacher layer for hint_mse [default: the middle one].", min=0)
-    hint_cache_gb: float = setting(1.0, "Cache the teacher's hint-layer states (fp16, held in memory) up to this "
+    hint_cache_gb: float = setting(1.0, "Cache the teacher's hint-layer states (fp16, on disk) up to this "
                                    "size; for more texts the teacher computes them batch by batch.", min=0)
     attention_layers: list[int] = setting([], "Teacher layers for attention_transfer [default: the last].")
     tokenizer: str = setting("char", "The student's own tokenizer, built from the training texts.",

@@ -30,7 +30,7 @@ from mobclf.errors import UserError
 from mobclf.export.exportable import min_length
 from mobclf.models import WEIGHTS, build_model, load_classifier
 from mobclf.text import load_tokenizer
-from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.train.classifier import predict_probs
 from mobclf.train.thresholds import predict_labels
 
@@ -166,7 +166,7 @@ class Predictor:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if description is not None:
             return predict_probs(self.forward, self.tokenizer, texts, batch_size=batch_size, description=description)
-        encoded = encode_texts(self.tokenizer, texts)
+        encoded = TokenizedTexts(self.tokenizer, texts)
         with torch.no_grad():
             logits = torch.cat([self.forward(**encoded.batch(index)).float().cpu()
                                 for index in batch_indices(len(encoded), batch_size)])

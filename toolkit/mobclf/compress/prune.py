@@ -47,7 +47,7 @@ from mobclf.errors import UserError
 from mobclf.models import load_classifier
 from mobclf.text import SPECIAL_TOKENS, TOKENIZERS, Tokenizer, load_tokenizer
 from mobclf.train import distributed
-from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import FitConfig, PruneConfig
 from mobclf.train.loop import FitResult, fit
@@ -122,16 +122,16 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
 
     teacher = load_classifier(teacher_artifact)
     teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
-    teacher_logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=run_device).logits
-    encoded = encode_texts(tokenizer, texts)
-    targets = torch.from_numpy(dataset.targets("train", np.uint8))  # made float per batch by the loss
+    teacher_cache = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=run_device)
+    encoded = TokenizedTexts(tokenizer, texts)
     label_weights = label_pos_weights(dataset.label_counts("train"), len(texts), pos_weight_scheme).to(run_device)
 
     matches = prediction_matches(weights, temperature, dataset.multi_label)
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
-        teacher_side = {"logits": teacher_logits[index].to(run_device), "labels": targets[index].to(run_device)}
+        targets = torch.from_numpy(dataset.targets("train", np.uint8, rows=index))  # made float by the loss
+        teacher_side = {"logits": teacher_cache.rows("logits", index).to(run_device), "labels": targets.to(run_device)}
         return total_loss(matches, {"logits": model(**batch)}, teacher_side, Batch(label_weights=label_weights))
 
     def validate() -> float:

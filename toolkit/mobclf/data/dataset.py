@@ -1,26 +1,104 @@
 """Reading a dataset artifact (made by ``mobclf data prepare``) and unlabelled transfer texts.
 
+Each split is one Arrow IPC stream file (``train.arrow``; columns ``text`` and ``labels``, a list of label names;
+the file layout HF ``datasets`` keeps its tables in), memory-mapped, so nothing is read until asked for: a stage of
+a 200k-article set holds the texts and the targets of the rows it works on, never the whole split.
+
     data = load_dataset(Path("runs/data"))
-    x, y = data.texts("train"), data.targets("train")   # y: float32 multi-hot [N, len(data.labels)]
+    texts = data.texts("train")                                  # a lazy sequence: len(texts), texts[0], texts.take(rows)
+    y = data.targets("val")                                      # float32 multi-hot [N, len(data.labels)]
+    y = data.targets("train", rows=[5, 9], dtype=np.uint8)       # just those rows
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mobclf.artifacts import Artifact, load_artifact
 from mobclf.data.readers import read_lines, read_jsonl
 from mobclf.errors import UserError
 
+SCHEMA = pa.schema([("text", pa.string()), ("labels", pa.list_(pa.string()))])
+ROWS_PER_BATCH = 8192  # rows per Arrow record batch written
 
-@dataclass
-class Example:
-    text: str
-    labels: list[str]
+
+def split_file(split: str) -> str:
+    return f"{split}.arrow"
+
+
+def write_split(path: Path, rows: Iterable[tuple[str, Sequence[str]]]) -> int:
+    """Write ``(text, labels)`` rows as one split file, a record batch of ``ROWS_PER_BATCH`` at a time; the count."""
+    count, texts, labels = 0, [], []
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
+        for text, row_labels in rows:
+            texts.append(text)
+            labels.append(list(row_labels))
+            count += 1
+            if len(texts) == ROWS_PER_BATCH:
+                writer.write_batch(pa.record_batch([texts, labels], schema=SCHEMA))
+                texts, labels = [], []
+        if texts or not count:
+            writer.write_batch(pa.record_batch([texts, labels], schema=SCHEMA))
+    return count
+
+
+def take(column: pa.ChunkedArray, rows) -> list:
+    """``column``'s values at ``rows`` (in that order) as Python objects, taken chunk by chunk: Arrow's own take on a
+    chunked column first joins every chunk into one copy, the whole column, for each call."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.cumsum([0, *(len(chunk) for chunk in column.chunks)])
+    chunk_of = np.searchsorted(starts, rows, side="right") - 1
+    values = [None] * len(rows)
+    for number in np.unique(chunk_of):
+        positions = np.flatnonzero(chunk_of == number)
+        taken = column.chunk(int(number)).take(pa.array(rows[positions] - starts[number])).to_pylist()
+        for position, value in zip(positions.tolist(), taken):
+            values[position] = value
+    return values
+
+
+class Texts(Sequence[str]):
+    """A column of texts, read on demand: ``texts[i]``, ``texts[a:b]`` and ``texts.take(rows)`` (lists of str),
+    iteration a record batch at a time, and ``+`` to append more texts (e.g. unlabelled ones) without copying."""
+
+    def __init__(self, column: pa.ChunkedArray):
+        self.column = column
+
+    @classmethod
+    def of(cls, texts: Sequence[str] | Texts) -> Texts:
+        """``texts`` as a :class:`Texts` (a list is converted, a :class:`Texts` kept)."""
+        if isinstance(texts, Texts):
+            return texts
+        return cls(pa.chunked_array([pa.array(list(texts), pa.string())], pa.string()))
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return self.take(range(start, stop, step))
+            return self.column.slice(start, max(0, stop - start)).to_pylist()
+        return self.column[int(key)].as_py()
+
+    def take(self, rows) -> list[str]:
+        """The texts of ``rows`` (any sequence of ints, a numpy array or a tensor), in that order."""
+        return take(self.column, rows)
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.column.chunks:
+            for start in range(0, len(chunk), ROWS_PER_BATCH):
+                yield from chunk.slice(start, ROWS_PER_BATCH).to_pylist()
+
+    def __add__(self, other: Sequence[str]) -> Texts:
+        other = Texts.of(other)
+        return Texts(pa.chunked_array(self.column.chunks + other.column.chunks, pa.string()))
 
 
 class Dataset:
@@ -28,7 +106,9 @@ class Dataset:
 
     def __init__(self, artifact: Artifact):
         self.artifact = artifact
-        self._examples: dict[str, list[Example]] = {}
+        self._tables: dict[str, pa.Table] = {}
+        self._label_names = pa.array(self.labels, pa.string())
+        self._position = {label: position for position, label in enumerate(self.labels)}
 
     @property
     def labels(self) -> list[str]:
@@ -42,26 +122,34 @@ class Dataset:
     def language(self) -> str:
         return self.artifact.manifest["language"]
 
-    def examples(self, split: str) -> list[Example]:
+    def _table(self, split: str) -> pa.Table:
+        """The split's table, memory-mapped (its pages are read when a column is used)."""
         if split not in self.artifact.manifest["splits"]:
             raise UserError(f"has no split {split!r}; it has {', '.join(self.artifact.manifest['splits'])}",
                             path=self.artifact.path)
-        if split not in self._examples:
-            with open(self.artifact.file(f"{split}.jsonl"), encoding="utf-8") as handle:
-                self._examples[split] = [Example(**json.loads(line)) for line in handle]
-        return self._examples[split]
+        if split not in self._tables:
+            source = pa.memory_map(str(self.artifact.file(split_file(split))))
+            self._tables[split] = pa.ipc.open_stream(source).read_all()
+        return self._tables[split]
 
-    def texts(self, split: str) -> list[str]:
-        return [example.text for example in self.examples(split)]
+    def texts(self, split: str) -> Texts:
+        return Texts(self._table(split).column("text"))
 
-    def targets(self, split: str, dtype: type = np.float32) -> np.ndarray:
-        """Multi-hot targets [N, len(labels)] (float32; training keeps uint8, a quarter of the memory with hundreds
-        of labels)."""
-        index = {label: position for position, label in enumerate(self.labels)}
-        examples = self.examples(split)
-        targets = np.zeros((len(examples), len(self.labels)), dtype=dtype)
-        for row, example in enumerate(examples):
-            targets[row, [index[label] for label in example.labels]] = 1.0
+    def targets(self, split: str, dtype: type = np.float32, rows=None) -> np.ndarray:
+        """Multi-hot targets [N, len(labels)] of the split, or of its ``rows`` only (float32; training asks for
+        uint8, a quarter of the memory with hundreds of labels)."""
+        labels = self._table(split).column("labels")
+        if rows is None:
+            counts = pc.list_value_length(labels).to_numpy(zero_copy_only=False)
+            positions = pc.index_in(pc.list_flatten(labels), value_set=self._label_names).to_numpy(
+                zero_copy_only=False)
+        else:
+            taken = take(labels, rows)
+            counts = np.array([len(row_labels) for row_labels in taken], dtype=np.int64)
+            positions = np.array([self._position[label] for row_labels in taken for label in row_labels],
+                                 dtype=np.int64)
+        targets = np.zeros((len(counts), len(self.labels)), dtype=dtype)
+        targets[np.repeat(np.arange(len(counts)), counts), positions] = 1
         return targets
 
     def check_labels_of(self, *models: Artifact) -> None:
@@ -81,8 +169,10 @@ class Dataset:
                             "dataset it was trained on", path=self.artifact.path)
 
     def label_counts(self, split: str) -> np.ndarray:
-        """Examples per label (int64, ``labels`` order)."""
-        return self.targets(split, np.uint8).sum(axis=0, dtype=np.int64)
+        """Examples per label (int64, ``labels`` order), counted over the label column."""
+        counted = pc.value_counts(pc.list_flatten(self._table(split).column("labels")))
+        by_name = dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
+        return np.array([by_name.get(label, 0) for label in self.labels], dtype=np.int64)
 
 
 def load_dataset(path: Path) -> Dataset:

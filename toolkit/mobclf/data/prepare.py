@@ -3,14 +3,13 @@
     art = run(PrepareConfig(), input=Path("news.jsonl"), out=Path("runs/data"))              # 80/10/10 split
     art = run(PrepareConfig(), train=Path("train.jsonl"), test=Path("test.jsonl"), out=...)  # val carved
 
-The artifact holds ``train.jsonl``, ``val.jsonl`` and ``test.jsonl`` (``{"text", "labels"}`` per line) and a
-manifest with the label list, label statistics, what filtering and de-duplication dropped, the sources and how the
+The artifact holds ``train.arrow``, ``val.arrow`` and ``test.arrow`` (Arrow stream files of ``text`` and ``labels``,
+see :mod:`mobclf.data.dataset`) and a manifest with the label list, label statistics, what filtering and de-duplication dropped, the sources and how the
 split was made. Load it with :func:`mobclf.data.dataset.load_dataset`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.text import Text
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
+from mobclf.data.dataset import split_file, write_split
 from mobclf.data.readers import Row, detect_format, read_class_file, read_labelled
 from mobclf.data.splits import SPLITS, carve_splits, min_examples_to_stratify
 from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
@@ -251,9 +251,7 @@ def run(config: PrepareConfig, *, out: Path, input: Path | None = None, train: P
         sources.append({"path": str(class_file.resolve()), "sha256": sha256_file(class_file), "format": "class-list"})
     with write_artifact(out, kind="dataset", force=force) as art:
         for name, rows in splits.items():
-            with open(art.dir / f"{name}.jsonl", "w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps({"text": row.text, "labels": list(row.labels)}, ensure_ascii=False) + "\n")
+            write_split(art.dir / split_file(name), ((row.text, row.labels) for row in rows))
         art.manifest.update(
             labels=labels,
             multi_label=multi_label,

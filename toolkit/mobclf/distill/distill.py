@@ -39,7 +39,7 @@ from mobclf.distill.tinybert_student import TinyBertConfig, prepare_tinybert
 from mobclf.errors import UserError
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
-from mobclf.train.batching import encode_texts
+from mobclf.train.batching import TokenizedTexts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import TextCnnDistillConfig, TinyBertDistillConfig
 from mobclf.train import distributed
@@ -132,17 +132,21 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
     torch.manual_seed(fit_config.seed)
 
     extra_texts = read_texts(unlabeled) if unlabeled else []
-    texts = dataset.texts("train") + extra_texts
-    has_label = torch.tensor([True] * len(dataset.texts("train")) + [False] * len(extra_texts))
-    targets = torch.from_numpy(np.concatenate([dataset.targets("train", np.uint8),  # made float per batch
-                                               np.zeros((len(extra_texts), len(dataset.labels)), np.uint8)]))
+    labelled = len(dataset.texts("train"))
+    texts = dataset.texts("train") + extra_texts  # the labelled ones first
+
+    def gold_labels(index: torch.Tensor) -> torch.Tensor:
+        """Multi-hot labels (uint8, made float by the loss) of transfer texts ``index``; zeros for unlabelled ones."""
+        labels = np.zeros((len(index), len(dataset.labels)), np.uint8)
+        has_label = (index < labelled).numpy()
+        labels[has_label] = dataset.targets("train", np.uint8, rows=index.numpy()[has_label])
+        return torch.from_numpy(labels)
     prepared: PreparedStudent = prepare(student_config, plan, weights, teacher_artifact, teacher, teacher_tokenizer,
                                         texts, len(dataset.labels), run_device)
     student = prepared.model
     trainable = nn.ModuleDict({"student": student, "projections": prepared.projections}).to(run_device)
     console.log(f"losses {', '.join(f'{name}×{weight}' for name, weight in weights.items())}")
-    label_weights = label_pos_weights(dataset.label_counts("train"), len(dataset.texts("train")),
-                                      pos_weight_scheme).to(run_device)
+    label_weights = label_pos_weights(dataset.label_counts("train"), labelled, pos_weight_scheme).to(run_device)
     matches = prediction_matches(weights, plan.temperature, dataset.multi_label) + prepared.matches
     intermediate_matches = [match for match in matches if match.loss not in PREDICTION_LOSSES]
 
@@ -151,8 +155,9 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
         ours = prepared.student_outputs(batch, {match.student for match in terms})
         theirs = prepared.teacher_outputs(index, batch, {match.teacher for match in terms} - {"logits", "labels"})
         if index is not None:  # transfer texts: the cached teacher logits and the gold labels
-            theirs.update(logits=prepared.teacher_logits[index].to(run_device), labels=targets[index].to(run_device))
-        context = Batch(mask=batch["attention_mask"], labelled=None if index is None else has_label[index],
+            theirs.update(logits=prepared.teacher_cache.rows("logits", index).to(run_device),
+                          labels=gold_labels(index).to(run_device))
+        context = Batch(mask=batch["attention_mask"], labelled=None if index is None else index < labelled,
                         label_weights=label_weights)
         return total_loss(terms, ours, theirs, context, prepared.projections)
 
@@ -161,7 +166,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student
                                          init=getattr(student_config, "init", None)), fit_config.restart)
     stages = []
     if general_texts:
-        general = encode_texts(prepared.tokenizer, read_texts(general_texts))
+        general = TokenizedTexts(prepared.tokenizer, read_texts(general_texts))
         stage_config = replace(fit_config, epochs=plan.general_epochs)
         result = fit(prepared.intermediate_module, len(general),
                      lambda index: batch_loss(index, intermediate_matches, encoded=general), None, stage_config,

@@ -16,26 +16,27 @@ import torch
 from torch import nn
 
 from mobclf.distill.losses import Match
+from mobclf.distill.teacher_cache import TeacherOutputs
 from mobclf.text.base import Tokenizer
-from mobclf.train.batching import EncodedTexts
+from mobclf.train.batching import TokenizedTexts
 
 # (batch on the device, output names) → {name: tensor}: the student's outputs, with gradients
 StudentOutputs = Callable[[dict[str, torch.Tensor], set[str]], dict[str, torch.Tensor]]
 # (rows of the transfer texts or None for general-distillation texts, batch on the device, output names)
 #   → {name: tensor}: the teacher's intermediate outputs on the student's positions, without gradients
-TeacherOutputs = Callable[[torch.Tensor | None, dict[str, torch.Tensor], set[str]], dict[str, torch.Tensor]]
+TeacherBatchOutputs = Callable[[torch.Tensor | None, dict[str, torch.Tensor], set[str]], dict[str, torch.Tensor]]
 
 
 @dataclass
 class PreparedStudent:
     model: nn.Module
     tokenizer: Tokenizer
-    encoded: EncodedTexts  # the transfer texts (train + unlabelled) in the student's tokens
-    teacher_logits: torch.Tensor  # [N, labels] for the same texts
+    encoded: TokenizedTexts  # the transfer texts (train + unlabelled) in the student's tokens
+    teacher_cache: TeacherOutputs  # the teacher's cached outputs (logits at least) of the same texts
     matches: list[Match]  # the intermediate terms
     projections: nn.ModuleDict  # learned student → teacher width maps named by the matches, trained with the student
     student_outputs: StudentOutputs
-    teacher_outputs: TeacherOutputs
+    teacher_outputs: TeacherBatchOutputs
     intermediate_module: nn.Module  # what the intermediate-only stage trains
     prediction_only_after_intermediate: bool  # TinyBERT's second stage drops the intermediate losses
     plan_details: dict = field(default_factory=dict)  # resolved layers etc., recorded in the manifest

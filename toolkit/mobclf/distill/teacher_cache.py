@@ -1,10 +1,15 @@
-"""Teacher outputs for distillation, computed once and cached on disk.
+"""Teacher outputs for distillation, computed once and cached on disk, read a batch at a time.
 
 A BERT-base forward pass over 16k headlines takes minutes on a CPU, and every distillation run of an ablation needs
 the same outputs, so they are stored under ``$MOBCLF_CACHE`` (default ``~/.cache/mobclf``), keyed by the teacher's
 sha256 and the texts; an entry also serves requests for fewer layers than it holds. The cache never lives inside
-an artifact (that would break its checksums). Each entry has a ``.sha256`` beside it, written after the entry: an
-entry that is truncated, edited or without its checksum is ignored (and recomputed), never trained on.
+an artifact (that would break its checksums).
+
+An entry is a folder of ``.npy`` files (numpy's format), one per output and process: under torchrun each process
+computes a contiguous share of the texts and writes its own shard, and ``entry.json`` (written last, by rank 0, with
+every shard's rows and sha256) makes the entry whole. An entry that fails its checksums is ignored (and recomputed),
+never trained on. Rows are read with ``os.pread`` when a batch asks for them: a distillation run holds the teacher
+outputs of its batch, never the whole cache (logits of 200k texts × 605 labels are 0.5 GB; hint states far more).
 
 Layer numbering follows ``hidden_states``: 0 is the embedding output, 1..N the transformer layers; attention of
 layer k is the attention computed inside layer k.
@@ -15,32 +20,95 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+import torch.nn.functional as F
 
 from mobclf.artifacts import Artifact, sha256_file
 from mobclf.console import console, progress
+from mobclf.data.dataset import Texts
 from mobclf.errors import UserError
 from mobclf.train import distributed
-from mobclf.train.batching import batch_indices, encode_texts
 from mobclf.train.metrics import agreement
 from mobclf.train.thresholds import predict_labels
 
+ENTRY_FILE = "entry.json"
 
-@dataclass
+
+class _NpyRows:
+    """The rows of one ``.npy`` file, read with ``os.pread`` when asked for (nothing is mapped or kept)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            self.shape, _, self.dtype = read_header(handle)
+            self.data_start = handle.tell()
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        buffers = out.reshape(len(rows), -1).view(np.uint8)
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            for buffer, row in zip(buffers, rows.tolist()):
+                os.preadv(descriptor, [buffer], self.data_start + row * self.row_bytes)
+        finally:
+            os.close(descriptor)
+        return out
+
+
+class _NpyWriter:
+    """Writes one ``.npy`` file of ``rows`` rows a batch at a time (the header first: the shape is known)."""
+
+    def __init__(self, path: Path, rows: int):
+        self.path, self.rows, self.handle = path, rows, None
+
+    def write(self, array: np.ndarray) -> None:
+        if self.handle is None:
+            self.handle = open(self.path, "wb")
+            np.lib.format.write_array_header_2_0(self.handle, {"descr": np.lib.format.dtype_to_descr(array.dtype),
+                                                                "fortran_order": False,
+                                                                "shape": (self.rows, *array.shape[1:])})
+        self.handle.write(np.ascontiguousarray(array).tobytes())
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
 class TeacherOutputs:
-    """Per text: logits [N, labels]; [CLS] attention over teacher tokens [N, Lt]; hint-layer states [N, Lt, H]; the
-    teacher tokens' character spans [N, Lt, 2] (with attention or states, to align them with a student's tokens)."""
+    """One cache entry's outputs of N texts: ``logits`` [N, labels], ``cls_attention`` (the [CLS] row of the asked
+    layers' attention, mean over heads and layers) [N, Lt] and ``hidden`` (hint-layer states, fp16) [N, Lt, H], with
+    Lt the tokenizer's ``max_length``; ``rows(name, index)`` reads those of a batch from disk."""
 
-    logits: torch.Tensor
-    cls_attention: torch.Tensor | None
-    hidden: torch.Tensor | None
-    offsets: torch.Tensor | None
+    def __init__(self, entry: Path, files: dict[str, list[dict]]):
+        self._shards = {name: [(shard["start"], shard["stop"], _NpyRows(entry / shard["file"])) for shard in shards]
+                        for name, shards in files.items()}
+        self.count = max((shards[-1]["stop"] for shards in files.values() if shards), default=0)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._shards
+
+    def rows(self, name: str, index) -> torch.Tensor:
+        """The rows ``index`` (in that order) of output ``name``."""
+        index = np.asarray(index, dtype=np.int64)
+        parts = self._shards[name]
+        out = np.empty((len(index), *parts[0][2].shape[1:]), parts[0][2].dtype)
+        for start, stop, rows in parts:
+            inside = (index >= start) & (index < stop)
+            if inside.any():
+                out[inside] = rows.read(index[inside] - start)
+        return torch.from_numpy(out)
+
+    def all(self, name: str) -> torch.Tensor:
+        return self.rows(name, np.arange(self.count))
 
 
 def cache_dir() -> Path:
@@ -55,105 +123,109 @@ def check_layers(num_layers: int, hint_layer: int | None, attention_layers: list
         raise UserError(f"--attention-layers {bad} outside the teacher's layers 1..{num_layers}")
 
 
-def _checksum_file(entry: Path) -> Path:
-    return entry.with_name(entry.name + ".sha256")
+def _wanted(layers: dict) -> list[str]:
+    return ["logits", *(["cls_attention"] if layers["attention_layers"] else []),
+            *(["hidden"] if layers["hint_layer"] is not None else [])]
 
 
-def _load_cached(source: str, layers: dict) -> dict[str, torch.Tensor] | None:
-    """The requested tensors of an intact cache entry (checked against the checksum saved beside it) for the same
-    teacher and texts holding at least the requested layers: a run with every loss serves later runs with fewer."""
-    for path in sorted(cache_dir().glob(f"{source}-*.safetensors")):
+def _load_cached(source: str, layers: dict) -> TeacherOutputs | None:
+    """The requested outputs of an intact cache entry (every shard matching the checksum in its ``entry.json``)
+    for the same teacher and texts holding at least the requested layers: a run with every loss serves later runs
+    with fewer."""
+    for description in sorted(cache_dir().glob(f"{source}-*/{ENTRY_FILE}")):
+        entry = description.parent
         try:
-            with safe_open(str(path), framework="pt") as entry:
-                stored = json.loads(entry.metadata()["layers"])
-        except (OSError, ValueError, KeyError, SafetensorError):
-            stored = None  # a damaged header: said below, when its checksum fails
-        if stored is not None and (layers["hint_layer"] not in (None, stored["hint_layer"]) or (
-                layers["attention_layers"] and layers["attention_layers"] != stored["attention_layers"])):
+            stored = json.loads(description.read_text(encoding="utf-8"))
+            files = {name: stored["files"][name] for name in _wanted(layers)}
+            held = stored["layers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if layers["hint_layer"] not in (None, held["hint_layer"]) or (
+                layers["attention_layers"] and layers["attention_layers"] != held["attention_layers"]):
             continue
         try:
-            intact = _checksum_file(path).read_text(encoding="ascii").strip() == sha256_file(path)
-        except (OSError, UnicodeDecodeError):
+            intact = all(sha256_file(entry / shard["file"]) == shard["sha256"]
+                         for shards in stored["files"].values() for shard in shards)
+        except (OSError, KeyError, TypeError):
             intact = False
-        if stored is None or not intact:
-            console.log(f"[yellow]teacher outputs: {path} does not match its checksum; ignored and recomputed")
+        if not intact:
+            console.log(f"[yellow]teacher outputs: {entry} does not match its checksums; ignored and recomputed")
             continue
-        console.log(f"teacher outputs: cached {path}")
-        wanted = ["logits", *(["cls_attention"] if layers["attention_layers"] else []),
-                  *(["hidden"] if layers["hint_layer"] is not None else [])]
-        with safe_open(str(path), framework="pt") as entry:  # only what is asked for: an entry may hold gigabytes more
-            return {key: entry.get_tensor(key) for key in wanted}
+        console.log(f"teacher outputs: cached {entry}")
+        return TeacherOutputs(entry, files)
     return None
 
 
+def _source_key(teacher_sha256: str, texts: Texts) -> str:
+    """What names the entries of one teacher on one list of texts (hashed a text at a time)."""
+    digest = hashlib.sha256(teacher_sha256.encode("utf-8"))
+    for text in texts:
+        digest.update(b"\n" + text.encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
 @torch.no_grad()
-def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: list[str], *,
+def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: Sequence[str], *,
                     hint_layer: int | None = None, attention_layers: list[int] = (), device: str | torch.device = "cpu",
                     batch_size: int = 64) -> TeacherOutputs:
-    """Run the teacher over ``texts`` (or read the cached result) and keep only what the losses need."""
+    """Run the teacher over ``texts`` (or find the cached result) and keep only what the losses need, on disk."""
     attention_layers = list(attention_layers)
     check_layers(model.bert.config.num_hidden_layers, hint_layer, attention_layers)
-    encoded = encode_texts(tokenizer, texts, offsets=hint_layer is not None or bool(attention_layers))
-    source = hashlib.sha256("\n".join([teacher.sha256, *texts]).encode("utf-8")).hexdigest()[:32]
+    texts = Texts.of(texts)
+    source = _source_key(teacher.sha256, texts)
     layers = {"hint_layer": hint_layer, "attention_layers": attention_layers}
     stored = _load_cached(source, layers)
     if stored is not None:
-        return TeacherOutputs(stored["logits"], stored["cls_attention"] if attention_layers else None,
-                              stored["hidden"] if hint_layer is not None else None, encoded.offsets)
-    path = cache_dir() / f"{source}-{hashlib.sha256(json.dumps(layers).encode()).hexdigest()[:16]}.safetensors"
+        return stored
+    entry = cache_dir() / f"{source}-{hashlib.sha256(json.dumps(layers).encode()).hexdigest()[:16]}"
+    partial = entry.with_name(entry.name + ".partial")
+    if distributed.is_main():
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    distributed.barrier()
 
     if attention_layers:
         model.bert.set_attn_implementation("eager")  # sdpa returns no attention maps
     model.to(device).eval()
-    width = encoded.input_ids.shape[1]
-    batches = batch_indices(len(texts), batch_size)
-    mine = distributed.my_batches(batches)
-    logits, attention, hidden = [], [], []
+    rank, world, width = distributed.rank(), distributed.world_size(), tokenizer.max_length
+    start, stop = rank * len(texts) // world, (rank + 1) * len(texts) // world  # this process's share
+    writers = {name: _NpyWriter(partial / f"{name}-{rank:05d}-of-{world:05d}.npy", stop - start)
+               for name in _wanted(layers)}
     with progress() as bar:
-        task = bar.add_task("teacher outputs", total=sum(len(index) for index in mine),
-                            status="computed once, then cached")
-        for index in mine:
-            batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
+        task = bar.add_task("teacher outputs", total=stop - start, status="computed once, then cached")
+        for first in range(start, stop, batch_size):
+            encoded = tokenizer.encode_batch(texts[first:min(first + batch_size, stop)])
+            batch = {key: encoded[key].to(device) for key in ("input_ids", "attention_mask")}
             out = model.encode(**batch, output_hidden_states=hint_layer is not None,
                                output_attentions=bool(attention_layers))
             pad = width - batch["input_ids"].shape[1]
-            logits.append(out.logits.float().cpu())
+            writers["logits"].write(out.logits.float().cpu().numpy())
             if attention_layers:
                 cls_rows = torch.stack([out.attentions[layer - 1][:, :, 0, :].mean(1) for layer in attention_layers])
-                attention.append(torch.nn.functional.pad(cls_rows.mean(0).float().cpu(), (0, pad)))
+                writers["cls_attention"].write(F.pad(cls_rows.mean(0).float(), (0, pad)).cpu().numpy())
             if hint_layer is not None:
-                states = out.hidden_states[hint_layer].half().cpu()
-                hidden.append(torch.nn.functional.pad(states, (0, 0, 0, pad)))
-            bar.advance(task, len(index))
-    logits = distributed.in_batch_order(logits, len(batches))
-    attention = distributed.in_batch_order(attention, len(batches)) if attention_layers else []
-    hidden = distributed.in_batch_order(hidden, len(batches)) if hint_layer is not None else []
-    stored = {"logits": torch.cat(logits)}
-    if attention:
-        stored["cls_attention"] = torch.cat(attention)
-    if hidden:
-        stored["hidden"] = torch.cat(hidden)
+                writers["hidden"].write(F.pad(out.hidden_states[hint_layer].half(), (0, 0, 0, pad)).cpu().numpy())
+            bar.advance(task, len(batch["input_ids"]))
+    for writer in writers.values():
+        writer.close()
+    mine = {name: {"file": writer.path.name, "start": start, "stop": stop, "sha256": sha256_file(writer.path)}
+            for name, writer in writers.items() if stop > start}
+    shards = distributed.gather(mine)
     if distributed.is_main():
-        _store(path, stored, layers)
-    return TeacherOutputs(stored["logits"], stored.get("cls_attention"), stored.get("hidden"), encoded.offsets)
+        files = {name: [part[name] for part in shards if name in part] for name in writers}
+        (partial / ENTRY_FILE).write_text(json.dumps({"layers": layers, "texts": len(texts), "files": files},
+                                                     indent=1), encoding="utf-8")
+        shutil.rmtree(entry, ignore_errors=True)  # a damaged entry of the same name
+        partial.rename(entry)
+    distributed.barrier()
+    return TeacherOutputs(entry, {name: json.loads((entry / ENTRY_FILE).read_text("utf-8"))["files"][name]
+                                  for name in writers})
 
 
-def _store(path: Path, stored: dict[str, torch.Tensor], layers: dict) -> None:
-    """Write a cache entry, then its checksum (an entry without one is never read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file(stored, str(partial), metadata={"layers": json.dumps(layers)})
-    _checksum_file(path).unlink(missing_ok=True)  # an entry without its checksum is never read
-    partial.replace(path)
-    checksum = _checksum_file(path).with_suffix(".partial-sha256")
-    checksum.write_text(sha256_file(path) + "\n", encoding="ascii")
-    checksum.replace(_checksum_file(path))
-
-
-def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: list[str],
+def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: Sequence[str],
                         single_label: bool, device: str | torch.device = "cpu") -> np.ndarray:
     """The teacher's predicted label matrix for ``texts`` with its own thresholds (logits from the cache)."""
-    logits = teacher_outputs(teacher, model, tokenizer, texts, device=device).logits
+    logits = teacher_outputs(teacher, model, tokenizer, texts, device=device).all("logits")
     return predict_labels(torch.sigmoid(logits).numpy(), np.asarray(teacher.manifest["thresholds"]), single_label)
 
 

@@ -1,8 +1,9 @@
 """The TextCNN student recipe: its own tokenizer (char or jieba words), optional pretrained vectors, a FitNets hint
 from one teacher layer and activation attention transfer from the teacher's [CLS] attention.
 
-Teacher and student tokens are aligned by their character spans (characters summed into words), and the teacher's
-hint states and attention are computed once and cached (``teacher_cache``). The intermediate stage is FitNets'
+Teacher and student tokens are aligned by their character spans (characters summed into words), a batch at a time.
+The teacher's attention, and its hint states up to ``hint_cache_gb`` on disk, are computed once and cached
+(``teacher_cache``); beyond that the teacher computes a batch's hint states when it is trained on. The intermediate stage is FitNets'
 stage 1: embedding, convolutions and projection learn the hint alone.
 """
 
@@ -18,11 +19,12 @@ from mobclf.console import console
 from mobclf.distill.alignment import align_attention, align_hidden, batch_alignment
 from mobclf.distill.losses import Match
 from mobclf.distill.student import PreparedStudent
-from mobclf.distill.teacher_cache import TeacherOutputs, teacher_outputs
+from mobclf.data.dataset import Texts
+from mobclf.distill.teacher_cache import teacher_outputs
 from mobclf.models import count_parameters
 from mobclf.models.textcnn import TextCNN, load_pretrained_vectors
 from mobclf.text import build_tokenizer
-from mobclf.train.batching import EncodedTexts, encode_texts
+from mobclf.train.batching import TokenizedTexts
 
 INTERMEDIATE_LOSSES = ("hint_mse", "attention_transfer")
 
@@ -41,46 +43,28 @@ class TextCnnConfig:
     hint_cache_gb: float = 1.0  # largest cache of teacher hint states; beyond it they are computed per batch
 
 
-def _aligned_targets(outputs: TeacherOutputs, student: EncodedTexts, chunk: int = 512) -> tuple:
-    """Teacher attention and hidden states moved onto student token positions, for every text (filled a chunk at a
-    time into one tensor each, so aligning holds no second copy of the states)."""
-    teacher_side = outputs.cls_attention if outputs.cls_attention is not None else outputs.hidden
-    n, width_s, width_t = len(student), student.input_ids.shape[1], teacher_side.shape[1]
-    attention = torch.zeros(n, width_s) if outputs.cls_attention is not None else None
-    hidden = torch.zeros(n, width_s, outputs.hidden.shape[2], dtype=torch.half) if outputs.hidden is not None else None
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        matrix = batch_alignment(student.offsets[start:stop], outputs.offsets[start:stop], width_s, width_t)
-        if attention is not None:
-            attention[start:stop] = align_attention(outputs.cls_attention[start:stop], matrix)
-        if hidden is not None:
-            hidden[start:stop] = align_hidden(outputs.hidden[start:stop].float(), matrix).half()
-    return attention, hidden
-
-
 def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
-                    teacher_tokenizer, texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
+                    teacher_tokenizer, texts: Texts, num_labels: int, device: torch.device) -> PreparedStudent:
     layers = teacher.bert.config.num_hidden_layers
     hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in weights else None
     attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in weights else []
-    # [N, L, H] fp16 states: 1.6 GB for 50k articles of 128 tokens from a 128-wide teacher; 40 GB for 200k, BERT-base
+    # [N, L, H] fp16 states on disk: 1.6 GB for 50k articles of 128 tokens from a 128-wide teacher; 40 GB for 200k
+    # from BERT-base
     cache_hint = hint_layer is not None and (len(texts) * teacher_tokenizer.max_length
                                              * teacher.bert.config.hidden_size * 2 <= config.hint_cache_gb * 1e9)
     outputs = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts,
                               hint_layer=hint_layer if cache_hint else None, attention_layers=attention_layers,
                               device=device)
-    teacher_encoded = None
+    aligned = hint_layer is not None or bool(attention_layers)
+    teacher_tokens = TokenizedTexts(teacher_tokenizer, texts, offsets=True) if aligned else None
     if hint_layer is not None and not cache_hint:
-        teacher_encoded = encode_texts(teacher_tokenizer, texts, offsets=True)
         teacher.to(device).eval()
         console.log(f"student: the teacher's layer-{hint_layer} states of {len(texts):,} texts would take more than "
                     f"--hint-cache-gb {config.hint_cache_gb:g}; the teacher computes them for each batch")
 
     tokenizer = build_tokenizer(config.tokenizer, texts, max_length=config.max_length or teacher_tokenizer.max_length,
                                 add_special_tokens=False, vocab_size=config.vocab_size, min_freq=config.min_freq)
-    encoded = encode_texts(tokenizer, texts, offsets=hint_layer is not None or bool(attention_layers))
-    teacher_attention, teacher_hidden = (_aligned_targets(outputs, encoded)
-                                         if cache_hint or attention_layers else (None, None))
+    encoded = TokenizedTexts(tokenizer, texts, offsets=aligned)
     model_config = {"vocab_size": len(tokenizer.vocab), "embedding_dim": config.embedding_dim,
                     "kernel_sizes": list(config.kernel_sizes), "num_filters": config.num_filters,
                     "dropout": config.dropout, "num_labels": num_labels}
@@ -107,23 +91,32 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
         return {"features": features, **({"logits": student.classify(features, batch["attention_mask"])}
                                          if "logits" in names else {})}
 
-    def hint_states(index, width):
-        """The teacher's hint-layer states for the texts ``index``, computed now and moved onto student positions."""
-        teacher_batch = {k: v.to(device) for k, v in teacher_encoded.batch(index).items()}
-        with torch.no_grad():
-            states = teacher.encode(**teacher_batch, output_hidden_states=True).hidden_states[hint_layer].float()
-        matrix = batch_alignment(encoded.offsets[index, :width], teacher_encoded.offsets[index, :states.shape[1]],
-                                 width, states.shape[1])
-        return align_hidden(states, matrix.to(states.device))
-
     def aligned_teacher_outputs(index, batch, names):
-        width, device = batch["input_ids"].shape[1], batch["input_ids"].device
-        aligned = {f"hidden.{hint_layer}": teacher_hidden, "cls_attention": teacher_attention}
-        return {name: hint_states(index, width) if aligned[name] is None else
-                aligned[name][index, :width].float().to(device) for name in names}
+        """The teacher's [CLS] attention and hint states for the texts ``index`` (read from the cache, or the states
+        computed now), moved onto the student's token positions of ``batch``."""
+        if not names:
+            return {}
+        teacher_batch = teacher_tokens.batch(index)
+        width_t = teacher_batch["input_ids"].shape[1]
+        matrix = batch_alignment(batch["offsets"].cpu(), teacher_batch["offsets"], batch["input_ids"].shape[1],
+                                 width_t).to(device)
+        theirs = {}
+        if "cls_attention" in names:
+            theirs["cls_attention"] = align_attention(outputs.rows("cls_attention", index)[:, :width_t].to(device),
+                                                      matrix)
+        if f"hidden.{hint_layer}" in names:
+            if cache_hint:
+                states = outputs.rows("hidden", index)[:, :width_t].to(device).float()
+            else:
+                with torch.no_grad():
+                    states = teacher.encode(input_ids=teacher_batch["input_ids"].to(device),
+                                            attention_mask=teacher_batch["attention_mask"].to(device),
+                                            output_hidden_states=True).hidden_states[hint_layer].float()
+            theirs[f"hidden.{hint_layer}"] = align_hidden(states, matrix)
+        return theirs
 
     lower = nn.ModuleDict({"embedding": student.embedding, "convs": student.convs, "projections": projections})
-    return PreparedStudent(model=student, tokenizer=tokenizer, encoded=encoded, teacher_logits=outputs.logits,
+    return PreparedStudent(model=student, tokenizer=tokenizer, encoded=encoded, teacher_cache=outputs,
                            matches=matches, projections=projections, student_outputs=student_outputs,
                            teacher_outputs=aligned_teacher_outputs, intermediate_module=lower,
                            prediction_only_after_intermediate=False,

@@ -24,13 +24,14 @@ from mobclf.artifacts import load_artifact
 from mobclf.console import console
 from mobclf.distill.layer_map import parse_layer_map
 from mobclf.distill.losses import Match
+from mobclf.data.dataset import Texts
 from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import teacher_outputs
 from mobclf.errors import UserError
 from mobclf.models import count_parameters, load_classifier, set_dropout
 from mobclf.models.bert import TINYBERT_4, TinyBertClassifier, attention_scores, bert_config
 from mobclf.text import load_tokenizer
-from mobclf.train.batching import encode_texts
+from mobclf.train.batching import TokenizedTexts
 from mobclf.train.pretrain import open_pretrained
 
 INTERMEDIATE_LOSSES = ("embedding_mse", "hidden_mse", "attention_mse")
@@ -77,7 +78,7 @@ def _initial_student(config: TinyBertConfig, teacher_tokenizer, num_labels: int)
 
 
 def prepare_tinybert(config: TinyBertConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
-                     teacher_tokenizer, texts: list[str], num_labels: int, device: torch.device) -> PreparedStudent:
+                     teacher_tokenizer, texts: Texts, num_labels: int, device: torch.device) -> PreparedStudent:
     student, parents = _initial_student(config, teacher_tokenizer, num_labels)
     set_dropout(student, config.dropout)
     student_bert, teacher_bert = student.bert.config, teacher.bert.config
@@ -91,7 +92,7 @@ def prepare_tinybert(config: TinyBertConfig, plan, weights: dict[str, float], te
                         for s, t in pairs]
     projections = nn.ModuleDict({"hidden": nn.Linear(student_bert.hidden_size, teacher_bert.hidden_size)}
                                 if {"embedding_mse", "hidden_mse"} & set(weights) else {})
-    logits = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=device).logits
+    cached = teacher_outputs(teacher_artifact, teacher, teacher_tokenizer, texts, device=device)
     teacher.to(device).eval()
     console.log(f"student: TinyBERT {student_bert.num_hidden_layers}×{student_bert.hidden_size}, "
                 f"{count_parameters(student):,} parameters; layer map {pairs or '-'}")
@@ -111,8 +112,8 @@ def prepare_tinybert(config: TinyBertConfig, plan, weights: dict[str, float], te
         with torch.no_grad():
             return named_outputs(teacher, batch, names)
 
-    return PreparedStudent(model=student, tokenizer=teacher_tokenizer, encoded=encode_texts(teacher_tokenizer, texts),
-                           teacher_logits=logits, matches=matches, projections=projections,
+    return PreparedStudent(model=student, tokenizer=teacher_tokenizer, encoded=TokenizedTexts(teacher_tokenizer, texts),
+                           teacher_cache=cached, matches=matches, projections=projections,
                            student_outputs=lambda batch, names: named_outputs(student, batch, names),
                            teacher_outputs=teacher_named_outputs,
                            intermediate_module=nn.ModuleDict({"bert": student.bert, "projections": projections}),

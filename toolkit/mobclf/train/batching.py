@@ -1,12 +1,17 @@
-"""Tokenize once, then cut padded batches out of one tensor."""
+"""Token ids of many texts, cut into padded batches: tokenized a batch at a time when asked for
+(``TokenizedTexts``, what training and prediction use, so a data set of any size is never held as token ids) or all
+at once into one tensor (``EncodedTexts``, for masked-LM pre-training, which masks whole words over every row)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
 from mobclf.console import progress
+from mobclf.data.dataset import Texts
 from mobclf.train import distributed
 
 
@@ -30,6 +35,45 @@ class EncodedTexts:
         return {"input_ids": self.input_ids[index, :width], "attention_mask": mask}
 
 
+def _spans(offsets: list[list[tuple[int, int]]], width: int) -> torch.Tensor:
+    """The character spans of each text's tokens as int32 [B, width, 2]; (0, 0) beyond a text's tokens."""
+    spans = torch.zeros((len(offsets), width, 2), dtype=torch.int32)
+    for row, text_spans in enumerate(offsets):
+        if text_spans:
+            spans[row, :len(text_spans)] = torch.tensor(text_spans, dtype=torch.int32)
+    return spans
+
+
+class TokenizedTexts:
+    """``texts`` in ``tokenizer``'s ids, tokenized when a batch is asked for: what a data set of any size costs here
+    is its texts' token counts (counted once, for length-grouped batches), never its token ids. ``offsets``: batches
+    carry each token's character span too (int32 [B, L, 2], to align two tokenizers' tokens)."""
+
+    def __init__(self, tokenizer, texts: Sequence[str], offsets: bool = False):
+        self.tokenizer, self.texts, self.offsets = tokenizer, Texts.of(texts), offsets
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @cached_property
+    def lengths(self) -> torch.Tensor:
+        """Every text's token count (counted on first use, a chunk of texts at a time)."""
+        lengths, chunk = torch.zeros(len(self.texts), dtype=torch.long), 4096
+        for start in range(0, len(self.texts), chunk):
+            stop = min(start + chunk, len(self.texts))
+            lengths[start:stop] = torch.tensor([len(self.tokenizer.encode(text).ids)
+                                                for text in self.texts[start:stop]], dtype=torch.long)
+        return lengths
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows ``index`` padded to their own longest length: input_ids, attention_mask (and offsets)."""
+        encoded = self.tokenizer.encode_batch(self.texts.take(index))
+        batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        if self.offsets:
+            batch["offsets"] = _spans(encoded["offsets"], encoded["input_ids"].shape[1])
+        return batch
+
+
 def encode_texts(tokenizer, texts: list[str], offsets: bool = False, chunk: int = 4096) -> EncodedTexts:
     """Tokenize ``texts`` a ``chunk`` at a time into preallocated tensors (so tokenizing a large data set does not
     hold every text's token lists at once); ``offsets``: keep each token's character span too."""
@@ -43,8 +87,7 @@ def encode_texts(tokenizer, texts: list[str], offsets: bool = False, chunk: int 
         input_ids[start:stop, :batch["input_ids"].shape[1]] = batch["input_ids"]
         lengths[start:stop] = batch["attention_mask"].sum(dim=1)
         if offsets:
-            for row, text_spans in enumerate(batch["offsets"], start=start):
-                spans[row, :len(text_spans)] = torch.tensor(text_spans, dtype=torch.int32)
+            spans[start:stop, :batch["input_ids"].shape[1]] = _spans(batch["offsets"], batch["input_ids"].shape[1])
     longest = max(1, int(lengths.max())) if n else 1
     return EncodedTexts(input_ids[:, :longest].clone(), lengths,
                         spans[:, :longest].clone() if offsets else None)
@@ -68,7 +111,7 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, encoded: EncodedTexts, batch_size: int = 128,
+def predict_logits(model: torch.nn.Module, encoded: TokenizedTexts | EncodedTexts, batch_size: int = 128,
                    device: torch.device | str = "cpu", description: str = "predicting") -> torch.Tensor:
     """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order; ``model`` is a
     module or a runtime runner (ExecuTorch, onnxruntime) called the same way.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,15 +14,15 @@ from mobclf.artifacts import Artifact, lineage, write_artifact
 from mobclf.data.dataset import Dataset
 from mobclf.models import architecture_of, count_parameters, save_weights
 from mobclf.train import distributed
-from mobclf.train.batching import encode_texts, predict_logits
+from mobclf.train.batching import TokenizedTexts, predict_logits
 from mobclf.train.loop import FitConfig, FitResult
 from mobclf.train.metrics import classification_metrics
 from mobclf.train.thresholds import predict_labels, tune_thresholds
 
 
-def predict_probs(model: nn.Module, tokenizer, texts: list[str], device: torch.device | str = "cpu",
+def predict_probs(model: nn.Module, tokenizer, texts: Sequence[str], device: torch.device | str = "cpu",
                   batch_size: int = 128, description: str = "predicting") -> np.ndarray:
-    logits = predict_logits(model, encode_texts(tokenizer, texts), batch_size, device, description)
+    logits = predict_logits(model, TokenizedTexts(tokenizer, texts), batch_size, device, description)
     return torch.sigmoid(logits).numpy()
 
 

@@ -49,7 +49,7 @@ def labelled_split(data, split: str, *models) -> Labelled:
 
     dataset = load_dataset(data) if isinstance(data, (str, Path)) else data
     dataset.check_labels_of(*models)
-    texts = dataset.texts(split)
+    texts = list(dataset.texts(split))  # a val or test split: scored whole
     if not texts:
         raise UserError(f"the dataset has no {split!r} examples; choose another --split", path=dataset.artifact.path)
     return Labelled(texts, dataset.targets(split), dataset.labels, f"{split} split of {dataset.artifact.path}")

@@ -15,7 +15,7 @@ from mobclf.errors import UserError
 from mobclf.models import count_parameters, set_dropout
 from mobclf.models.bert import BertClassifier, bert_config
 from mobclf.text import build_tokenizer, tokenizer_from_vocab
-from mobclf.train.batching import encode_texts
+from mobclf.train.batching import TokenizedTexts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import TeacherConfig
 from mobclf.train import distributed
@@ -59,13 +59,13 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
     set_dropout(model, config.dropout).to(run_device)
     console.log(f"teacher: {count_parameters(model):,} parameters, vocab {len(tokenizer.vocab):,}, on {run_device}")
 
-    encoded = encode_texts(tokenizer, train_texts)
-    targets = torch.from_numpy(dataset.targets("train", np.uint8))  # made float per batch by the loss
+    encoded = TokenizedTexts(tokenizer, train_texts)
     pos_weight = label_pos_weights(dataset.label_counts("train"), len(train_texts), pos_weight_scheme).to(run_device)
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
-        return weighted_bce(model(**batch), targets[index].to(run_device), pos_weight)
+        targets = torch.from_numpy(dataset.targets("train", np.uint8, rows=index))  # made float by the loss
+        return weighted_bce(model(**batch), targets.to(run_device), pos_weight)
 
     multi = dataset.multi_label  # epochs are scored at threshold 0.5 (val_micro_f1), the artifact at tuned ones
     state = open_state(out, run_settings(config, data=dataset.artifact.sha256, init=init), fit_config.restart)
