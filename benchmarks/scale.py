@@ -80,12 +80,37 @@ def _key(run: dict) -> tuple:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| documents | processes × threads | stage | wall (s) | documents/s | peak RSS (MB) |",
-             "|---:|---|---|---:|---:|---:|"]
+    """Every run's stages; the speed-up of 2 processes and of 2 threads over 1 × 1 at each size; the peak RSS of
+    each stage at every size (1 × 1) against the smallest size's."""
+    lines = ["| documents | processes × threads | stage | wall (s) | documents/s | peak RSS (MB) | teacher cache (MB) |",
+             "|---:|---|---|---:|---:|---:|---:|"]
     for result in results:
         for stage, figures in result["stages"].items():
             lines.append(f"| {result['documents']:,} | {result['processes']} × {result['threads']} | {stage} | "
-                         f"{figures['seconds']} | {figures['documents_per_s']} | {figures['peak_rss_mb']} |")
+                         f"{figures['seconds']} | {figures['documents_per_s']} | {figures['peak_rss_mb']} | "
+                         f"{result['teacher_cache_mb'] if stage == 'distill textcnn' else ''} |")
+    runs = {_key(result): result for result in results}
+    sizes = sorted({result["documents"] for result in results})
+    stages = list(results[0]["stages"]) if results else []
+    lines += ["", "Speed-up over 1 process × 1 thread (documents/s):", "",
+              "| documents | stage | 2 processes × 1 thread | 1 process × 2 threads |", "|---:|---|---:|---:|"]
+    for size in sizes:
+        for stage in stages[1:]:  # data prepare is one process whatever the others run on
+            base = runs.get((size, 1, 1))
+            if base is None:
+                continue
+            ratios = [f"{runs[key]['stages'][stage]['documents_per_s'] / base['stages'][stage]['documents_per_s']:.2f}×"
+                      if key in runs else "-" for key in ((size, 2, 1), (size, 1, 2))]
+            lines.append(f"| {size:,} | {stage} | {ratios[0]} | {ratios[1]} |")
+    single = [size for size in sizes if (size, 1, 1) in runs]
+    if len(single) > 1:
+        lines += ["", "Peak RSS at 1 × 1 (MB) by size, and the largest size's over the smallest's:", "",
+                  "| stage | " + " | ".join(f"{size:,}" for size in single) + " | ratio |",
+                  "|---|" + "---:|" * (len(single) + 1)]
+        for stage in stages:
+            peaks = [runs[(size, 1, 1)]["stages"][stage]["peak_rss_mb"] for size in single]
+            lines.append(f"| {stage} | " + " | ".join(f"{peak:,}" for peak in peaks)
+                         + f" | {peaks[-1] / peaks[0]:.2f} |")
     return "\n".join(lines) + "\n"
 
 

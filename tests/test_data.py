@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+from scipy.sparse import csr_matrix
 from dataset_rows import split_rows as read_split
 
 from mobclf.artifacts import MANIFEST
 from mobclf.cli import main
-from mobclf.data import splits as splits_module
 from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.data.demo_corpus import generate_article_corpus
 from mobclf.data.prepare import detect_language, run
 from mobclf.data.readers import detect_format, read_class_file, read_labelled
-from mobclf.data.splits import carve_splits
+from mobclf.data.splits import carve_splits, iterative_split
 from mobclf.errors import UserError
 from mobclf.stages import PrepareConfig
 
@@ -281,17 +282,23 @@ def test_single_file_single_label_stratified_split(indir, tmp_path):
         assert set(Counter(labels for _, labels in rows).values()) == {len(rows) // 3}
 
 
-def test_multi_label_split_uses_iterative_stratification(indir, tmp_path, monkeypatch):
-    calls = []
+def test_iterative_split_is_iterstrats_cut_row_for_row_on_sparse_labels():
+    """The sparse iterative stratification cuts what iterstrat's MultilabelStratifiedShuffleSplit (the reference,
+    a test dependency) cuts from the same dense matrix: same shuffle, same random tie-breaks, rows without labels."""
+    rng = np.random.default_rng(1)
+    for seed in range(40):
+        rows, labels = int(rng.integers(5, 300)), int(rng.integers(2, 40))
+        dense = (rng.random((rows, labels)) < rng.uniform(0.02, 0.3)).astype(np.int8)
+        dense[rng.random(rows) < 0.1] = 0
+        size = float(rng.choice([0.1, 0.2, 0.25, 0.5]))
+        reference = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        expected = next(reference.split(np.zeros(rows), dense))
+        ours = iterative_split(csr_matrix(dense), size, seed)
+        assert all(np.array_equal(got, wanted) for got, wanted in zip(ours, expected)), seed
 
-    class Spy(splits_module.MultilabelStratifiedShuffleSplit):
-        def split(self, X, y, groups=None):
-            calls.append(y.shape)
-            return super().split(X, y, groups)
 
-    monkeypatch.setattr(splits_module, "MultilabelStratifiedShuffleSplit", Spy)
+def test_multi_label_split_uses_iterative_stratification(indir, tmp_path):
     art = prepare(train=write_jsonl(indir / "a.jsonl", MULTI), out=tmp_path / "out")
-    assert len(calls) == 2 and calls[0] == (len(MULTI), 6)
     assert art.manifest["split"]["how"] == "iterative-stratification"
     assert art.manifest["multi_label"] is True
     parts = {name: read_split(art.path, name) for name in ("train", "val", "test")}
@@ -310,9 +317,29 @@ def test_carve_splits_partitions_rows_and_keeps_every_label_in_train():
         targets[np.arange(60), rng.integers(0, 12, 60)] = 1  # every row has a label
         targets[:, 11] = 0
         targets[rng.integers(0, 60), 11] = 1  # a label with one example
-        parts = carve_splits(targets, ["val", "test"], {"train": .6, "val": .2, "test": .2}, seed, multi_label=True)
+        parts = carve_splits(csr_matrix(targets), ["val", "test"], {"train": .6, "val": .2, "test": .2}, seed, multi_label=True)
         assert sorted(np.concatenate(list(parts.values()))) == list(range(60))
         assert (targets[parts["train"]].sum(axis=0) > 0).all()
+
+
+def test_a_file_that_changes_between_the_two_reads_is_refused_not_half_written(indir, tmp_path, monkeypatch):
+    """prepare reads its input twice, a line at a time (labels first, then the texts of the rows it keeps)."""
+    from mobclf.data import prepare as prepare_module
+
+    path, reads = write_jsonl(indir / "a.jsonl", SINGLE), []
+    read = prepare_module.iter_labelled
+
+    def read_then_edit(*args, **options):
+        reads.append(args[0])
+        if len(reads) == 2:
+            write_jsonl(path, [(text + " edited", labels) for text, labels in SINGLE])
+        return read(*args, **options)
+
+    monkeypatch.setattr(prepare_module, "iter_labelled", read_then_edit)
+    with pytest.raises(UserError, match="changed while it was read") as refused:
+        prepare(train=path, out=tmp_path / "out")
+    assert refused.value.line is not None and reads == [path, path]
+    assert not (tmp_path / "out").exists()
 
 
 def test_given_splits_are_kept_as_they_are(indir, tmp_path):

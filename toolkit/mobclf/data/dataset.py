@@ -12,7 +12,7 @@ a 200k-article set holds the texts and the targets of the rows it works on, neve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +31,32 @@ def split_file(split: str) -> str:
     return f"{split}.arrow"
 
 
-def write_split(path: Path, rows: Iterable[tuple[str, Sequence[str]]]) -> int:
-    """Write ``(text, labels)`` rows as one split file, a record batch of ``ROWS_PER_BATCH`` at a time; the count."""
-    count, texts, labels = 0, [], []
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
-        for text, row_labels in rows:
-            texts.append(text)
-            labels.append(list(row_labels))
-            count += 1
-            if len(texts) == ROWS_PER_BATCH:
-                writer.write_batch(pa.record_batch([texts, labels], schema=SCHEMA))
-                texts, labels = [], []
-        if texts or not count:
-            writer.write_batch(pa.record_batch([texts, labels], schema=SCHEMA))
-    return count
+class SplitWriter:
+    """Writes one split file, a record batch of ``ROWS_PER_BATCH`` rows at a time: ``add`` rows, then ``close``."""
+
+    def __init__(self, path: Path):
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, SCHEMA)
+        self._texts: list[str] = []
+        self._labels: list[list[str]] = []
+        self.count = 0
+
+    def add(self, text: str, labels: Sequence[str]) -> None:
+        self._texts.append(text)
+        self._labels.append(list(labels))
+        self.count += 1
+        if len(self._texts) == ROWS_PER_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.write_batch(pa.record_batch([self._texts, self._labels], schema=SCHEMA))
+        self._texts, self._labels = [], []
+
+    def close(self) -> None:
+        if self._texts or not self.count:  # an empty split is one empty batch
+            self._flush()
+        self._writer.close()
+        self._sink.close()
 
 
 def take(column: pa.ChunkedArray, rows) -> list:

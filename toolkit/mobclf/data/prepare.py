@@ -6,29 +6,88 @@
 The artifact holds ``train.arrow``, ``val.arrow`` and ``test.arrow`` (Arrow stream files of ``text`` and ``labels``,
 see :mod:`mobclf.data.dataset`) and a manifest with the label list, label statistics, what filtering and de-duplication dropped, the sources and how the
 split was made. Load it with :func:`mobclf.data.dataset.load_dataset`.
+
+The input is read twice, a line at a time, so its texts are never all in memory: the first pass keeps each row's
+labels, place and a digest of its text (for duplicates and shared texts), which is all that filtering and splitting
+need; the second writes each kept text into its split file (and refuses a file that changed in between).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from rich.text import Text
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
-from mobclf.console import console
-from mobclf.data.dataset import split_file, write_split
-from mobclf.data.readers import Row, detect_format, read_class_file, read_labelled
-from mobclf.data.splits import SPLITS, carve_splits, min_examples_to_stratify
+from mobclf.console import console, progress
+from mobclf.data.dataset import SplitWriter, split_file
+from mobclf.data.readers import detect_format, iter_labelled, read_class_file
+from mobclf.data.splits import SPLITS, carve_splits, label_matrix, min_examples_to_stratify
 from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
 from mobclf.data.stats import summary as stats_summary
 from mobclf.errors import UserError
 from mobclf.stages import PrepareConfig
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What the first pass keeps of a row: its labels and place, and a digest of its text instead of the text."""
+
+    digest: bytes
+    labels: tuple[str, ...]
+    path: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _first_pass(path: Path, read: Callable[[Path], object]) -> list[Kept]:
+    """Every row of ``path`` as :class:`Kept` (label tuples shared between rows with the same labels)."""
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+    rows = []
+    with progress() as bar:
+        task = bar.add_task(f"reading {path.name}", total=None, status="labels")
+        for row in read(path):
+            rows.append(Kept(_digest(row.text), shared.setdefault(row.labels, row.labels), row.path, row.line))
+            bar.advance(task)
+    return rows
+
+
+def _second_pass(path: Path, read: Callable[[Path], object], kept: list[tuple[Kept, str]],
+                 writers: dict[str, SplitWriter], train_texts: list[str], sample: int = 1000) -> None:
+    """Write the texts of ``path``'s kept rows (``(row, split)`` in line order) into their splits' files, with the
+    labels filtering left them; refuse the file if a row is not the one the first pass read."""
+    position = 0
+    with progress() as bar:
+        task = bar.add_task(f"writing {path.name}", total=len(kept), status="texts")
+        for row in read(path):
+            if position == len(kept) or row.line != kept[position][0].line:
+                continue  # a duplicate, or left without a label
+            first, split = kept[position]
+            if _digest(row.text) != first.digest:
+                raise UserError("changed while it was read (a row differs from the first pass); run again when it "
+                                "is complete", path=path, line=row.line)
+            writers[split].add(row.text, first.labels)
+            if split == "train" and len(train_texts) < sample:
+                train_texts.append(row.text)
+            position += 1
+            bar.advance(task)
+    if position != len(kept):
+        raise UserError("changed while it was read (it has fewer rows than in the first pass); run again when it is "
+                        "complete", path=path)
 
 
 def summary(artifact: Artifact):
@@ -50,21 +109,20 @@ def _refuse_input_location(out: Path, inputs: list[Path]) -> None:
             raise UserError(f"holds the input {path}; choose an --out that is not an input's folder", path=out)
 
 
-def _drop_duplicates(rows: list[Row], warn: Callable[[str], None]) -> tuple[list[Row], int, int]:
+def _drop_duplicates(rows: list[Kept], warn: Callable[[str], None]) -> tuple[list[Kept], int, int]:
     """Drop rows repeating an earlier text with the same labels; keep (and warn about) ones with other labels."""
-    first_by_text: dict[str, Row] = {}
-    seen: set[tuple[str, frozenset[str]]] = set()
+    first_by_text: dict[bytes, Kept] = {}
+    seen: set[tuple[bytes, frozenset[str]]] = set()
     kept, dropped, conflicts = [], [], []
     for row in rows:
-        key = (row.text, frozenset(row.labels))
-        if key in seen:
+        first, key = first_by_text.setdefault(row.digest, row), (row.digest, frozenset(row.labels))
+        if first is not row and (key == (first.digest, frozenset(first.labels)) or key in seen):
             dropped.append(row)
             continue
-        seen.add(key)
-        kept.append(row)
-        first = first_by_text.setdefault(row.text, row)
         if first is not row:
+            seen.update({(first.digest, frozenset(first.labels)), key})  # the texts that occur with other labels
             conflicts.append((row, first))
+        kept.append(row)
     if dropped:
         warn(f"dropped {len(dropped)} exact duplicate rows (same text and labels) of {rows[0].path}, "
              f"first at line {dropped[0].line}")
@@ -75,21 +133,13 @@ def _drop_duplicates(rows: list[Row], warn: Callable[[str], None]) -> tuple[list
     return kept, len(dropped), len(conflicts)
 
 
-def _warn_shared_texts(splits: dict[str, list[Row]], warn: Callable[[str], None]) -> None:
-    train_by_text = {row.text: row for row in splits["train"]}
-    shared = [(row, train_by_text[row.text]) for name in ("val", "test") for row in splits[name]
-              if row.text in train_by_text]
+def _warn_shared_texts(splits: dict[str, list[Kept]], warn: Callable[[str], None]) -> None:
+    train_by_text = {row.digest: row for row in splits["train"]}
+    shared = [(row, train_by_text[row.digest]) for name in ("val", "test") for row in splits[name]
+              if row.digest in train_by_text]
     if shared:
         row, twin = shared[0]
         warn(f"{len(shared)} val/test texts also occur in train (first: {row.where} = {twin.where}); they are kept")
-
-
-def _multi_hot(rows: list[Row], labels: list[str]) -> np.ndarray:
-    index = {label: position for position, label in enumerate(labels)}
-    targets = np.zeros((len(rows), len(labels)), dtype=np.int8)
-    for position, row in enumerate(rows):
-        targets[position, [index[label] for label in row.labels]] = 1
-    return targets
 
 
 def _stratified_cut_sizes(rows: int, carve: list[str], ratios: dict[str, float]) -> dict[str, int]:
@@ -127,8 +177,8 @@ def _advice_to_stratify(counts: dict[str, int], carve: list[str], ratios: dict[s
             + ", or ".join(help_))
 
 
-def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: int, multi_label: bool,
-           path: Path) -> dict[str, list[Row]]:
+def _carve(rows: list[Kept], carve: list[str], ratios: dict[str, float], seed: int, multi_label: bool,
+           path: Path) -> dict[str, list[Kept]]:
     """Split the train rows into train plus the ``carve`` splits, refusing labels too rare to stratify."""
     counts = label_counts(rows)
     labels = rank_labels(counts)
@@ -151,7 +201,9 @@ def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: in
         if advice:
             raise UserError(advice, path=path)
     try:
-        parts = carve_splits(_multi_hot(rows, labels), carve, ratios, seed, multi_label)
+        index = {label: position for position, label in enumerate(labels)}
+        matrix = label_matrix([[index[label] for label in row.labels] for row in rows], len(labels))
+        parts = carve_splits(matrix, carve, ratios, seed, multi_label)
     except ValueError as err:
         reason = " ".join(str(err).split())
         raise UserError(f"cannot stratify the split ({reason}); add data, change --split, use --min-label-count "
@@ -165,7 +217,7 @@ def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: in
     return {name: [rows[i] for i in indices] for name, indices in parts.items()}
 
 
-def _warn_rare_multi_labels(rows: list[Row], carved: bool, path: Path, warn: Callable[[str], None]) -> None:
+def _warn_rare_multi_labels(rows: list[Kept], carved: bool, path: Path, warn: Callable[[str], None]) -> None:
     """Multi-label data keeps labels with one training example (single-label data refuses them when it carves);
     say which, since they cannot be learnt well nor, when val/test are carved, evaluated."""
     counts = label_counts(rows)
@@ -209,11 +261,14 @@ def run(config: PrepareConfig, *, out: Path, input: Path | None = None, train: P
         notes.append(message)
         console.print(Text.assemble(("warning: ", "bold yellow"), message))
 
+    def read(path: Path):
+        name = next(name for name, given_path in given.items() if given_path == path)
+        return iter_labelled(path, formats[name], text_column=config.text_column, label_column=config.label_column,
+                             label_sep=config.label_sep, class_names=class_names)
+
     splits, duplicates = {}, {"dropped": 0, "conflicting": 0}
     for name, path in given.items():
-        rows = read_labelled(path, formats[name], text_column=config.text_column, label_column=config.label_column,
-                             label_sep=config.label_sep, class_names=class_names)
-        splits[name], dropped, conflicting = _drop_duplicates(rows, warn)
+        splits[name], dropped, conflicting = _drop_duplicates(_first_pass(path, read), warn)
         duplicates["dropped"] += dropped
         duplicates["conflicting"] += conflicting
 
@@ -250,12 +305,18 @@ def run(config: PrepareConfig, *, out: Path, input: Path | None = None, train: P
     if class_file:
         sources.append({"path": str(class_file.resolve()), "sha256": sha256_file(class_file), "format": "class-list"})
     with write_artifact(out, kind="dataset", force=force) as art:
-        for name, rows in splits.items():
-            write_split(art.dir / split_file(name), ((row.text, row.labels) for row in rows))
+        writers = {name: SplitWriter(art.dir / split_file(name)) for name in splits}
+        train_texts: list[str] = []
+        for path in given.values():
+            kept = sorted(((row, name) for name, rows in splits.items() for row in rows if row.path == path),
+                          key=lambda pair: pair[0].line)
+            _second_pass(path, read, kept, writers, train_texts)
+        for writer in writers.values():
+            writer.close()
         art.manifest.update(
             labels=labels,
             multi_label=multi_label,
-            language=detect_language([row.text for row in splits["train"]]),
+            language=detect_language(train_texts),
             splits={name: len(rows) for name, rows in splits.items()},
             stats=label_stats(splits, labels),
             filtering=filtering,

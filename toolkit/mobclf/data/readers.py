@@ -1,8 +1,9 @@
 """Readers for labelled news text: JSON Lines, CSV/TSV and the THUCNews ``text<TAB>label_id`` layout.
 
-Every reader returns :class:`Row` objects that remember their file and 1-based line, so later checks can point at
-the place to fix. Bad input raises :class:`~mobclf.errors.UserError` naming the file, the line and the fix. Files
-are UTF-8 (UTF-16/32 and binary files are refused with the conversion to run); lines may end in CR LF, LF or CR.
+Every reader yields :class:`Row` objects that remember their file and 1-based line, so later checks can point at
+the place to fix, reading the file a line at a time (a file of any size costs one row). Bad input raises
+:class:`~mobclf.errors.UserError` naming the file, the line and the fix. Files are UTF-8 (UTF-16/32 and binary files
+are refused with the conversion to run); lines may end in CR LF, LF or CR.
 
     rows = read_labelled(Path("news.csv"), text_column="title", label_column="tags", label_sep="|")
 """
@@ -15,6 +16,7 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,34 @@ def _line_of(data: bytes, offset: int) -> int:
     return len(_LINE_BREAK.findall(data[:offset].decode("utf-8", "replace"))) + 1
 
 
+def _cannot_read(path: Path, err: OSError) -> UserError:
+    return UserError(f"cannot read the file ({err.strerror or err}); check the path and its permissions", path=path)
+
+
+def _check_bytes(data: bytes, path: Path | str, first_line: int = 1) -> str:
+    """``data`` (lines of ``path`` from ``first_line`` on, or all of it) decoded, or the one-line refusal of a
+    binary file or invalid UTF-8 naming its line."""
+    if b"\0" in data:
+        raise UserError("NUL byte: the file looks binary, not UTF-8 text; give a UTF-8 text file or remove the NUL",
+                        path=path, line=first_line - 1 + _line_of(data, data.index(b"\0")))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"invalid UTF-8 (byte 0x{data[err.start]:02x}); convert the file to UTF-8, "
+            "e.g. `iconv -f GB18030 -t UTF-8 IN > OUT`",
+            path=path,
+            line=first_line - 1 + _line_of(data, err.start),
+        ) from None
+
+
+def _refuse_wide(head: bytes, path: Path | str) -> None:
+    wide = _wide_encoding(head)
+    if wide:
+        raise UserError(f"the file is {wide}, not UTF-8; convert it, e.g. `iconv -f {wide} -t UTF-8 IN > OUT`",
+                        path=path, line=1)
+
+
 def read_text_file(path: Path) -> str:
     """The whole file decoded as UTF-8 (a BOM is allowed); invalid bytes are reported with their line.
 
@@ -89,35 +119,40 @@ def read_text_file(path: Path) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise UserError(f"cannot read the file ({err.strerror or err}); check the path and its permissions",
-                        path=path) from None
+        raise _cannot_read(path, err) from None
     return decode(data, path)
 
 
 def decode(data: bytes, path: Path | str) -> str:
     """``data`` (the bytes of ``path``, a file or ``<stdin>``) as text, as :func:`read_text_file` reads a file."""
-    wide = _wide_encoding(data)
-    if wide:
-        raise UserError(f"the file is {wide}, not UTF-8; convert it, e.g. `iconv -f {wide} -t UTF-8 IN > OUT`",
-                        path=path, line=1)
-    if b"\0" in data:
-        raise UserError("NUL byte: the file looks binary, not UTF-8 text; give a UTF-8 text file or remove the NUL",
-                        path=path, line=_line_of(data, data.index(b"\0")))
+    _refuse_wide(data, path)
+    return _check_bytes(data.removeprefix(codecs.BOM_UTF8), path)
+
+
+def numbered_lines(path: Path, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
+    """Every line of a UTF-8 file with its 1-based number, read a line at a time: split at \\r\\n, \\r or \\n
+    (see :func:`split_lines`) and refused as :func:`read_text_file` refuses the whole file, at the same line.
+    ``keep_ends``: each line with the break that ends it (what ``csv`` needs for breaks inside quotes)."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"invalid UTF-8 (byte 0x{data[err.start]:02x}); convert the file to UTF-8, "
-            "e.g. `iconv -f GB18030 -t UTF-8 IN > OUT`",
-            path=path,
-            line=_line_of(data, err.start),
-        ) from None
+        handle = open(path, "rb")
+    except OSError as err:
+        raise _cannot_read(path, err) from None
+    with handle:
+        _refuse_wide(handle.read(4096), path)
+        handle.seek(0)
+        number = 1
+        for chunk in handle:  # up to and with a \n; old-Mac \r breaks are split below
+            text = _check_bytes(chunk.removeprefix(codecs.BOM_UTF8) if number == 1 else chunk, path, number)
+            ending = "\r\n" if text.endswith("\r\n") else "\n" if text.endswith("\n") else ""
+            lines = text[:len(text) - len(ending)].split("\r")
+            for position, line in enumerate(lines, start=1):
+                yield number, (line + ("\r" if position < len(lines) else ending) if keep_ends else line)
+                number += 1
 
 
-def read_lines(path: Path) -> list[tuple[int, str]]:
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered non-blank lines, split at \\r\\n, \\r or \\n (see :func:`split_lines`)."""
-    numbered = enumerate(split_lines(read_text_file(path)), start=1)
-    return [(number, line) for number, line in numbered if line.strip()]
+    return ((number, line) for number, line in numbered_lines(path) if line.strip())
 
 
 def _unicode_problem(value: str) -> str | None:
@@ -170,10 +205,9 @@ def _check_labels(values: object, path: Path, line: int) -> tuple[str, ...]:
 
 
 def read_jsonl(path: Path, text_field: str = "text", label_field: str | None = "labels", *,
-               content: str | None = None, empty_ok: bool = False) -> list[Row]:
+               content: str | None = None, empty_ok: bool = False) -> Iterator[Row]:
     """Rows of a JSON Lines file; ``labels`` may be a list or a single string. ``label_field=None`` reads texts only;
     ``content``: the file's text, already read (e.g. stdin); ``empty_ok``: an empty text is a text, not a mistake."""
-    rows = []
     lines = read_lines(path) if content is None else [
         (number, line) for number, line in enumerate(split_lines(content), start=1) if line.strip()]
     for number, line in lines:
@@ -197,14 +231,13 @@ def read_jsonl(path: Path, text_field: str = "text", label_field: str | None = "
                                 path=path, line=number)
         text = _check_text(record[text_field], f"field {text_field!r}", path, number, empty_ok)
         labels = _check_labels(record[label_field], path, number) if label_field else ()
-        rows.append(Row(text, labels, Path(path), number))
-    return rows
+        yield Row(text, labels, Path(path), number)
 
 
 def read_csv(
     path: Path, delimiter: str = ",", text_column: str = "text", label_column: str | None = "labels",
     label_sep: str | None = None, *, content: str | None = None, empty_ok: bool = False,
-) -> list[Row]:
+) -> Iterator[Row]:
     """Rows of a CSV/TSV file with a header row; ``label_sep`` splits a multi-label cell (``None``: one label);
     ``label_column=None`` reads texts only, ``content`` and ``empty_ok`` as for :func:`read_jsonl`.
 
@@ -213,12 +246,12 @@ def read_csv(
     """
     tsv = delimiter == "\t"
     quoting = {"quoting": csv.QUOTE_NONE} if tsv else {}
-    text = read_text_file(path) if content is None else content
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True, **quoting)
+    lines = (line for _, line in numbered_lines(path, keep_ends=True)) if content is None else io.StringIO(
+        content, newline="")
+    reader = csv.reader(lines, delimiter=delimiter, strict=True, **quoting)
     fix = ("TSV has no quoting, so a text cannot hold a tab or a line break: replace them with spaces" if tsv else
            f"quote fields that contain {delimiter!r} or line breaks")
-    rows = []
-    line = 1
+    count, line = 0, 1
     try:
         header = [name.strip() for name in next(reader, [])]
         for column in (text_column, label_column) if label_column else (text_column,):
@@ -242,13 +275,13 @@ def read_csv(
                 cell = record[header.index(label_column)] if label_column else None
                 labels = _check_labels(cell.split(label_sep) if label_sep else cell, path, line) if label_column \
                     else ()
-                rows.append(Row(text, labels, Path(path), line))
+                yield Row(text, labels, Path(path), line)
+                count += 1
             line = reader.line_num + 1
     except csv.Error as err:
         raise UserError(f"malformed row ({err}); check the quoting", path=path, line=line) from None
-    if not rows:
+    if not count:
         raise UserError("no rows after the header; add rows below it", path=path, line=line)
-    return rows
 
 
 def read_class_file(path: Path) -> list[str]:
@@ -268,9 +301,8 @@ def read_class_file(path: Path) -> list[str]:
     return names
 
 
-def read_thucnews(path: Path, class_names: list[str]) -> list[Row]:
+def read_thucnews(path: Path, class_names: list[str]) -> Iterator[Row]:
     """Rows of a THUCNews file: ``text<TAB>label_id`` lines, ids indexing ``class_names``."""
-    rows = []
     for number, line in read_lines(path):
         fields = line.split("\t")
         if len(fields) != 2:
@@ -288,15 +320,20 @@ def read_thucnews(path: Path, class_names: list[str]) -> list[Row]:
                 path=path,
                 line=number,
             )
-        rows.append(Row(text, (class_names[label_index],), Path(path), number))
-    return rows
+        yield Row(text, (class_names[label_index],), Path(path), number)
 
 
-def read_labelled(
+def read_labelled(path: Path, fmt: str | None = None, **options) -> list[Row]:
+    """The rows of :func:`iter_labelled`, as a list."""
+    return list(iter_labelled(path, fmt, **options))
+
+
+def iter_labelled(
     path: Path, fmt: str | None = None, *, text_column: str = "text", label_column: str = "labels",
     label_sep: str | None = None, class_names: list[str] | None = None,
-) -> list[Row]:
-    """Rows of one labelled file in ``fmt`` (detected from the extension when ``None``); refuses an empty file."""
+) -> Iterator[Row]:
+    """Rows of one labelled file in ``fmt`` (detected from the extension when ``None``), a line at a time; refuses
+    an empty file (after its last line)."""
     fmt = fmt or detect_format(path)
     if fmt == "thucnews":
         if class_names is None:
@@ -309,6 +346,9 @@ def read_labelled(
         rows = read_csv(path, "\t" if fmt == "tsv" else ",", text_column, label_column, label_sep)
     else:
         raise UserError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", path=path)
-    if not rows:
+    empty = True
+    for row in rows:
+        empty = False
+        yield row
+    if empty:
         raise UserError("no rows; the file is empty", path=path)
-    return rows

@@ -28,7 +28,7 @@ def predict_probs(model: nn.Module, tokenizer, texts: Sequence[str], device: tor
 
 def split_metrics(probs: np.ndarray, dataset: Dataset, split: str, thresholds: np.ndarray) -> dict:
     predictions = predict_labels(probs, thresholds, single_label=not dataset.multi_label)
-    return classification_metrics(dataset.targets(split), predictions, dataset.labels)
+    return classification_metrics(dataset.targets(split, np.uint8), predictions, dataset.labels)
 
 
 def val_micro_f1(model: nn.Module, tokenizer, dataset: Dataset, device: torch.device | str) -> float:
@@ -44,13 +44,13 @@ def tune_and_score(model: nn.Module, tokenizer, dataset: Dataset, objective: str
     Returns the thresholds, the tuning info, metrics per split and the predicted label matrices per split.
     """
     val_probs = predict_probs(model, tokenizer, dataset.texts("val"), device, batch_size, "val")
-    thresholds, info = tune_thresholds(val_probs, dataset.targets("val"), objective=objective)
+    thresholds, info = tune_thresholds(val_probs, dataset.targets("val", np.uint8), objective=objective)
     probs = {"val": val_probs}
     if dataset.texts("test"):
         probs["test"] = predict_probs(model, tokenizer, dataset.texts("test"), device, batch_size, "test")
     predictions = {split: predict_labels(p, thresholds, single_label=not dataset.multi_label)
                    for split, p in probs.items()}
-    metrics = {split: classification_metrics(dataset.targets(split), predicted, dataset.labels)
+    metrics = {split: classification_metrics(dataset.targets(split, np.uint8), predicted, dataset.labels)
                for split, predicted in predictions.items()}
     return thresholds, info, metrics, predictions
 

@@ -12,7 +12,7 @@ def _multi_hot(a: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a multi-hot [N, L] matrix, got shape {a.shape}")
-    return a.astype(np.int64)
+    return a.astype(np.uint8)  # 0/1 in a byte: int64 takes 8, 0.1 GB for the 20k val texts of 200k × 605 labels
 
 
 def classification_metrics(
