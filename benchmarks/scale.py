@@ -7,6 +7,7 @@ time and the peak RSS of its largest process (`os.wait4`, which covers the proce
 size on disk. Run it alone on the machine: timings under contention mean nothing.
 
     python benchmarks/scale.py --sizes 50000,100000,200000 --processes 1,2
+    python benchmarks/scale.py --sizes 200000 --processes 2 --no-threads     # one more run; the others are kept
 
 Results: benchmarks/results/scale.json and scale.md (each run with its machine and the load average after it; a
 later run of the same size and processes replaces an earlier one, others are kept).
@@ -117,16 +118,18 @@ def markdown(results: list[dict]) -> str:
 @click.command()
 @click.option("--sizes", default="50000,100000,200000", show_default=True)
 @click.option("--processes", "process_counts", default="1,2", show_default=True,
-              help="Process counts to run each size with (1 thread each), plus 1 process × this many threads.")
+              help="Process counts to run each size with (1 thread each).")
+@click.option("--threads/--no-threads", "compare_threads", default=True, show_default=True,
+              help="Also run 1 process × as many threads as the most processes, to compare the two.")
 @click.option("--work", type=click.Path(path_type=Path), default=WORK_ROOT / "scale", show_default=True)
 @click.option("--results", type=click.Path(path_type=Path), default=HERE / "results", show_default=True)
-def main(sizes: str, process_counts: str, work: Path, results: Path) -> None:
+def main(sizes: str, process_counts: str, compare_threads: bool, work: Path, results: Path) -> None:
     runs = []
     counts = [int(count) for count in process_counts.split(",")]
     for size in (int(size) for size in sizes.split(",")):
         for processes in counts:
             runs.append(one_size(size, processes, 1, work))
-        if max(counts) > 1:
+        if compare_threads and max(counts) > 1:
             runs.append(one_size(size, 1, max(counts), work))
     for run in runs:
         run.update(machine=machine(), load_average_after=[round(load, 2) for load in os.getloadavg()])
