@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mobclf.text import build_tokenizer
-from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.batching import TokenizedTexts, batch_indices
 
 
 def test_length_grouped_batches_cover_every_row_once_and_cut_padding():
@@ -25,15 +25,19 @@ def test_length_grouped_batches_cover_every_row_once_and_cut_padding():
     assert unshuffled == [[0, 1], [2, 3], [4]]  # without shuffling, lengths change nothing
 
 
-def test_encoding_in_chunks_gives_the_one_batch_encoding_with_compact_offsets():
+def test_a_batch_is_tokenized_when_drawn_padded_to_its_longest_text_with_compact_offsets():
     texts = ["北京时间今晚", "iPhone 15发布", "", "欧冠：皇马3比1胜拜仁 晋级决赛"] * 5
     tokenizer = build_tokenizer("char", texts, max_length=12, add_special_tokens=True)
     whole = tokenizer.encode_batch(texts)
-    encoded = encode_texts(tokenizer, texts, offsets=True, chunk=3)
-    assert torch.equal(encoded.input_ids, whole["input_ids"]) and encoded.input_ids.dtype == torch.long
-    assert encoded.lengths.tolist() == whole["attention_mask"].sum(1).tolist()
-    assert encoded.offsets.dtype == torch.int32 and encoded.offsets.shape == (*whole["input_ids"].shape, 2)
-    for row, spans in enumerate(whole["offsets"]):
-        assert encoded.offsets[row, :len(spans)].tolist() == [list(span) for span in spans]
-        assert not encoded.offsets[row, len(spans):].any()  # padding: (0, 0)
-    assert encode_texts(tokenizer, texts).offsets is None  # only when asked for
+    tokens = TokenizedTexts(tokenizer, texts, offsets=True)
+    assert tokens.lengths.tolist() == whole["attention_mask"].sum(1).tolist() and len(tokens) == len(texts)
+    index = torch.tensor([5, 2, 8])
+    batch = tokens.batch(index)
+    width = int(tokens.lengths[index].max())
+    assert torch.equal(batch["input_ids"], whole["input_ids"][index, :width])
+    assert torch.equal(batch["attention_mask"], whole["attention_mask"][index, :width])
+    assert batch["offsets"].dtype == torch.int32 and batch["offsets"].shape == (3, width, 2)
+    for row, spans in zip(batch["offsets"], (whole["offsets"][i] for i in index.tolist())):
+        assert row[:len(spans)].tolist() == [list(span) for span in spans]
+        assert not row[len(spans):].any()  # padding: (0, 0)
+    assert "offsets" not in TokenizedTexts(tokenizer, texts).batch(index)  # only when asked for

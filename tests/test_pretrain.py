@@ -17,7 +17,7 @@ from mobclf.cli import main
 from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.errors import UserError
 from mobclf.text import build_tokenizer
-from mobclf.train.batching import encode_texts
+from mobclf.train.batching import TokenizedTexts
 from mobclf.train.loop import FitConfig
 from mobclf.train.masking import IGNORE, mask_tokens, word_ids
 from mobclf.stages import PretrainConfig
@@ -89,10 +89,10 @@ def test_whole_words_are_masked_together_and_special_tokens_never():
 def test_word_ids_follow_jieba_words():
     texts = ["我爱北京天安门", "iPhone15发布"]
     tokenizer = build_tokenizer("char", texts, max_length=16, add_special_tokens=True)
-    encoded = encode_texts(tokenizer, texts, offsets=True)
-    assert word_ids(texts, encoded).tolist() == [[-1, 0, 1, 2, 2, 3, 3, 3, -1],  # 我 爱 北京 天安门
-                                                 [-1, 0, 1, 1, -1, -1, -1, -1, -1]]  # iphone15 发布, padded
-    assert word_ids(texts, encoded, whole_word=False)[0].tolist() == [-1, 0, 1, 2, 3, 4, 5, 6, -1]
+    batch = TokenizedTexts(tokenizer, texts, offsets=True).batch(torch.arange(2))
+    assert word_ids(texts, batch).tolist() == [[-1, 0, 1, 2, 2, 3, 3, 3, -1],  # 我 爱 北京 天安门
+                                               [-1, 0, 1, 1, -1, -1, -1, -1, -1]]  # iphone15 发布, padded
+    assert word_ids(texts, batch, whole_word=False)[0].tolist() == [-1, 0, 1, 2, 3, 4, 5, 6, -1]
 
 
 def test_pretraining_lowers_the_val_loss_and_writes_a_hf_checkpoint(workdir):
@@ -213,6 +213,6 @@ def test_pretraining_continues_from_an_earlier_artifact(workdir, corpus, tmp_pat
 
 def test_the_frequency_only_loss_by_hand():
     # vocabulary of 8, training tokens 5 5 6 → add-one counts [1 1 1 1 1 3 2 1], 11 in all
-    train_ids = torch.tensor([5, 5, 6])
+    counts = torch.bincount(torch.tensor([5, 5, 6]), minlength=8)
     labels = torch.tensor([[IGNORE, 5, IGNORE, 6]])
-    assert _unigram_loss(train_ids, labels, 8) == pytest.approx(-(math.log(3 / 11) + math.log(2 / 11)) / 2)
+    assert _unigram_loss(counts, labels) == pytest.approx(-(math.log(3 / 11) + math.log(2 / 11)) / 2)

@@ -17,16 +17,15 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich.text import Text
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console, progress
 from mobclf.data.dataset import SplitWriter, split_file
-from mobclf.data.readers import detect_format, iter_labelled, read_class_file
+from mobclf.data.readers import Row, detect_format, iter_labelled, read_class_file
 from mobclf.data.splits import SPLITS, carve_splits, label_matrix, min_examples_to_stratify
 from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
 from mobclf.data.stats import summary as stats_summary
@@ -36,37 +35,24 @@ from mobclf.stages import PrepareConfig
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
-@dataclass(frozen=True, slots=True)
-class Kept:
-    """What the first pass keeps of a row: its labels and place, and a digest of its text instead of the text."""
-
-    digest: bytes
-    labels: tuple[str, ...]
-    path: Path
-    line: int
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}"
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
-def _first_pass(path: Path, read: Callable[[Path], object]) -> list[Kept]:
-    """Every row of ``path`` as :class:`Kept` (label tuples shared between rows with the same labels)."""
+def _first_pass(path: Path, read: Callable[[Path], Iterator[Row]]) -> list[Row]:
+    """Every row of ``path`` with a digest of its text in place of the text (all that duplicates and shared texts
+    need), and label tuples shared between rows with the same labels."""
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     rows = []
     with progress() as bar:
         task = bar.add_task(f"reading {path.name}", total=None, status="labels")
         for row in read(path):
-            rows.append(Kept(_digest(row.text), shared.setdefault(row.labels, row.labels), row.path, row.line))
+            rows.append(Row(_digest(row.text), shared.setdefault(row.labels, row.labels), row.path, row.line))
             bar.advance(task)
     return rows
 
 
-def _second_pass(path: Path, read: Callable[[Path], object], kept: list[tuple[Kept, str]],
+def _second_pass(path: Path, read: Callable[[Path], Iterator[Row]], kept: list[tuple[Row, str]],
                  writers: dict[str, SplitWriter], train_texts: list[str], sample: int = 1000) -> None:
     """Write the texts of ``path``'s kept rows (``(row, split)`` in line order) into their splits' files, with the
     labels filtering left them; refuse the file if a row is not the one the first pass read."""
@@ -77,7 +63,7 @@ def _second_pass(path: Path, read: Callable[[Path], object], kept: list[tuple[Ke
             if position == len(kept) or row.line != kept[position][0].line:
                 continue  # a duplicate, or left without a label
             first, split = kept[position]
-            if _digest(row.text) != first.digest:
+            if _digest(row.text) != first.text:
                 raise UserError("changed while it was read (a row differs from the first pass); run again when it "
                                 "is complete", path=path, line=row.line)
             writers[split].add(row.text, first.labels)
@@ -109,18 +95,18 @@ def _refuse_input_location(out: Path, inputs: list[Path]) -> None:
             raise UserError(f"holds the input {path}; choose an --out that is not an input's folder", path=out)
 
 
-def _drop_duplicates(rows: list[Kept], warn: Callable[[str], None]) -> tuple[list[Kept], int, int]:
+def _drop_duplicates(rows: list[Row], warn: Callable[[str], None]) -> tuple[list[Row], int, int]:
     """Drop rows repeating an earlier text with the same labels; keep (and warn about) ones with other labels."""
-    first_by_text: dict[bytes, Kept] = {}
-    seen: set[tuple[bytes, frozenset[str]]] = set()
+    first_by_text: dict[str, Row] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
     kept, dropped, conflicts = [], [], []
     for row in rows:
-        first, key = first_by_text.setdefault(row.digest, row), (row.digest, frozenset(row.labels))
-        if first is not row and (key == (first.digest, frozenset(first.labels)) or key in seen):
+        first, key = first_by_text.setdefault(row.text, row), (row.text, frozenset(row.labels))
+        if first is not row and (key == (first.text, frozenset(first.labels)) or key in seen):
             dropped.append(row)
             continue
         if first is not row:
-            seen.update({(first.digest, frozenset(first.labels)), key})  # the texts that occur with other labels
+            seen.update({(first.text, frozenset(first.labels)), key})  # the texts that occur with other labels
             conflicts.append((row, first))
         kept.append(row)
     if dropped:
@@ -133,10 +119,10 @@ def _drop_duplicates(rows: list[Kept], warn: Callable[[str], None]) -> tuple[lis
     return kept, len(dropped), len(conflicts)
 
 
-def _warn_shared_texts(splits: dict[str, list[Kept]], warn: Callable[[str], None]) -> None:
-    train_by_text = {row.digest: row for row in splits["train"]}
-    shared = [(row, train_by_text[row.digest]) for name in ("val", "test") for row in splits[name]
-              if row.digest in train_by_text]
+def _warn_shared_texts(splits: dict[str, list[Row]], warn: Callable[[str], None]) -> None:
+    train_by_text = {row.text: row for row in splits["train"]}
+    shared = [(row, train_by_text[row.text]) for name in ("val", "test") for row in splits[name]
+              if row.text in train_by_text]
     if shared:
         row, twin = shared[0]
         warn(f"{len(shared)} val/test texts also occur in train (first: {row.where} = {twin.where}); they are kept")
@@ -177,8 +163,8 @@ def _advice_to_stratify(counts: dict[str, int], carve: list[str], ratios: dict[s
             + ", or ".join(help_))
 
 
-def _carve(rows: list[Kept], carve: list[str], ratios: dict[str, float], seed: int, multi_label: bool,
-           path: Path) -> dict[str, list[Kept]]:
+def _carve(rows: list[Row], carve: list[str], ratios: dict[str, float], seed: int, multi_label: bool,
+           path: Path) -> dict[str, list[Row]]:
     """Split the train rows into train plus the ``carve`` splits, refusing labels too rare to stratify."""
     counts = label_counts(rows)
     labels = rank_labels(counts)
@@ -217,7 +203,7 @@ def _carve(rows: list[Kept], carve: list[str], ratios: dict[str, float], seed: i
     return {name: [rows[i] for i in indices] for name, indices in parts.items()}
 
 
-def _warn_rare_multi_labels(rows: list[Kept], carved: bool, path: Path, warn: Callable[[str], None]) -> None:
+def _warn_rare_multi_labels(rows: list[Row], carved: bool, path: Path, warn: Callable[[str], None]) -> None:
     """Multi-label data keeps labels with one training example (single-label data refuses them when it carves);
     say which, since they cannot be learnt well nor, when val/test are carved, evaluated."""
     counts = label_counts(rows)

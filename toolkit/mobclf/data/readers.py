@@ -26,7 +26,7 @@ FORMATS = ("jsonl", "csv", "tsv", "thucnews")
 _FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "thucnews"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One labelled text and where it came from (``line`` is 1-based; for CSV the line the record starts on)."""
 

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Mapping, Protocol
+from typing import Mapping
 
 import numpy as np
 from rich.console import Group
 from rich.table import Table
 
+from mobclf.data.readers import Row
+
 HEAD_SIZE = 5
 
 
-class LabelledRow(Protocol):
-    """A row as the data stage counts it (a reader's ``Row``, or what ``prepare`` keeps of one): its labels."""
-
-    labels: tuple[str, ...]
-
-
-def label_counts(rows: list[LabelledRow]) -> Counter[str]:
+def label_counts(rows: list[Row]) -> Counter[str]:
     return Counter(label for row in rows for label in row.labels)
 
 
@@ -29,9 +25,9 @@ def rank_labels(counts: Mapping[str, int]) -> list[str]:
 
 
 def filter_labels(
-    splits: dict[str, list[LabelledRow]], known_labels: list[str] | None = None, min_label_count: int | None = None,
+    splits: dict[str, list[Row]], known_labels: list[str] | None = None, min_label_count: int | None = None,
     filter_std: float | None = None,
-) -> tuple[dict[str, list[LabelledRow]], dict]:
+) -> tuple[dict[str, list[Row]], dict]:
     """Drop rare labels from every split, and the rows left without a label; return the rows and a report.
 
     Counts are taken on ``splits["train"]`` (the train input, before any val/test is carved from it) over
@@ -76,7 +72,7 @@ def filter_labels(
     return kept_splits, report
 
 
-def label_stats(splits: dict[str, list[LabelledRow]], labels: list[str]) -> dict:
+def label_stats(splits: dict[str, list[Row]], labels: list[str]) -> dict:
     """Per split: examples, label cardinality and density, max labels per example, per-label counts (in ``labels``
     order); and the head/tail of the training label distribution with the share of examples the head covers."""
     per_split = {}

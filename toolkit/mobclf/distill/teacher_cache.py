@@ -226,7 +226,7 @@ def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, te
                         single_label: bool, device: str | torch.device = "cpu") -> np.ndarray:
     """The teacher's predicted label matrix for ``texts`` with its own thresholds (logits from the cache)."""
     logits = teacher_outputs(teacher, model, tokenizer, texts, device=device).all("logits")
-    return predict_labels(torch.sigmoid(logits).numpy(), np.asarray(teacher.manifest["thresholds"]), single_label)
+    return predict_labels(torch.sigmoid_(logits).numpy(), np.asarray(teacher.manifest["thresholds"]), single_label)
 
 
 def agreement_with_teacher(predictions: dict[str, np.ndarray], teacher: Artifact, model: torch.nn.Module, tokenizer,

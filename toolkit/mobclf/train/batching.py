@@ -1,11 +1,9 @@
-"""Token ids of many texts, cut into padded batches: tokenized a batch at a time when asked for
-(``TokenizedTexts``, what training and prediction use, so a data set of any size is never held as token ids) or all
-at once into one tensor (``EncodedTexts``, for masked-LM pre-training, which masks whole words over every row)."""
+"""Token ids of many texts, tokenized a padded batch at a time when the batch is drawn (so a data set of any size is
+never held as token ids), and the batches' row indices."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -13,26 +11,6 @@ import torch
 from mobclf.console import progress
 from mobclf.data.dataset import Texts
 from mobclf.train import distributed
-
-
-@dataclass
-class EncodedTexts:
-    """Token ids of many texts, padded to the longest one, with their lengths and (if asked for) the character span
-    of every token: compact tensors, since a large data set has tens of millions of tokens."""
-
-    input_ids: torch.Tensor  # [N, L_max], padded with the tokenizer's [PAD] id
-    lengths: torch.Tensor  # [N]
-    offsets: torch.Tensor | None = None  # int32 [N, L_max, 2]: (start, end) in the text; (0, 0) special and padding
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Rows ``index`` trimmed to their own longest length: input_ids and attention_mask."""
-        lengths = self.lengths[index]
-        width = int(lengths.max())
-        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        return {"input_ids": self.input_ids[index, :width], "attention_mask": mask}
 
 
 def _spans(offsets: list[list[tuple[int, int]]], width: int) -> torch.Tensor:
@@ -74,25 +52,6 @@ class TokenizedTexts:
         return batch
 
 
-def encode_texts(tokenizer, texts: list[str], offsets: bool = False, chunk: int = 4096) -> EncodedTexts:
-    """Tokenize ``texts`` a ``chunk`` at a time into preallocated tensors (so tokenizing a large data set does not
-    hold every text's token lists at once); ``offsets``: keep each token's character span too."""
-    n, width = len(texts), tokenizer.max_length
-    input_ids = torch.full((n, width), tokenizer.pad_id, dtype=torch.long)
-    lengths = torch.zeros(n, dtype=torch.long)
-    spans = torch.zeros((n, width, 2), dtype=torch.int32) if offsets else None
-    for start in range(0, n, chunk):
-        batch = tokenizer.encode_batch(texts[start:start + chunk])
-        stop = start + len(batch["input_ids"])
-        input_ids[start:stop, :batch["input_ids"].shape[1]] = batch["input_ids"]
-        lengths[start:stop] = batch["attention_mask"].sum(dim=1)
-        if offsets:
-            spans[start:stop, :batch["input_ids"].shape[1]] = _spans(batch["offsets"], batch["input_ids"].shape[1])
-    longest = max(1, int(lengths.max())) if n else 1
-    return EncodedTexts(input_ids[:, :longest].clone(), lengths,
-                        spans[:, :longest].clone() if offsets else None)
-
-
 def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
                   lengths: torch.Tensor | None = None, pool_batches: int = 50) -> list[torch.Tensor]:
     """Row indices of each batch, in order or shuffled with ``seed``.
@@ -111,7 +70,7 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, encoded: TokenizedTexts | EncodedTexts, batch_size: int = 128,
+def predict_logits(model: torch.nn.Module, encoded: TokenizedTexts, batch_size: int = 128,
                    device: torch.device | str = "cpu", description: str = "predicting") -> torch.Tensor:
     """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order; ``model`` is a
     module or a runtime runner (ExecuTorch, onnxruntime) called the same way.

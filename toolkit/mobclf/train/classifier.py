@@ -23,7 +23,7 @@ from mobclf.train.thresholds import predict_labels, tune_thresholds
 def predict_probs(model: nn.Module, tokenizer, texts: Sequence[str], device: torch.device | str = "cpu",
                   batch_size: int = 128, description: str = "predicting") -> np.ndarray:
     logits = predict_logits(model, TokenizedTexts(tokenizer, texts), batch_size, device, description)
-    return torch.sigmoid(logits).numpy()
+    return torch.sigmoid_(logits).numpy()
 
 
 def split_metrics(probs: np.ndarray, dataset: Dataset, split: str, thresholds: np.ndarray) -> dict:
@@ -43,13 +43,14 @@ def tune_and_score(model: nn.Module, tokenizer, dataset: Dataset, objective: str
 
     Returns the thresholds, the tuning info, metrics per split and the predicted label matrices per split.
     """
+    single_label = not dataset.multi_label
     val_probs = predict_probs(model, tokenizer, dataset.texts("val"), device, batch_size, "val")
     thresholds, info = tune_thresholds(val_probs, dataset.targets("val", np.uint8), objective=objective)
-    probs = {"val": val_probs}
+    predictions = {"val": predict_labels(val_probs, thresholds, single_label)}
+    del val_probs  # [texts × labels] floats: one split's at a time
     if dataset.texts("test"):
-        probs["test"] = predict_probs(model, tokenizer, dataset.texts("test"), device, batch_size, "test")
-    predictions = {split: predict_labels(p, thresholds, single_label=not dataset.multi_label)
-                   for split, p in probs.items()}
+        predictions["test"] = predict_labels(predict_probs(model, tokenizer, dataset.texts("test"), device,
+                                                           batch_size, "test"), thresholds, single_label)
     metrics = {split: classification_metrics(dataset.targets(split, np.uint8), predicted, dataset.labels)
                for split, predicted in predictions.items()}
     return thresholds, info, metrics, predictions

@@ -2,8 +2,9 @@
 "Pre-Training with Whole Word Masking for Chinese BERT"): the characters of a Chinese word are masked together,
 so the model cannot guess a masked character from the rest of its word.
 
-    words = word_ids(texts, encoded)                  # [N, L]: the word of every token, -1 at [CLS]/[SEP]/padding
-    inputs, labels = mask_tokens(ids, words[index], mask_prob=0.15, mask_id=tokenizer.mask_id,
+    batch = TokenizedTexts(tokenizer, texts, offsets=True).batch(index)
+    words = word_ids(texts.take(index), batch)        # [B, L]: the word of every token, -1 at [CLS]/[SEP]/padding
+    inputs, labels = mask_tokens(batch["input_ids"], words, mask_prob=0.15, mask_id=tokenizer.mask_id,
                                  replacements=replacement_ids(tokenizer))
 """
 
@@ -13,23 +14,23 @@ import jieba
 import torch
 
 from mobclf.text.base import SPECIAL_TOKENS, Tokenizer, normalize_chars
-from mobclf.train.batching import EncodedTexts
 
 IGNORE = -100  # the label of an unmasked position, which the loss skips
 _SEGMENTER = jieba.Tokenizer()  # jieba's bundled dictionary (installed with the package), loaded on first use
 
 
-def word_ids(texts: list[str], encoded: EncodedTexts, whole_word: bool = True) -> torch.Tensor:
-    """The word of every token position of ``encoded`` (numbered 0, 1, ... within a text), -1 at special tokens
-    and padding; ``encoded`` must come from a tokenizer that adds ``[CLS]``/``[SEP]``, with offsets.
+def word_ids(texts: list[str], batch: dict[str, torch.Tensor], whole_word: bool = True) -> torch.Tensor:
+    """The word of every token position of ``batch`` (the tokens of ``texts``, numbered 0, 1, ... within a text),
+    -1 at special tokens and padding; ``batch`` must come from a tokenizer that adds ``[CLS]``/``[SEP]``, with
+    offsets (``TokenizedTexts(..., offsets=True).batch``).
 
     Words are jieba's dictionary-only segmentation (HMM off; Latin words and numbers stay whole) of the text with
     full-width ASCII made ASCII; a token belongs to the word containing its first character. With
     ``whole_word=False`` every token is a word of its own (BERT's original token masking).
     """
-    words = torch.full(encoded.input_ids.shape, -1, dtype=torch.long)
-    for row, (text, length) in enumerate(zip(texts, encoded.lengths.tolist())):
-        starts = encoded.offsets[row, 1:length - 1, 0].tolist()
+    words = torch.full(batch["input_ids"].shape, -1, dtype=torch.long)
+    for row, (text, length) in enumerate(zip(texts, batch["attention_mask"].sum(dim=1).tolist())):
+        starts = batch["offsets"][row, 1:length - 1, 0].tolist()
         if not starts:
             continue
         if whole_word:

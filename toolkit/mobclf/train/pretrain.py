@@ -28,7 +28,7 @@ from mobclf.models.bert import bert_config
 from mobclf.text import Tokenizer, build_tokenizer, load_tokenizer
 from mobclf.text.base import VOCAB_FILE
 from mobclf.train import distributed
-from mobclf.train.batching import batch_indices, encode_texts
+from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.stages import PretrainConfig
 from mobclf.train.loop import fit
 from mobclf.train.state import open_state, run_settings
@@ -92,11 +92,11 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     val_texts, train_texts = [texts[i] for i in order[:n_val]], [texts[i] for i in order[n_val:]]
     masking = {"mask_prob": mask_prob, "mask_id": text_tokenizer.mask_id,
                "replacements": replacement_ids(text_tokenizer)}
-    encoded = encode_texts(text_tokenizer, train_texts, offsets=True)
-    words = word_ids(train_texts, encoded, whole_word)
-    val_encoded = encode_texts(text_tokenizer, val_texts, offsets=True)
-    val_inputs, val_labels = mask_tokens(val_encoded.input_ids, word_ids(val_texts, val_encoded, whole_word),
+    tokens = TokenizedTexts(text_tokenizer, train_texts, offsets=True)
+    val = TokenizedTexts(text_tokenizer, val_texts, offsets=True).batch(torch.arange(n_val))  # masked once, whole
+    val_inputs, val_labels = mask_tokens(val["input_ids"], word_ids(val_texts, val, whole_word),
                                          generator=torch.Generator().manual_seed(fit_config.seed), **masking)
+    val_lengths = val["attention_mask"].sum(dim=1)
     if not (val_labels != IGNORE).any():
         raise UserError(f"no token of the {n_val} validation text(s) was masked; raise --val-fraction or --mask-prob")
     if not state.resumed and distributed.is_main():
@@ -114,9 +114,14 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     console.log(f"pretrain: {count_parameters(model):,} parameters, vocab {len(text_tokenizer.vocab):,}, "
                 f"{len(train_texts):,} train / {n_val:,} val texts, on {run_device}")
 
+    def batch_words(index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The training texts ``index`` tokenized, and the word of each of their tokens."""
+        batch = tokens.batch(index)
+        return batch, word_ids(tokens.texts.take(index), batch, whole_word)
+
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
-        batch = encoded.batch(index)
-        inputs, labels = mask_tokens(batch["input_ids"], words[index, :batch["input_ids"].shape[1]], **masking)
+        batch, words = batch_words(index)
+        inputs, labels = mask_tokens(batch["input_ids"], words, **masking)
         logits, targets = _masked_logits(model, inputs, batch["attention_mask"], labels, run_device)
         return F.cross_entropy(logits, targets, reduction="sum") / max(1, len(targets))
 
@@ -126,9 +131,8 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
         model.eval()
         loss, correct, count = 0.0, 0, 0
         for index in batch_indices(len(val_texts), 128):
-            batch = val_encoded.batch(index)
-            width = batch["input_ids"].shape[1]
-            logits, targets = _masked_logits(model, val_inputs[index, :width], batch["attention_mask"],
+            width = int(val_lengths[index].max())
+            logits, targets = _masked_logits(model, val_inputs[index, :width], val["attention_mask"][index, :width],
                                              val_labels[index, :width], run_device)
             loss += F.cross_entropy(logits.float(), targets, reduction="sum").item()
             correct += int((logits.argmax(dim=-1) == targets).sum())
@@ -136,12 +140,16 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
         return loss / count, correct / count
 
     initial_loss = val_mlm()[0]
-    unigram_loss = _unigram_loss(encoded.input_ids[words >= 0], val_labels, len(text_tokenizer.vocab))
+    counts = torch.zeros(len(text_tokenizer.vocab), dtype=torch.long)
+    for index in batch_indices(len(tokens), 4096):
+        batch, words = batch_words(index)
+        counts += torch.bincount(batch["input_ids"][words >= 0], minlength=len(counts))
+    unigram_loss = _unigram_loss(counts, val_labels)
     console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}; guessing from token frequencies alone "
                 f"would give {unigram_loss:.4f}")
     result = fit(model, len(train_texts), batch_loss, lambda: val_mlm()[0], fit_config, "pretrain",
                  checkpoint=state.checkpoint("pretrain"), score_name="val MLM loss", minimize=True,
-                 lengths=encoded.lengths)
+                 lengths=tokens.lengths)
     val_loss, val_accuracy = val_mlm()
     if val_loss > unigram_loss - UNIGRAM_MARGIN:
         console.log(f"[yellow]pretrain: warning: val MLM loss {val_loss:.4f} is no better than guessing from token "
@@ -212,12 +220,12 @@ def _read_corpus(corpus: list[Path], data: Path | None) -> tuple[list[str], list
     return list(dict.fromkeys(texts)), files, dataset
 
 
-def _unigram_loss(train_ids: torch.Tensor, val_labels: torch.Tensor, vocab_size: int) -> float:
-    """Cross-entropy of the masked validation tokens under the frequencies of the training tokens ``train_ids``
-    (special tokens and padding left out; add-one smoothed): the
+def _unigram_loss(counts: torch.Tensor, val_labels: torch.Tensor) -> float:
+    """Cross-entropy of the masked validation tokens under the frequencies ``counts`` of the training tokens
+    (per id; special tokens and padding left out; add-one smoothed): the
     loss of a model that ignores its input. MLM from scratch sits at this plateau for its first thousands of steps,
     with representations that are nearly the same for every text."""
-    counts = torch.bincount(train_ids.flatten(), minlength=vocab_size).double() + 1
+    counts = counts.double() + 1
     log_p = (counts / counts.sum()).log()
     targets = val_labels[val_labels != IGNORE]
     return float(-log_p[targets].mean())

@@ -47,7 +47,7 @@ def tune_thresholds(
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
-    probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets)
+    probs, targets = np.asarray(probs), np.asarray(targets)  # compared with float64 thresholds: no float64 copy
     if probs.ndim != 2 or probs.shape != targets.shape:
         raise ValueError(f"probs {probs.shape} and targets {targets.shape} must both be [N, L]")
     grid = DEFAULT_GRID if grid is None else np.asarray(grid, dtype=np.float64)
@@ -102,17 +102,17 @@ def predict_labels(
     single_label: bool,
     ensure_one: bool = True,
 ) -> np.ndarray:
-    """Multi-hot ``[N, L]`` int predictions from probabilities ``[N, L]``.
+    """Multi-hot ``[N, L]`` uint8 predictions from probabilities ``[N, L]``.
 
     Single-label: the argmax, one-hot. Multi-label: every label with ``prob >= threshold``; with
     ``ensure_one`` a row where none passes gets its most probable label (a news item always has a topic).
     """
     probs = np.asarray(probs)
-    top = np.zeros(probs.shape, dtype=np.int64)
+    top = np.zeros(probs.shape, dtype=np.uint8)
     top[np.arange(len(probs)), probs.argmax(1)] = 1
     if single_label:
         return top
-    out = (probs >= np.asarray(thresholds)).astype(np.int64)
+    out = (probs >= np.asarray(thresholds)).astype(np.uint8)
     if ensure_one:
         empty = out.sum(1) == 0
         out[empty] = top[empty]
