@@ -85,7 +85,8 @@ def _key(run: dict) -> tuple:
 def markdown(results: list[dict]) -> str:
     """Every run's stages; the speed-up of 2 processes and of 2 threads over 1 × 1 at each size; the peak RSS of
     each stage at every size (1 × 1) against the smallest size's."""
-    lines = ["| documents | processes × threads | stage | wall (s) | documents/s | peak RSS (MB) | teacher cache (MB) |",
+    lines = ["| documents | processes × threads | stage | wall (s) | documents/s | peak RSS (MB) "
+             "| teacher cache (MB) |",
              "|---:|---|---|---:|---:|---:|---:|"]
     for result in results:
         for stage, figures in result["stages"].items():
@@ -102,8 +103,9 @@ def markdown(results: list[dict]) -> str:
             base = runs.get((size, 1, 1))
             if base is None:
                 continue
-            ratios = [f"{runs[key]['stages'][stage]['documents_per_s'] / base['stages'][stage]['documents_per_s']:.2f}×"
-                      if key in runs else "-" for key in ((size, 2, 1), (size, 1, 2))]
+            speed = base["stages"][stage]["documents_per_s"]
+            ratios = [f"{runs[key]['stages'][stage]['documents_per_s'] / speed:.2f}×" if key in runs else "-"
+                      for key in ((size, 2, 1), (size, 1, 2))]
             lines.append(f"| {size:,} | {stage} | {ratios[0]} | {ratios[1]} |")
     single = [size for size in sizes if (size, 1, 1) in runs]
     if len(single) > 1:

@@ -317,7 +317,8 @@ def test_carve_splits_partitions_rows_and_keeps_every_label_in_train():
         targets[np.arange(60), rng.integers(0, 12, 60)] = 1  # every row has a label
         targets[:, 11] = 0
         targets[rng.integers(0, 60), 11] = 1  # a label with one example
-        parts = carve_splits(csr_matrix(targets), ["val", "test"], {"train": .6, "val": .2, "test": .2}, seed, multi_label=True)
+        parts = carve_splits(csr_matrix(targets), ["val", "test"], {"train": .6, "val": .2, "test": .2}, seed,
+                             multi_label=True)
         assert sorted(np.concatenate(list(parts.values()))) == list(range(60))
         assert (targets[parts["train"]].sum(axis=0) > 0).all()
 
