@@ -93,9 +93,6 @@ class TeacherOutputs:
                         for name, shards in files.items()}
         self.count = max((shards[-1]["stop"] for shards in files.values() if shards), default=0)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._shards
-
     def rows(self, name: str, index) -> torch.Tensor:
         """The rows ``index`` (in that order) of output ``name``."""
         index = np.asarray(index, dtype=np.int64)
@@ -210,16 +207,15 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
         writer.close()
     mine = {name: {"file": writer.path.name, "start": start, "stop": stop, "sha256": sha256_file(writer.path)}
             for name, writer in writers.items() if stop > start}
-    shards = distributed.gather(mine)
+    shards = distributed.gather(mine)  # every process's, on every process
+    files = {name: [part[name] for part in shards if name in part] for name in writers}
     if distributed.is_main():
-        files = {name: [part[name] for part in shards if name in part] for name in writers}
         (partial / ENTRY_FILE).write_text(json.dumps({"layers": layers, "texts": len(texts), "files": files},
                                                      indent=1), encoding="utf-8")
         shutil.rmtree(entry, ignore_errors=True)  # a damaged entry of the same name
         partial.rename(entry)
     distributed.barrier()
-    return TeacherOutputs(entry, {name: json.loads((entry / ENTRY_FILE).read_text("utf-8"))["files"][name]
-                                  for name in writers})
+    return TeacherOutputs(entry, files)
 
 
 def teacher_predictions(teacher: Artifact, model: torch.nn.Module, tokenizer, texts: Sequence[str],
