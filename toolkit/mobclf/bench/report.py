@@ -132,7 +132,8 @@ def _eager_probs(variant: Variant, artifact: Artifact, texts: list[str]) -> np.n
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
     if variant.kind != "teacher":
         return predict_probs(model, tokenizer, texts, description=f"{variant.name}: predicting")
-    return torch.sigmoid(teacher_outputs(artifact, model, tokenizer, texts, device=variant.device).all("logits")).numpy()
+    logits = teacher_outputs(artifact, model, tokenizer, texts, device=variant.device).all("logits")
+    return torch.sigmoid_(logits).numpy()
 
 
 def _row(variant: Variant, examples: Labelled, predicted: np.ndarray, timings: list[dict]) -> dict:

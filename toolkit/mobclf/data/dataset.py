@@ -5,9 +5,9 @@ the file layout HF ``datasets`` keeps its tables in), memory-mapped, so nothing 
 a 200k-article set holds the texts and the targets of the rows it works on, never the whole split.
 
     data = load_dataset(Path("runs/data"))
-    texts = data.texts("train")                                  # a lazy sequence: len(texts), texts[0], texts.take(rows)
-    y = data.targets("val")                                      # float32 multi-hot [N, len(data.labels)]
-    y = data.targets("train", rows=[5, 9], dtype=np.uint8)       # just those rows
+    texts = data.texts("train")                              # lazy: len(texts), texts[0], texts.take(rows)
+    y = data.targets("val")                                  # float32 multi-hot [N, len(data.labels)]
+    y = data.targets("train", rows=[5, 9], dtype=np.uint8)   # just those rows
 """
 
 from __future__ import annotations

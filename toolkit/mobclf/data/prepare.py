@@ -4,8 +4,8 @@
     art = run(PrepareConfig(), train=Path("train.jsonl"), test=Path("test.jsonl"), out=...)  # val carved
 
 The artifact holds ``train.arrow``, ``val.arrow`` and ``test.arrow`` (Arrow stream files of ``text`` and ``labels``,
-see :mod:`mobclf.data.dataset`) and a manifest with the label list, label statistics, what filtering and de-duplication dropped, the sources and how the
-split was made. Load it with :func:`mobclf.data.dataset.load_dataset`.
+see :mod:`mobclf.data.dataset`) and a manifest with the label list, label statistics, what filtering and
+de-duplication dropped, the sources and how the split was made. Load it with :func:`mobclf.data.dataset.load_dataset`.
 
 The input is read twice, a line at a time, so its texts are never all in memory: the first pass keeps each row's
 labels, place and a digest of its text (for duplicates and shared texts), which is all that filtering and splitting

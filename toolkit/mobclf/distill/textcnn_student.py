@@ -3,8 +3,8 @@ from one teacher layer and activation attention transfer from the teacher's [CLS
 
 Teacher and student tokens are aligned by their character spans (characters summed into words), a batch at a time.
 The teacher's attention, and its hint states up to ``hint_cache_gb`` on disk, are computed once and cached
-(``teacher_cache``); beyond that the teacher computes a batch's hint states when it is trained on. The intermediate stage is FitNets'
-stage 1: embedding, convolutions and projection learn the hint alone.
+(``teacher_cache``); beyond that the teacher computes a batch's hint states when it is trained on. The intermediate
+stage is FitNets' stage 1: embedding, convolutions and projection learn the hint alone.
 """
 
 from __future__ import annotations
