@@ -105,6 +105,37 @@ def test_classification_metrics_by_hand():
     assert json.loads(json.dumps(m)) == m
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_classification_metrics_equal_sklearns_counted_in_pieces(seed, monkeypatch):
+    """Counted 7 rows at a time (the last piece shorter), with labels never expected or never predicted, the scores
+    are sklearn's to the last bit that matters; so are thresholds tuned in pieces against tuning in one."""
+    from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscore_support
+
+    from mobclf.train import metrics
+
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((40, 9)) < [0.5, 0.3, 0.1, 0.05, 0.2, 0.02, 0.0, 0.4, 0.1]).astype(np.uint8)
+    probs = np.clip(0.3 * targets + rng.random(targets.shape) * 0.7, 0, 1).astype(np.float32)
+    predictions = predict_labels(probs, 0.5, single_label=False)
+    predictions[:, 8] = 0  # a label nothing predicts
+    whole = classification_metrics(targets, predictions, list("abcdefghi"))
+    tuned_whole = tune_thresholds(probs, targets)
+    monkeypatch.setattr(metrics, "ROWS_AT_ONCE", 7)
+    monkeypatch.setattr("mobclf.train.thresholds.ROWS_AT_ONCE", 7)
+    m = classification_metrics(targets, predictions, list("abcdefghi"))
+    assert m == whole
+    tuned = tune_thresholds(probs, targets)
+    assert tuned[0].tolist() == tuned_whole[0].tolist() and tuned[1] == tuned_whole[1]
+    for average in ("micro", "macro"):
+        expected = precision_recall_fscore_support(targets, predictions, average=average, zero_division=0)[:3]
+        assert [m[f"{average}_{name}"] for name in ("precision", "recall", "f1")] == pytest.approx(expected, abs=1e-12)
+    per_label = precision_recall_fscore_support(targets, predictions, average=None, zero_division=0)
+    for row, *expected in zip(m["per_label"], *per_label):
+        assert [row["precision"], row["recall"], row["f1"], row["support"]] == pytest.approx(expected, abs=1e-12)
+    assert m["subset_accuracy"] == accuracy_score(targets, predictions)
+    assert m["hamming_loss"] == pytest.approx(hamming_loss(targets, predictions), abs=1e-12)
+
+
 def test_single_label_subset_accuracy_is_accuracy():
     eye = np.eye(3, dtype=int)
     m = classification_metrics(eye[[0, 1, 2, 1]], eye[[0, 2, 2, 1]], ["x", "y", "z"])

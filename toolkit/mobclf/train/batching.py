@@ -73,20 +73,28 @@ def batch_indices(n: int, batch_size: int, shuffle: bool = False, seed: int = 0,
 def predict_logits(model: torch.nn.Module, encoded: TokenizedTexts, batch_size: int = 128,
                    device: torch.device | str = "cpu", description: str = "predicting") -> torch.Tensor:
     """Logits [N, labels] of ``model(input_ids, attention_mask)`` for every encoded text, in order; ``model`` is a
-    module or a runtime runner (ExecuTorch, onnxruntime) called the same way.
+    module or a runtime runner (ExecuTorch, onnxruntime) called the same way. Each batch's rows are written into the
+    one [N, labels] result as they come (no list of batches to join: that would hold the logits twice).
 
-    Under torchrun each process predicts every N-th batch and all of them get every row (``distributed.gather``).
+    Under torchrun each process predicts every N-th batch into a zero-filled result and the results are summed, so
+    every process gets every row (``distributed.summed``; adding zeros changes no value).
     """
     if isinstance(model, torch.nn.Module):
         model.eval()
-    batches = batch_indices(len(encoded), batch_size)
-    mine = distributed.my_batches(batches)
-    outputs = []
+    if not len(encoded):
+        return torch.zeros(0)
+    mine = distributed.my_batches(batch_indices(len(encoded), batch_size))
+    logits = None
     with progress() as bar:
         task = bar.add_task(description, total=sum(len(index) for index in mine), status="")
         for index in mine:
             batch = {k: v.to(device) for k, v in encoded.batch(index).items()}
-            outputs.append(model(**batch).float().cpu())
+            out = model(**batch).float().cpu()
+            if logits is None:
+                logits = torch.zeros((len(encoded), out.shape[1]))
+            logits[index] = out
             bar.advance(task, len(index))
-    outputs = distributed.in_batch_order(outputs, len(batches))
-    return torch.cat(outputs) if outputs else torch.zeros(0)
+    if not distributed.active():
+        return logits
+    width = distributed.same_on_every_rank(None if logits is None else logits.shape[1])  # rank 0 has batch 0
+    return distributed.summed(torch.zeros((len(encoded), width)) if logits is None else logits, device)

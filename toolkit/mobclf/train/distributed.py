@@ -8,7 +8,7 @@ NCCL on CUDA, one GPU per process) and says which device this process trains on.
   the gradients, so the weights stay equal on every rank (:func:`parameters_agree` proves it at the end);
 - each global batch of ``--batch-size`` texts is cut into one share per process (:func:`share`), so the batch size
   and learning rate are what the user set whatever N is;
-- validation and prediction are split the same way and gathered (:func:`gather`), so every rank scores the whole
+- validation and prediction are split the same way and summed (:func:`summed`), so every rank scores the whole
   val split and takes the same early-stopping decision;
 - rank 0 alone claims and writes artifacts and the teacher-output cache, and logs; the others wait for it.
 
@@ -81,15 +81,6 @@ def my_batches(batches: list[torch.Tensor]) -> list[torch.Tensor]:
     return batches[rank()::world_size()] if active() else batches
 
 
-def in_batch_order(results: list[Any], batches: int) -> list[Any]:
-    """Every process's per-batch ``results`` of :func:`my_batches`, gathered and put back in the order of all
-    ``batches`` (batch i was rank i % N's (i // N)-th)."""
-    if not active():
-        return results
-    parts = gather(results)
-    return [parts[i % len(parts)][i // len(parts)] for i in range(batches)]
-
-
 def barrier() -> None:
     if active():
         dist.barrier()
@@ -122,12 +113,18 @@ def all_true(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def mean_over_ranks(value: float, device: torch.device) -> float:
+def summed(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """The element-wise sum of every rank's ``tensor`` (on ``device`` while summed: NCCL sums CUDA tensors), on every
+    rank, on the CPU."""
     if not active():
-        return value
-    total = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(total)
-    return total.item() / world_size()
+        return tensor
+    on_device = tensor.to(device)
+    dist.all_reduce(on_device)
+    return on_device.cpu()
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    return summed(torch.tensor([value], dtype=torch.float64), device).item() / world_size()
 
 
 def parameters_agree(module: torch.nn.Module) -> bool:

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from mobclf.train.metrics import ROWS_AT_ONCE, f1_from_counts, label_counts
+
 OBJECTIVES = ("micro", "macro")
 DEFAULT_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
 def _counts(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-    """True positives, false positives, false negatives per grid threshold and label: three ``[G, L]``."""
-    pos = targets.astype(bool)
-    tp, fp, fn = (np.empty((len(grid), probs.shape[1]), dtype=np.int64) for _ in range(3))
-    for g, thr in enumerate(grid):
-        pred = probs >= thr
-        tp[g] = (pred & pos).sum(0)
-        fp[g] = (pred & ~pos).sum(0)
-        fn[g] = (~pred & pos).sum(0)
+    """True positives, false positives, false negatives per grid threshold and label: three ``[G, L]``, counted a
+    few thousand rows at a time."""
+    tp, fp, fn = (np.zeros((len(grid), probs.shape[1]), dtype=np.int64) for _ in range(3))
+    for start in range(0, len(probs), ROWS_AT_ONCE):
+        truth, rows = targets[start:start + ROWS_AT_ONCE] != 0, probs[start:start + ROWS_AT_ONCE]
+        for g, threshold in enumerate(grid):
+            counts = label_counts(truth, rows >= threshold)
+            tp[g] += counts[0]
+            fp[g] += counts[1]
+            fn[g] += counts[2]
     return tp, fp, fn
-
-
-def _f1(tp, fp, fn):
-    """``2tp / (2tp + fp + fn)``, 0 where nothing was predicted or expected (sklearn's ``zero_division=0``)."""
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
 
 
 def tune_thresholds(
@@ -58,15 +56,16 @@ def tune_thresholds(
     def score(idx: np.ndarray) -> float:
         """Objective with label ``l`` at grid index ``idx[l]``."""
         a, b, c = tp[idx, labels], fp[idx, labels], fn[idx, labels]
-        return float(_f1(a.sum(), b.sum(), c.sum()) if objective == "micro" else _f1(a, b, c).mean())
+        return float(f1_from_counts(a.sum(), b.sum(), c.sum()) if objective == "micro"
+                     else f1_from_counts(a, b, c).mean())
 
     global_scores = [score(np.full(n_labels, g)) for g in range(len(grid))]
     g0 = int(np.argmax(global_scores))
     idx = np.full(n_labels, g0)
-    tunable = labels[targets.astype(bool).sum(0) >= min_positives]
+    tunable = labels[tp[0] + fn[0] >= min_positives]  # positives per label
 
     if objective == "macro":
-        f1 = _f1(tp, fp, fn)
+        f1 = f1_from_counts(tp, fp, fn)
         for label in tunable:
             best = int(np.argmax(f1[:, label]))
             if f1[best, label] > f1[g0, label]:
@@ -77,7 +76,7 @@ def tune_thresholds(
             changed = False
             for label in tunable:
                 rest = totals - np.array([tp[idx[label], label], fp[idx[label], label], fn[idx[label], label]])
-                candidates = _f1(rest[0] + tp[:, label], rest[1] + fp[:, label], rest[2] + fn[:, label])
+                candidates = f1_from_counts(rest[0] + tp[:, label], rest[1] + fp[:, label], rest[2] + fn[:, label])
                 best = int(np.argmax(candidates))
                 if candidates[best] > candidates[idx[label]]:
                     idx[label] = best
@@ -108,12 +107,12 @@ def predict_labels(
     ``ensure_one`` a row where none passes gets its most probable label (a news item always has a topic).
     """
     probs = np.asarray(probs)
-    top = np.zeros(probs.shape, dtype=np.uint8)
-    top[np.arange(len(probs)), probs.argmax(1)] = 1
     if single_label:
-        return top
-    out = (probs >= np.asarray(thresholds)).astype(np.uint8)
+        out = np.zeros(probs.shape, dtype=np.uint8)
+        out[np.arange(len(probs)), probs.argmax(1)] = 1
+        return out
+    out = (probs >= np.asarray(thresholds)).view(np.uint8)  # bool as 0/1 bytes, no copy
     if ensure_one:
-        empty = out.sum(1) == 0
-        out[empty] = top[empty]
+        empty = np.flatnonzero(out.sum(1) == 0)
+        out[empty, probs[empty].argmax(1)] = 1
     return out
