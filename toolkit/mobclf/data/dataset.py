@@ -12,7 +12,7 @@ a 200k-article set holds the texts and the targets of the rows it works on, neve
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,11 @@ def take(column: pa.ChunkedArray, rows) -> list:
         for position, value in zip(positions.tolist(), taken):
             values[position] = value
     return values
+
+
+def _read_table(path: Path) -> pa.Table:
+    """A split file's table, memory-mapped (its pages are read when a column is used)."""
+    return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
 
 
 class Texts(Sequence[str]):
@@ -140,8 +145,7 @@ class Dataset:
             raise UserError(f"has no split {split!r}; it has {', '.join(self.artifact.manifest['splits'])}",
                             path=self.artifact.path)
         if split not in self._tables:
-            source = pa.memory_map(str(self.artifact.file(split_file(split))))
-            self._tables[split] = pa.ipc.open_stream(source).read_all()
+            self._tables[split] = _read_table(self.artifact.file(split_file(split)))
         return self._tables[split]
 
     def texts(self, split: str) -> Texts:
@@ -191,16 +195,36 @@ def load_dataset(path: Path) -> Dataset:
     return Dataset(load_artifact(path, kind="dataset"))
 
 
-def read_texts(path: Path) -> list[str]:
-    """Unlabelled texts: JSON Lines with a "text" field (labels ignored) or plain .txt, one text per line.
+def iter_texts(path: Path) -> Iterator[str]:
+    """Unlabelled texts, a line at a time: JSON Lines with a "text" field (labels ignored) or plain .txt, one text
+    per line.
 
     Blank lines are skipped; bad input raises :class:`~mobclf.errors.UserError` naming the file and line.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        return [row.text for row in read_jsonl(path, label_field=None)]
+        return (row.text for row in read_jsonl(path, label_field=None))
     if suffix == ".txt":
-        return [line for _, line in read_lines(path)]
+        return (line for _, line in read_lines(path))
     raise UserError("unlabelled texts must be .jsonl (a \"text\" field per line) or .txt (one text per line)",
                     path=path)
+
+
+def read_texts(path: Path) -> list[str]:
+    """:func:`iter_texts` as a list (a few thousand unlabelled texts for distillation)."""
+    return list(iter_texts(path))
+
+
+def write_texts(path: Path, texts: Iterable[str]) -> int:
+    """``texts`` into a text-only file of the split format (no labels), a record batch at a time; how many."""
+    writer = SplitWriter(path)
+    for text in texts:
+        writer.add(text, ())
+    writer.close()
+    return writer.count
+
+
+def open_texts(path: Path) -> Texts:
+    """The texts of a split-format file (:func:`write_texts`), memory-mapped."""
+    return Texts(_read_table(path).column("text"))

@@ -24,7 +24,7 @@ the saved ``vocab.txt``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, normalizers, pre_tokenizers, processors
@@ -71,7 +71,7 @@ class WordPieceTokenizer(Tokenizer):
         vocab_size = vocab_size or DEFAULT_VOCAB_SIZE
         if vocab_size <= len(SPECIAL_TOKENS):
             raise UserError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens (got {vocab_size})")
-        texts = list(texts)  # may be trained on more than once
+        texts = texts if isinstance(texts, Sequence) else list(texts)  # may be trained on more than once
         limit_alphabet = LIMIT_ALPHABET
         while True:
             trainer = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,

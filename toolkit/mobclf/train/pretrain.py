@@ -10,8 +10,9 @@ interrupted run.
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from mobclf.artifacts import Artifact, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
-from mobclf.data.dataset import Dataset, load_dataset, read_texts
+from mobclf.data.dataset import Dataset, Texts, iter_texts, load_dataset, open_texts, write_texts
 from mobclf.errors import UserError
 from mobclf.models import count_parameters
 from mobclf.models.bert import bert_config
@@ -35,6 +36,7 @@ from mobclf.train.state import open_state, run_settings
 from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
 
 CHECKPOINT = "checkpoint"
+CORPUS_FILE = "corpus.arrow"  # the distinct texts, in the run's state folder while it trains
 UNIGRAM_MARGIN = 0.1  # nats below the frequency-only loss that count as having learnt to use context
 MAX_VAL_TEXTS = 2000
 
@@ -60,7 +62,10 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     out = Path(out)
     distributed.claim_output(out, force)
     run_device = distributed.setup(device)
-    texts, files, dataset = _read_corpus(corpus, data)
+    if not corpus and data is None:
+        raise UserError("nothing to pre-train on; give --corpus FILE (repeatable) and/or --data DIR")
+    dataset = load_dataset(data) if data is not None else None
+    files, distinct, texts_digest = _scan_corpus(corpus, dataset)
     if init is not None and tokenizer_dir is not None:
         raise UserError("--init brings its own tokenizer; leave out --tokenizer-dir")
     init_artifact, init_checkpoint, init_tokenizer = (open_pretrained(init, max_length) if init is not None
@@ -69,8 +74,9 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
                             data=str(Path(data).resolve()) if data else None,
                             tokenizer_dir=str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
                             init=init_artifact.sha256 if init_artifact else None,
-                            texts=hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest())
+                            texts=texts_digest)
     state = open_state(out, settings, fit_config.restart)
+    texts = _corpus_texts(state.dir, corpus, dataset, distinct)
     if state.resumed:
         text_tokenizer = load_tokenizer(state.dir / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
     elif init_tokenizer is not None:
@@ -88,11 +94,11 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     if len(texts) <= n_val:
         raise UserError(f"{len(texts)} distinct text(s) are too few to hold {n_val} out for validation; "
                         "give more text")
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(fit_config.seed)).tolist()
-    val_texts, train_texts = [texts[i] for i in order[:n_val]], [texts[i] for i in order[n_val:]]
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(fit_config.seed))
+    val_texts, train_rows = texts.take(order[:n_val]), order[n_val:]  # training reads its rows of ``texts``
     masking = {"mask_prob": mask_prob, "mask_id": text_tokenizer.mask_id,
                "replacements": replacement_ids(text_tokenizer)}
-    tokens = TokenizedTexts(text_tokenizer, train_texts, offsets=True)
+    tokens = TokenizedTexts(text_tokenizer, texts, offsets=True)
     val = TokenizedTexts(text_tokenizer, val_texts, offsets=True).batch(torch.arange(n_val))  # masked once, whole
     val_inputs, val_labels = mask_tokens(val["input_ids"], word_ids(val_texts, val, whole_word),
                                          generator=torch.Generator().manual_seed(fit_config.seed), **masking)
@@ -112,12 +118,13 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
         model = BertForMaskedLM(BertConfig(**architecture))
     model.to(run_device)
     console.log(f"pretrain: {count_parameters(model):,} parameters, vocab {len(text_tokenizer.vocab):,}, "
-                f"{len(train_texts):,} train / {n_val:,} val texts, on {run_device}")
+                f"{len(train_rows):,} train / {n_val:,} val texts, on {run_device}")
 
     def batch_words(index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The training texts ``index`` tokenized, and the word of each of their tokens."""
-        batch = tokens.batch(index)
-        return batch, word_ids(tokens.texts.take(index), batch, whole_word)
+        """The training texts ``index`` (positions in ``train_rows``) tokenized, and the word of each token."""
+        rows = train_rows[index]
+        batch = tokens.batch(rows)
+        return batch, word_ids(texts.take(rows), batch, whole_word)
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
         batch, words = batch_words(index)
@@ -141,15 +148,15 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
 
     initial_loss = val_mlm()[0]
     counts = torch.zeros(len(text_tokenizer.vocab), dtype=torch.long)
-    for index in batch_indices(len(tokens), 4096):
+    for index in batch_indices(len(train_rows), 4096):
         batch, words = batch_words(index)
         counts += torch.bincount(batch["input_ids"][words >= 0], minlength=len(counts))
     unigram_loss = _unigram_loss(counts, val_labels)
     console.log(f"pretrain: val MLM loss before training {initial_loss:.4f}; guessing from token frequencies alone "
                 f"would give {unigram_loss:.4f}")
-    result = fit(model, len(train_texts), batch_loss, lambda: val_mlm()[0], fit_config, "pretrain",
+    result = fit(model, len(train_rows), batch_loss, lambda: val_mlm()[0], fit_config, "pretrain",
                  checkpoint=state.checkpoint("pretrain"), score_name="val MLM loss", minimize=True,
-                 lengths=tokens.lengths)
+                 lengths=tokens.lengths[train_rows])
     val_loss, val_accuracy = val_mlm()
     if val_loss > unigram_loss - UNIGRAM_MARGIN:
         console.log(f"[yellow]pretrain: warning: val MLM loss {val_loss:.4f} is no better than guessing from token "
@@ -203,21 +210,53 @@ def open_pretrained(path: Path, max_length: int) -> tuple[Artifact, Path, Tokeni
     return artifact, artifact.file(CHECKPOINT), load_tokenizer(artifact.file("tokenizer"), max_length=max_length)
 
 
-def _read_corpus(corpus: list[Path], data: Path | None) -> tuple[list[str], list[dict], Dataset | None]:
-    """Distinct texts (first occurrence kept) of the corpus files, then of the dataset's train split."""
-    if not corpus and data is None:
-        raise UserError("nothing to pre-train on; give --corpus FILE (repeatable) and/or --data DIR")
-    texts, files = [], []
-    for path in corpus:
-        read = read_texts(path)
-        if not read:
+def _distinct_texts(corpus: list[Path], dataset: Dataset | None,
+                    per_file: list[int] | None = None) -> Iterator[str]:
+    """Distinct texts (first occurrence kept) of the corpus files, then of the dataset's train split, a text at a
+    time (what is remembered per text is a 16-byte digest); ``per_file`` counts every file's texts."""
+    def read(number: int, path: Path) -> Iterator[str]:
+        for text in iter_texts(path):
+            if per_file is not None:
+                per_file[number] += 1
+            yield text
+
+    seen = set()
+    for text in itertools.chain(*(read(number, path) for number, path in enumerate(corpus)),
+                                dataset.texts("train") if dataset else ()):
+        key = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        if key not in seen:
+            seen.add(key)
+            yield text
+
+
+def _scan_corpus(corpus: list[Path], dataset: Dataset | None) -> tuple[list[dict], int, str]:
+    """Each corpus file's text count and sha256 (an empty file refused), how many distinct texts there are, and the
+    sha256 of them in order (what the run's settings name)."""
+    per_file, digest, distinct = [0] * len(corpus), hashlib.sha256(), 0
+    for text in _distinct_texts(corpus, dataset, per_file):
+        digest.update(text.encode("utf-8") + b"\n")
+        distinct += 1
+    for path, count in zip(corpus, per_file):
+        if not count:
             raise UserError("no texts; the corpus file is empty", path=path)
-        texts += read
-        files.append({"path": str(path), "texts": len(read), "sha256": sha256_file(path)})
-    dataset = load_dataset(data) if data is not None else None
-    if dataset is not None:
-        texts += dataset.texts("train")
-    return list(dict.fromkeys(texts)), files, dataset
+    files = [{"path": str(path), "texts": count, "sha256": sha256_file(path)} for path, count in zip(corpus, per_file)]
+    return files, distinct, digest.hexdigest()
+
+
+def _corpus_texts(state_dir: Path, corpus: list[Path], dataset: Dataset | None, distinct: int) -> Texts:
+    """The distinct texts, written once into the run's state folder and read from there memory-mapped (so
+    pre-training on any number of texts holds the texts of its batch); a resumed run reads the file it wrote."""
+    path = state_dir / CORPUS_FILE
+    if distributed.is_main() and not path.is_file():
+        partial = path.with_name(path.name + ".tmp")
+        write_texts(partial, _distinct_texts(corpus, dataset))
+        partial.rename(path)
+    distributed.barrier()
+    texts = open_texts(path)
+    if len(texts) != distinct:
+        raise UserError(f"holds {len(texts)} texts where the corpus has {distinct}; start over with --restart",
+                        path=path)
+    return texts
 
 
 def _unigram_loss(counts: torch.Tensor, val_labels: torch.Tensor) -> float:
