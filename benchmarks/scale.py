@@ -9,8 +9,8 @@ size on disk. Run it alone on the machine: timings under contention mean nothing
     python benchmarks/scale.py --sizes 50000,100000,200000 --processes 1,2
     python benchmarks/scale.py --sizes 200000 --processes 2 --no-threads     # one more run; the others are kept
 
-Results: benchmarks/results/scale.json and scale.md (each run with its machine and the load average after it; a
-later run of the same size and processes replaces an earlier one, others are kept).
+Results: benchmarks/results/scale.json and scale.md (each run with its machine, the load average after it and the
+commit it measured; a later run of the same size and processes replaces an earlier one, others are kept).
 """
 
 from __future__ import annotations
@@ -78,6 +78,13 @@ def one_size(size: int, processes: int, threads: int, work: Path) -> dict:
     return result
 
 
+def commit() -> str:
+    """The checkout's commit these runs measured (``+`` when it had uncommitted changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "--", "../toolkit") else "")
+
+
 def _key(run: dict) -> tuple:
     return run["documents"], run["processes"], run["threads"]
 
@@ -86,13 +93,14 @@ def markdown(results: list[dict]) -> str:
     """Every run's stages; the speed-up of 2 processes and of 2 threads over 1 × 1 at each size; the peak RSS of
     each stage at every size (1 × 1) against the smallest size's."""
     lines = ["| documents | processes × threads | stage | wall (s) | documents/s | peak RSS (MB) "
-             "| teacher cache (MB) |",
-             "|---:|---|---|---:|---:|---:|---:|"]
+             "| teacher cache (MB) | code |",
+             "|---:|---|---|---:|---:|---:|---:|---|"]
     for result in results:
         for stage, figures in result["stages"].items():
             lines.append(f"| {result['documents']:,} | {result['processes']} × {result['threads']} | {stage} | "
                          f"{figures['seconds']} | {figures['documents_per_s']} | {figures['peak_rss_mb']} | "
-                         f"{result['teacher_cache_mb'] if stage == 'distill textcnn' else ''} |")
+                         f"{result['teacher_cache_mb'] if stage == 'distill textcnn' else ''} | "
+                         f"{result.get('commit', '?')} |")
     runs = {_key(result): result for result in results}
     sizes = sorted({result["documents"] for result in results})
     stages = list(results[0]["stages"]) if results else []
@@ -107,13 +115,15 @@ def markdown(results: list[dict]) -> str:
             ratios = [f"{runs[key]['stages'][stage]['documents_per_s'] / speed:.2f}×" if key in runs else "-"
                       for key in ((size, 2, 1), (size, 1, 2))]
             lines.append(f"| {size:,} | {stage} | {ratios[0]} | {ratios[1]} |")
-    single = [size for size in sizes if (size, 1, 1) in runs]
-    if len(single) > 1:
-        lines += ["", "Peak RSS at 1 × 1 (MB) by size, and the largest size's over the smallest's:", "",
-                  "| stage | " + " | ".join(f"{size:,}" for size in single) + " | ratio |",
-                  "|---|" + "---:|" * (len(single) + 1)]
+    for processes, threads in sorted({(result["processes"], result["threads"]) for result in results}):
+        measured = [size for size in sizes if (size, processes, threads) in runs]
+        if len(measured) < 2:
+            continue
+        lines += ["", f"Peak RSS at {processes} × {threads} (MB) by size, and the largest size's over the smallest's:",
+                  "", "| stage | " + " | ".join(f"{size:,}" for size in measured) + " | ratio |",
+                  "|---|" + "---:|" * (len(measured) + 1)]
         for stage in stages:
-            peaks = [runs[(size, 1, 1)]["stages"][stage]["peak_rss_mb"] for size in single]
+            peaks = [runs[(size, processes, threads)]["stages"][stage]["peak_rss_mb"] for size in measured]
             lines.append(f"| {stage} | " + " | ".join(f"{peak:,}" for peak in peaks)
                          + f" | {peaks[-1] / peaks[0]:.2f} |")
     return "\n".join(lines) + "\n"
@@ -136,7 +146,8 @@ def main(sizes: str, process_counts: str, compare_threads: bool, work: Path, res
         if compare_threads and max(counts) > 1:
             runs.append(one_size(size, 1, max(counts), work))
     for run in runs:
-        run.update(machine=machine(), load_average_after=[round(load, 2) for load in os.getloadavg()])
+        run.update(machine=machine(), load_average_after=[round(load, 2) for load in os.getloadavg()],
+                   commit=commit())
     results.mkdir(parents=True, exist_ok=True)
     saved = results / "scale.json"
     earlier = json.loads(saved.read_text("utf-8"))["runs"] if saved.is_file() else []
