@@ -153,7 +153,7 @@ def _tfidf_row(dataset: Dataset, examples: Labelled, timing_texts: list[str], th
                predictions: dict) -> dict:
     """The TF-IDF + logistic-regression baseline, fitted on the training split of ``dataset`` and timed in this
     process."""
-    baseline = fit_tfidf_baseline(dataset.texts("train"), dataset.targets("train"), language=dataset.language,
+    baseline = fit_tfidf_baseline(dataset.texts("train"), dataset.targets("train", np.uint8), language=dataset.language,
                                   multi_label=dataset.multi_label)
     predictions["tfidf-lr"] = baseline.predict(examples.texts)
     metrics = classification_metrics(examples.targets, predictions["tfidf-lr"], examples.labels)

@@ -226,7 +226,7 @@ def _runtime_metrics(runner, model: nn.Module, tokenizer, dataset: Dataset, pare
         probs = predict_probs(runner, tokenizer, texts, description=f"{split} in the runtime")
         fp32_probs = predict_probs(model, tokenizer, texts, description=f"{split} fp32")
         predictions[split] = predict_labels(probs, thresholds, single_label)
-        metrics[split] = classification_metrics(dataset.targets(split), predictions[split], dataset.labels)
+        metrics[split] = classification_metrics(dataset.targets(split, np.uint8), predictions[split], dataset.labels)
         metrics["agreement_with_fp32"][split] = agreement(predictions[split], predict_labels(fp32_probs, thresholds,
                                                                                              single_label))
         metrics["max_abs_prob_difference"][split] = float(np.abs(probs - fp32_probs).max())

@@ -36,7 +36,7 @@ class Labelled:
     """Texts with multi-hot targets in a model's label order, where they came from, and what was dropped."""
 
     texts: list[str]
-    targets: np.ndarray  # float32 [N, len(labels)]
+    targets: np.ndarray  # uint8 multi-hot [N, len(labels)]
     labels: list[str]
     source: str  # "test split of runs/data", "news.jsonl"
     dropped: dict = field(default_factory=dict)  # ignore_unknown_labels: {"labels": {name: rows}, "rows": n}
@@ -52,7 +52,7 @@ def labelled_split(data, split: str, *models) -> Labelled:
     texts = list(dataset.texts(split))  # a val or test split: scored whole
     if not texts:
         raise UserError(f"the dataset has no {split!r} examples; choose another --split", path=dataset.artifact.path)
-    return Labelled(texts, dataset.targets(split), dataset.labels, f"{split} split of {dataset.artifact.path}")
+    return Labelled(texts, dataset.targets(split, np.uint8), dataset.labels, f"{split} split of {dataset.artifact.path}")
 
 
 def labelled_file(path: Path, labels: list[str], options: LabelledFileOptions = LabelledFileOptions()) -> Labelled:
@@ -80,9 +80,9 @@ def labelled_file(path: Path, labels: list[str], options: LabelledFileOptions = 
         rows = kept
         if not rows:
             raise UserError("no row has a label the model knows; nothing to score", path=path)
-    targets = np.zeros((len(rows), len(labels)), dtype=np.float32)
+    targets = np.zeros((len(rows), len(labels)), dtype=np.uint8)
     for number, row in enumerate(rows):
-        targets[number, [known[label] for label in row.labels if label in known]] = 1.0
+        targets[number, [known[label] for label in row.labels if label in known]] = 1
     return Labelled([row.text for row in rows], targets, list(labels), str(path), dropped)
 
 
