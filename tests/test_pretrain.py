@@ -168,6 +168,26 @@ def test_an_interrupted_run_resumes_where_it_stopped(corpus, tmp_path, monkeypat
     assert restarted.manifest["metrics"] == pytest.approx(reference.manifest["metrics"], rel=1e-5)
 
 
+def test_a_corpus_that_changes_between_its_two_reads_is_refused(corpus, tmp_path, monkeypatch):
+    """pretrain reads its corpus twice, a text at a time: to count and name the distinct texts, then to write them
+    into the run's state folder (from where training reads them memory-mapped)."""
+    copy = tmp_path / "texts.jsonl"
+    copy.write_text(corpus.read_text("utf-8"), "utf-8")
+    reads, read = [], pretrain_stage.iter_texts
+
+    def read_then_edit(path):
+        reads.append(path)
+        if len(reads) == 2:  # the scan came first; this is the write
+            copy.write_text(copy.read_text("utf-8").replace("北京", "南京"), "utf-8")
+        return read(path)
+
+    monkeypatch.setattr(pretrain_stage, "iter_texts", read_then_edit)
+    with pytest.raises(UserError, match="changed while it was being read"):
+        pretrain([copy], tmp_path / "pt", fit_config=fit_config(epochs=1), **TINY)
+    assert not (tmp_path / "pt").exists()
+    assert not list((tmp_path / ".pt.train-state").glob("corpus.arrow*"))
+
+
 def test_an_empty_corpus_file_is_named(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")

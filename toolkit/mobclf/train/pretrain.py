@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -76,7 +76,7 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
                             init=init_artifact.sha256 if init_artifact else None,
                             texts=texts_digest)
     state = open_state(out, settings, fit_config.restart)
-    texts = _corpus_texts(state.dir, corpus, dataset, distinct)
+    texts = _corpus_texts(state.dir, corpus, dataset, distinct, texts_digest)
     if state.resumed:
         text_tokenizer = load_tokenizer(state.dir / "tokenizer")  # a rebuilt WordPiece vocabulary could differ
     elif init_tokenizer is not None:
@@ -229,13 +229,18 @@ def _distinct_texts(corpus: list[Path], dataset: Dataset | None,
             yield text
 
 
+def _hashed(texts: Iterable[str], digest) -> Iterator[str]:
+    """``texts``, each added to the running ``digest`` (hashlib) as it passes."""
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\n")
+        yield text
+
+
 def _scan_corpus(corpus: list[Path], dataset: Dataset | None) -> tuple[list[dict], int, str]:
     """Each corpus file's text count and sha256 (an empty file refused), how many distinct texts there are, and the
     sha256 of them in order (what the run's settings name)."""
-    per_file, digest, distinct = [0] * len(corpus), hashlib.sha256(), 0
-    for text in _distinct_texts(corpus, dataset, per_file):
-        digest.update(text.encode("utf-8") + b"\n")
-        distinct += 1
+    per_file, digest = [0] * len(corpus), hashlib.sha256()
+    distinct = sum(1 for _ in _hashed(_distinct_texts(corpus, dataset, per_file), digest))
     for path, count in zip(corpus, per_file):
         if not count:
             raise UserError("no texts; the corpus file is empty", path=path)
@@ -243,13 +248,19 @@ def _scan_corpus(corpus: list[Path], dataset: Dataset | None) -> tuple[list[dict
     return files, distinct, digest.hexdigest()
 
 
-def _corpus_texts(state_dir: Path, corpus: list[Path], dataset: Dataset | None, distinct: int) -> Texts:
-    """The distinct texts, written once into the run's state folder and read from there memory-mapped (so
-    pre-training on any number of texts holds the texts of its batch); a resumed run reads the file it wrote."""
+def _corpus_texts(state_dir: Path, corpus: list[Path], dataset: Dataset | None, distinct: int,
+                  texts_digest: str) -> Texts:
+    """The distinct texts, written once into the run's state folder (refused if they are not the ones scanned a
+    moment before) and read from there memory-mapped, so pre-training on any number of texts holds the texts of its
+    batch; a resumed run reads the file it wrote."""
     path = state_dir / CORPUS_FILE
     if distributed.is_main() and not path.is_file():
-        partial = path.with_name(path.name + ".tmp")
-        write_texts(partial, _distinct_texts(corpus, dataset))
+        partial, digest = path.with_name(path.name + ".tmp"), hashlib.sha256()
+        write_texts(partial, _hashed(_distinct_texts(corpus, dataset), digest))
+        if digest.hexdigest() != texts_digest:
+            partial.unlink()
+            raise UserError("a corpus file changed while it was being read; run the command again when nothing "
+                            "writes to it")
         partial.rename(path)
     distributed.barrier()
     texts = open_texts(path)
