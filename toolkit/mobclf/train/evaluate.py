@@ -52,7 +52,8 @@ def labelled_split(data, split: str, *models) -> Labelled:
     texts = list(dataset.texts(split))  # a val or test split: scored whole
     if not texts:
         raise UserError(f"the dataset has no {split!r} examples; choose another --split", path=dataset.artifact.path)
-    return Labelled(texts, dataset.targets(split, np.uint8), dataset.labels, f"{split} split of {dataset.artifact.path}")
+    return Labelled(texts, dataset.targets(split, np.uint8), dataset.labels,
+                    f"{split} split of {dataset.artifact.path}")
 
 
 def labelled_file(path: Path, labels: list[str], options: LabelledFileOptions = LabelledFileOptions()) -> Labelled:
