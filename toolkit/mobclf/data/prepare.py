@@ -14,7 +14,6 @@ need; the second writes each kept text into its split file (and refuses a file t
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -25,7 +24,7 @@ from rich.text import Text
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console, progress
 from mobclf.data.dataset import SplitWriter, split_file
-from mobclf.data.readers import Row, detect_format, iter_labelled, read_class_file
+from mobclf.data.readers import Row, detect_format, iter_labelled, read_class_file, text_digest
 from mobclf.data.splits import SPLITS, carve_splits, label_matrix, min_examples_to_stratify
 from mobclf.data.stats import filter_labels, label_counts, label_stats, rank_labels
 from mobclf.data.stats import summary as stats_summary
@@ -33,10 +32,6 @@ from mobclf.errors import UserError
 from mobclf.stages import PrepareConfig
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def _first_pass(path: Path, read: Callable[[Path], Iterator[Row]]) -> list[Row]:
@@ -47,7 +42,7 @@ def _first_pass(path: Path, read: Callable[[Path], Iterator[Row]]) -> list[Row]:
     with progress() as bar:
         task = bar.add_task(f"reading {path.name}", total=None, status="labels")
         for row in read(path):
-            rows.append(Row(_digest(row.text), shared.setdefault(row.labels, row.labels), row.path, row.line))
+            rows.append(Row(text_digest(row.text), shared.setdefault(row.labels, row.labels), row.path, row.line))
             bar.advance(task)
     return rows
 
@@ -63,7 +58,7 @@ def _second_pass(path: Path, read: Callable[[Path], Iterator[Row]], kept: list[t
             if position == len(kept) or row.line != kept[position][0].line:
                 continue  # a duplicate, or left without a label
             first, split = kept[position]
-            if _digest(row.text) != first.text:
+            if text_digest(row.text) != first.text:
                 raise UserError("changed while it was read (a row differs from the first pass); run again when it "
                                 "is complete", path=path, line=row.line)
             writers[split].add(row.text, first.labels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import re
@@ -38,6 +39,12 @@ class Row:
     @property
     def where(self) -> str:
         return f"{self.path}:{self.line}"
+
+
+def text_digest(text: str) -> str:
+    """A 16-byte BLAKE2b of ``text`` in hex: what a reader keeps per text to find repeated ones, or to check that a
+    second pass over a file reads what the first did."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def detect_format(path: Path) -> str:

@@ -23,6 +23,7 @@ from transformers import BertConfig, BertForMaskedLM
 from mobclf.artifacts import Artifact, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, Texts, iter_texts, load_dataset, open_texts, write_texts
+from mobclf.data.readers import text_digest
 from mobclf.errors import UserError
 from mobclf.models import count_parameters
 from mobclf.models.bert import bert_config
@@ -213,7 +214,7 @@ def open_pretrained(path: Path, max_length: int) -> tuple[Artifact, Path, Tokeni
 def _distinct_texts(corpus: list[Path], dataset: Dataset | None,
                     per_file: list[int] | None = None) -> Iterator[str]:
     """Distinct texts (first occurrence kept) of the corpus files, then of the dataset's train split, a text at a
-    time (what is remembered per text is a 16-byte digest); ``per_file`` counts every file's texts."""
+    time (what is remembered per text is its digest); ``per_file`` counts every file's texts."""
     def read(number: int, path: Path) -> Iterator[str]:
         for text in iter_texts(path):
             if per_file is not None:
@@ -223,7 +224,7 @@ def _distinct_texts(corpus: list[Path], dataset: Dataset | None,
     seen = set()
     for text in itertools.chain(*(read(number, path) for number, path in enumerate(corpus)),
                                 dataset.texts("train") if dataset else ()):
-        key = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        key = text_digest(text)
         if key not in seen:
             seen.add(key)
             yield text
