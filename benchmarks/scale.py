@@ -4,7 +4,8 @@ teacher (1 epoch) → its outputs for distillation (cached) → a TextCNN studen
 
 Each stage runs as its own `mobclf` command (under torchrun for N > 1 processes) and is measured from outside: wall
 time and the peak RSS of its largest process (`os.wait4`, which covers the processes it waited for); teacher-cache
-size on disk. Run it alone on the machine: timings under contention mean nothing.
+size on disk. Each stage's log lines (with their times: where the time went) are kept beside its outputs in the
+work folder. Run it alone on the machine: timings under contention mean nothing.
 
     python benchmarks/scale.py --sizes 50000,100000,200000 --processes 1,2
     python benchmarks/scale.py --sizes 200000 --processes 2 --no-threads     # one more run; the others are kept
@@ -20,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,11 +37,12 @@ STUDENT = ["--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1"
            "--embedding-dim", "128", "--filters", "128", "--device", "cpu"]
 
 
-def measured(args: list[str], cwd: Path, processes: int = 1, threads: int = 1) -> dict:
-    """Run one mobclf command; its wall time and the peak RSS of its largest process (MB)."""
+def measured(args: list[str], cwd: Path, log: Path, processes: int = 1, threads: int = 1) -> dict:
+    """Run one mobclf command, its messages (time-stamped log lines) written to ``log``; its wall time and the peak
+    RSS of its largest process (MB)."""
     launcher = [str(BIN / "torchrun"), "--nproc_per_node", str(processes)] if processes > 1 else []
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with tempfile.TemporaryFile("w+") as messages:
+    with log.open("w+", encoding="utf-8") as messages:
         start = time.perf_counter()
         process = subprocess.Popen([*launcher, str(BIN / "mobclf"), *args], cwd=cwd, env=environment,
                                    stdout=subprocess.DEVNULL, stderr=messages)
@@ -71,7 +72,7 @@ def one_size(size: int, processes: int, threads: int, work: Path) -> dict:
     result = {"documents": size, "processes": processes, "threads": threads, "stages": {}}
     for name, (args, count) in stages.items():
         click.echo(f"{size:,} documents, {count} × {threads}: {name} ...", err=True)
-        figures = measured(args, folder, count, threads)
+        figures = measured(args, folder, folder / f"{name.replace(' ', '-')}.log", count, threads)
         figures["documents_per_s"] = round(size / figures["seconds"], 1)
         result["stages"][name] = figures
     result["teacher_cache_mb"] = round(sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 1e6, 1)
