@@ -71,7 +71,7 @@ def tfidf_rows(dataset, teacher_test_predictions: np.ndarray, c_grid=(1.0, 10.0,
     return rows
 
 
-COLUMNS = [table.NAME, table.RUNTIME, table.PRECISION, table.ACCURACY, table.MICRO_F1, table.MACRO_F1,
+COLUMNS = [table.NAME, table.RUNTIME, table.WEIGHTS, table.ACCURACY, table.MICRO_F1, table.MACRO_F1,
            table.SHARE_OF_TEACHER, table.AGREEMENT, table.PARAMS, table.SIZE_MB, table.WALL_TIME]
 
 

@@ -7,6 +7,7 @@ import json
 from conftest import run
 from dataset_rows import split_rows
 
+import mobclf
 from mobclf.artifacts import load_artifact
 
 DESIGN_ROW_KEYS = {"name", "kind", "arch", "runtime", "precision", "micro_f1", "macro_f1", "accuracy",
@@ -20,7 +21,7 @@ def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
                "--parity-texts", "20").exit_code == 0
     out = students / "bench-report"
     result = run("bench", "--model", students / "teacher", "--model", students / "textcnn", "--model", bundle,
-                 "--data", students / "data", "--out", out, "--latency-texts", "5")
+                 "--data", students / "data", "--out", out, "--latency-texts", "5", "--cold-starts", "3")
     assert result.exit_code == 0, result.output
     assert load_artifact(out, kind="report").manifest["lineage"]["parents"][0]["kind"] == "teacher"
     report = json.loads((out / "report.json").read_text("utf-8"))
@@ -44,7 +45,29 @@ def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
     for name in ("f1_vs_latency.png", "f1_vs_size.png", "per_label_f1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="{name}"' in (out / "report.html").read_text("utf-8")
-    assert "| teacher | eager | fp32 |" in (out / "report.md").read_text("utf-8")
+    text = (out / "report.md").read_text("utf-8")
+    assert "| teacher | eager | fp32 |" in text
+    # what a reader needs around the table: which data (named after its source file), when, on what, with which
+    # code; what the columns mean; the plots
+    assert text.startswith(f"# mobclf bench: news.jsonl (test split, {report['texts']} texts)\n")
+    assert f"with mobclf {mobclf.__version__}" in text and report["provenance"]["date"] in text
+    assert "Agreement with teacher: the share of texts whose chosen label set equals the teacher's" in text
+    assert "![micro-F1 against model size](f1_vs_size.png)" in text and "⚠" not in text
+    assert all(0 <= row["others_cpu_share"] < 1 for row in report["rows"][:-1])
+    # the .pte once more in the native runner: its own row, logits equal to the Python runtime's
+    [native] = report["native"]
+    assert native["name"] == "bench-bundle/model.pte" and native["logits_equal_python"] is True
+    assert native["texts"] == 5 and native["cold_start_ms"]["repeats"] == 3 and 0 < native["peak_rss_mb"] < 100
+    assert 0 < native["cold_start_ms"]["min"] <= native["cold_start_ms"]["median"] <= native["cold_start_ms"]["max"]
+    assert native["tokenize_jvm_ms"]["p50"] > 0 and 0 < native["tokenize_share"] < 1
+    assert native["end_to_end_ms"]["p50"] >= native["latency_ms"]["p50"]
+    profile = native["profile"]  # where the time goes: XNNPACK's operators and the portable ones (ETDump)
+    assert 0 < profile["xnnpack_ms"] + profile["portable_ms"] <= profile["execute_ms"]
+    assert {"XNNPACK", "portable"} == {operator["runs_on"] for operator in profile["operators"]}
+    assert any(operator["operator"].startswith("Fully Connected") for operator in profile["operators"])
+    assert "## Native: the ExecuTorch C++ runtime" in (out / "report.md").read_text("utf-8")
+    assert "### Where the time goes: bench-bundle/model.pte" in (out / "report.md").read_text("utf-8")
+    assert "<h2>Native: the ExecuTorch C++ runtime" in (out / "report.html").read_text("utf-8")
 
 
 def test_bench_refuses_a_dataset_as_a_model(students, tmp_path):
@@ -79,7 +102,7 @@ def test_bench_on_a_labelled_file_refuses_unknown_labels_or_drops_them(students,
     scored = evaluate(EvalConfig(reading=LabelledFileOptions(ignore_unknown_labels=True)), students / "textcnn",
                       file=news)
     assert rows["textcnn"]["micro_f1"] == scored["micro_f1"] and rows["textcnn"]["agreement_with_teacher"] is None
-    assert "(whole file)" in (out / "report.md").read_text("utf-8")
+    assert "(whole file, 30 texts)" in (out / "report.md").read_text("utf-8")
 
 
 def test_one_row_type_and_one_table_for_markdown_and_html():
@@ -102,3 +125,19 @@ def test_one_row_type_and_one_table_for_markdown_and_html():
     for row in cells:
         assert "| " + " | ".join(row) + " |" in markdown
         assert "".join(f"<td>{html.escape(cell)}</td>" for cell in row) in page
+
+
+def test_a_report_measured_beside_busy_processes_says_so():
+    from mobclf.bench.measure import OtherProcesses
+    from mobclf.bench.report import markdown
+
+    with OtherProcesses() as others:  # nothing else runs here: about none of the CPUs taken by others
+        sum(range(2_000_000))
+    assert 0 <= others.cpu_share < 0.5
+    row = {"name": "m", "runtime": "eager", "precision": "fp32", "micro_f1": 0.5, "macro_f1": 0.5,
+           "agreement_with_teacher": None, "size_bytes": 1, "params": 1, "latency_ms_p50": 1.0,
+           "latency_ms_p95": 1.0, "throughput_per_s": 1.0, "timings": [], "others_cpu_share": 0.4}
+    report = {"dataset": "d", "split": "test", "baseline": None, "rows": [row], "load_average_at_start": 3.1}
+    assert "⚠ Other processes used up to 40% of the CPUs" in markdown(report)
+    assert "load average 3.1 at the start" in markdown(report)
+    assert "⚠" not in markdown({**report, "rows": [{**row, "others_cpu_share": 0.02}]})

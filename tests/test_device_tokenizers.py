@@ -27,28 +27,20 @@ from mobclf.artifacts import load_artifact
 from mobclf.data.dataset import load_dataset
 from mobclf.export.executorch import PteRunner
 from mobclf.models import load_classifier
+from mobclf.native.jvm import ANDROID_DEMO, ORG_JSON, build_device_cli
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
 from mobclf.train.thresholds import predict_labels
 
-ANDROID_DEMO = Path(__file__).resolve().parents[1] / "android-demo"
-CORE_SOURCES = ANDROID_DEMO / "app/src/main/java/org/mobclf/core"
-CLI_SOURCES = ANDROID_DEMO / "app/src/test/java/org/mobclf/core"
 WEB = ANDROID_DEMO / "web"
-ORG_JSON = Path("/usr/share/java/com.android.json.jar")  # Debian libandroid-json-java: Android's org.json
 INSTALL_HINT = "run android-demo/tools/install-test-tools.sh"
 KINDS = ("char", "jieba", "wordpiece")
 
 
 @pytest.fixture(scope="module")
-def device_cli(tmp_path_factory):
+def device_cli():
     """A function running ``DeviceCli COMMAND DIR INPUT`` on the JVM and returning its output lines."""
-    javac = shutil.which("javac")
-    assert javac and ORG_JSON.exists(), f"javac and {ORG_JSON} are needed: {INSTALL_HINT}"
-    classes = tmp_path_factory.mktemp("jvm-classes")
-    sources = sorted(str(path) for path in [*CORE_SOURCES.glob("*.java"), *CLI_SOURCES.glob("*.java")])
-    subprocess.run([javac, "-source", "8", "-target", "8", "-Xlint:-options", "-encoding", "UTF-8",
-                    "-cp", str(ORG_JSON), "-d", str(classes), *sources], check=True)
+    classes = build_device_cli()
 
     def device_cli(command: str, directory: Path, input_file: Path) -> list[str]:
         result = subprocess.run(["java", "-cp", f"{classes}:{ORG_JSON}", "org.mobclf.core.DeviceCli", command,

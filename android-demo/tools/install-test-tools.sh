@@ -2,7 +2,8 @@
 # Everything the tests of android-demo/ need beyond Python, installed from Debian and npm (idempotent, quiet on
 # success): a JDK and Android's org.json for the JVM tokenizer tests (tests/test_device_tokenizers.py), the
 # Android build tools for the APK test (install-android-tools.sh), Chromium and the web demo's npm packages for
-# the browser test (install-browser.sh).
+# the browser test (install-browser.sh), compilers, qemu and the aarch64 ExecuTorch SDK for the native runner's
+# tests (install-native-tools.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -19,3 +20,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 "$here/install-android-tools.sh"
 "$here/install-browser.sh"
+"$here/install-native-tools.sh"

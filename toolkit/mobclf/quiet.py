@@ -27,6 +27,8 @@ WARNINGS = [
     (UserWarning, r"# The axis name: \w+ will not be used, since it shares the same shape constraints"),
     # ExecuTorch's Python runtime announces itself as experimental on import (a DeprecationWarning subclass).
     (DeprecationWarning, r"This API is experimental and subject to change without notice"),
+    # ExecuTorch's Inspector without intermediate outputs: mobclf reads its operator timings only (native profile).
+    (UserWarning, r"Output Buffer not found\. Tensor Debug Data will not be available"),
 ]
 
 # logger name -> message regexes: records the libraries log while they load or export.

@@ -144,6 +144,10 @@ class BenchConfig(StageConfig):
                           "split; with --file, the dataset the first model came from).")
     name: str | None = setting(None, "Dataset name in the report [default: the --data directory's or --file's "
                                "name].")
+    native: bool = setting(True, "Also run every .pte in the native ExecuTorch runner (C++, 1 thread): cold start, "
+                           "steady latency and peak RSS without Python (needs g++: "
+                           "android-demo/tools/install-native-tools.sh; skipped with a note where it does not build).")
+    cold_starts: int = setting(20, "Native runner: whole-process cold starts timed per .pte.", min=1)
     reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
 
 

@@ -6,18 +6,26 @@ are sized before anything loads and peak memory belongs to that variant alone.
 - throughput: texts per second at batch 128 (ExecuTorch programs are batch 1: one text after another);
 - probabilities of every text of the split (for accuracy and agreement), when asked;
 - peak memory: the process's peak RSS, and how far it rose above the RSS it had before the model was loaded.
+
+``measure_native`` measures a ``.pte`` in the native runner instead (``mobclf.native``): what an app pays, without
+Python.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import resource
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from mobclf.artifacts import load_artifact
 from mobclf.bench.variants import Variant, open_predictor
+from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
 
 WARMUP = 10
@@ -78,6 +86,30 @@ def measure(variant: Variant, threads: int, latency_texts: list[str], throughput
     return result
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine since boot, CPU seconds of this process and its reaped children)."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    machine_busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    own = sum(usage.ru_utime + usage.ru_stime for usage in (resource.getrusage(resource.RUSAGE_SELF),
+                                                             resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return machine_busy, own
+
+
+class OtherProcesses:
+    """The share of the machine's CPU time that other processes took while the ``with`` block ran: busy time from
+    ``/proc/stat`` (a hypervisor's steal included) less this process's and its finished children's, over wall time ×
+    CPUs. Latencies measured beside a busy neighbour are not the model's (two torch processes on 2 cores: 4–20×)."""
+
+    def __enter__(self) -> OtherProcesses:
+        self._start = (time.perf_counter(), *_cpu_seconds())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall, busy, own = (now - then for now, then in zip((time.perf_counter(), *_cpu_seconds()), self._start))
+        self.cpu_share = round(max(busy - own, 0.0) / (max(wall, 1e-9) * (os.cpu_count() or 1)), 3)
+
+
 def _child(arguments: tuple) -> dict:
     variant, *rest = arguments
     return measure(Variant(**variant), *rest)
@@ -88,3 +120,37 @@ def measure_in_subprocess(variant: Variant, threads: int, latency_texts: list[st
     """``measure`` in a fresh spawned process (its thread pools and peak RSS are its own)."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_child, ((asdict(variant), threads, latency_texts, throughput_texts, split_texts),))
+
+
+def measure_native(variant: Variant, texts: list[str], cold_starts: int, jvm: bool) -> dict:
+    """An ExecuTorch variant in the native runner at 1 thread: whole-process cold start (``cold_starts`` times),
+    loading, first inference, steady p50/p95 over ``texts`` (model only) after a warm-up, and the runner's peak RSS;
+    whether its logits equal the Python runtime's on every one of ``texts``; with ``jvm``, the app's Java tokenizer
+    timed on the same texts (warm), and tokenize + model per text (end to end); and where the time goes, per
+    operator (``operator_profile``, a separate traced run)."""
+    from mobclf.export.executorch import PteRunner, program_rows
+    from mobclf.native.jvm import jvm_encode_ms
+    from mobclf.native.runner import build_runner, cold_start_ms, operator_profile, run_pte
+
+    artifact = load_artifact(Path(variant.artifact))
+    encoded = load_tokenizer(artifact.file("tokenizer")).encode_batch(texts)
+    rows = program_rows(encoded["input_ids"], encoded["attention_mask"], variant.min_length)
+    pte, runner = artifact.file(variant.file), build_runner()
+    native = run_pte(runner, pte, rows, threads=1, warmup=WARMUP)
+    python = PteRunner(pte, variant.min_length)
+    python_logits = np.concatenate([python(ids, mask).numpy() for ids, mask in rows])
+    starts = cold_start_ms(runner, pte, rows[0], cold_starts)
+    tokenize = np.asarray(jvm_encode_ms(artifact.file("tokenizer"), texts)) if jvm else None
+    end_to_end = None if tokenize is None else tokenize + np.asarray(native.ms)
+    return {"name": variant.name, "arch": variant.arch, "precision": variant.precision,
+            "size_bytes": variant.size_bytes, "texts": len(rows), "threads": 1,
+            "cold_start_ms": {"median": round(float(np.median(starts)), 2), "min": round(min(starts), 2),
+                              "max": round(max(starts), 2), "repeats": cold_starts},
+            "load_ms": round(native.load_ms, 3), "first_inference_ms": round(native.first_inference_ms, 3),
+            "latency_ms": native.latency_ms, "peak_rss_mb": round(native.peak_rss_mb, 1),
+            "logits_equal_python": bool(np.array_equal(native.logits, python_logits)),
+            "max_abs_logit_difference": float(np.abs(native.logits - python_logits).max()),
+            "tokenize_jvm_ms": None if tokenize is None else _percentiles(tokenize / 1000),
+            "end_to_end_ms": None if end_to_end is None else _percentiles(end_to_end / 1000),
+            "tokenize_share": None if tokenize is None else round(float(tokenize.sum() / end_to_end.sum()), 3),
+            "profile": operator_profile(runner, pte, rows)}

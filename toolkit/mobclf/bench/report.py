@@ -4,10 +4,13 @@ Every variant of every ``--model`` artifact (see ``variants``) plus the TF-IDF +
 scored on the whole split of a dataset artifact (or on a whole labelled file, read as ``mobclf eval`` reads it, the
 baseline then trained on the dataset the first model came from), and timed on real texts of it, in fresh processes
 at 1 thread and at all threads (``measure``). The teacher fp32 eager row is the baseline: every row records its
-agreement with it. Output (a ``report`` artifact): ``report.json`` in DESIGN.md's result format (rows with extra
-fields: latency per thread count and with/without tokenization, peak memory), ``report.md``, ``report.html`` and
-its PNG plots (micro-F1 against latency and against size with the Pareto front; per-label F1 of the teacher and the
-best student).
+agreement with it. Every ``.pte`` is measured once more in the native C++ runner (``measure_native``: cold start,
+steady latency and memory without Python, the app's Java tokenizer beside it), and every measurement records how
+much of the CPUs other processes took meanwhile (``OtherProcesses``), so a report made beside a busy neighbour says
+so. Output (a ``report`` artifact): ``report.json`` in DESIGN.md's result format (rows with extra fields: latency per
+thread count and with/without tokenization, memory; the native rows; date, commit and machine), ``report.md``,
+``report.html`` and its PNG plots (micro-F1 against latency and against size with the Pareto front; per-label F1 of
+the teacher and the best student, labels named).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import html
 import json
 import os
 import platform
+import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +29,7 @@ import torch
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.bench import table
-from mobclf.bench.measure import measure_in_subprocess
+from mobclf.bench.measure import OtherProcesses, measure_in_subprocess, measure_native
 from mobclf.bench.variants import KINDS, Variant, variants_of
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
@@ -53,6 +58,7 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
     if data is not None and config.reading.given():
         raise UserError(f"{', '.join(config.reading.given())} read a labelled --file; with --data drop them")
     check_output_dir(out, force)
+    load_at_start = round(os.getloadavg()[0], 2)
     artifacts = {str(artifact.path): artifact for artifact in (load_artifact(path, kind=KINDS) for path in models)}
     variants = [variant for artifact in artifacts.values() for variant in variants_of(artifact)]
     if data is not None:
@@ -79,22 +85,27 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
             console.log(f"[yellow]{variant.name}: its export failed the parity check (exported with "
                         "--accept-parity-failure); its row is marked")
         eager_probs = _eager_probs(variant, artifacts[variant.artifact], texts) if variant.runtime == "eager" else None
-        timings = [measure_in_subprocess(variant, threads, timing_texts, throughput_texts,
-                                         None if eager_probs is not None or threads != all_threads[-1] else texts)
-                   for threads in all_threads]
+        with OtherProcesses() as others:
+            timings = [measure_in_subprocess(variant, threads, timing_texts, throughput_texts,
+                                             None if eager_probs is not None or threads != all_threads[-1] else texts)
+                       for threads in all_threads]
         probs = eager_probs if eager_probs is not None else timings[-1].pop("probs")
         predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), variant.single_label)
         rows.append(_row(variant, examples, predictions[variant.name], timings))
+        rows[-1]["others_cpu_share"] = others.cpu_share
     if config.tfidf and training is not None:
         rows.append(_tfidf_row(training, examples, timing_texts, throughput_texts, predictions))
+    programs = [variant for variant in variants if variant.runtime == "executorch"]
+    native = _native_rows(programs, timing_texts, config.cold_starts) if config.native and programs else []
     baseline = teachers[0].name if teachers else None
     for row in rows:
         row["agreement_with_teacher"] = (agreement(predictions[row["name"]], predictions[baseline])
                                          if baseline else None)
-    report = {"dataset": config.name or Path(data if data is not None else file).name,
-              "split": config.split if data is not None else "file",
-              "baseline": baseline, "machine": machine(), "rows": rows,
-              "per_label_f1": {row["name"]: row.pop("per_label_f1") for row in rows}}
+    report = {"dataset": config.name or (_dataset_name(training) if data is not None else Path(file).name),
+              "split": config.split if data is not None else "file", "texts": len(texts),
+              "timed_texts": len(timing_texts), "baseline": baseline, "machine": machine(),
+              "provenance": provenance(), "load_average_at_start": load_at_start, "rows": rows, "native": native,
+              "labels": examples.labels, "per_label_f1": {row["name"]: row.pop("per_label_f1") for row in rows}}
     parents = [*artifacts.values()] + ([training.artifact] if training is not None else [])
     with write_artifact(out, kind="report", force=force) as artifact:
         write_report_files(report, artifact.dir)
@@ -103,6 +114,17 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
             artifact.manifest["examples"] = {"file": str(Path(file).resolve()), "sha256": sha256_file(file),
                                              "texts": len(texts), "dropped_unknown_labels": examples.dropped or None}
     return load_artifact(out)
+
+
+def _dataset_name(dataset: Dataset) -> str:
+    """What a report calls a dataset artifact: its one source file's name, or the folder its sources share (e.g.
+    ``thucnews`` for ``thucnews/train.txt`` and ``thucnews/test.txt``), else the artifact's folder name."""
+    sources = [Path(source["path"]) for source in dataset.artifact.manifest.get("sources", [])
+               if source.get("format") != "class-list"]
+    if len(sources) == 1:
+        return sources[0].name
+    folders = {source.parent for source in sources}
+    return folders.pop().name if len(folders) == 1 else dataset.artifact.path.name
 
 
 def summary(artifact: Artifact) -> str:
@@ -134,6 +156,34 @@ def _eager_probs(variant: Variant, artifact: Artifact, texts: list[str]) -> np.n
         return predict_probs(model, tokenizer, texts, description=f"{variant.name}: predicting")
     logits = teacher_outputs(artifact, model, tokenizer, texts, device=variant.device).all("logits")
     return torch.sigmoid_(logits).numpy()
+
+
+def _native_rows(programs: list[Variant], texts: list[str], cold_starts: int) -> list[dict]:
+    """Every ``.pte`` in the native runner (``measure_native``); none, with a note, where the runner does not build."""
+    from mobclf.native.jvm import build_device_cli
+    from mobclf.native.runner import build_runner
+
+    try:
+        build_runner()
+    except UserError as err:
+        console.log(f"[yellow]no native rows: {err.message}")
+        return []
+    jvm = True
+    try:
+        build_device_cli()
+    except UserError as err:
+        console.log(f"[yellow]native rows without the Java tokenizer's time: {err.message}")
+        jvm = False
+    rows = []
+    for variant in programs:
+        console.log(f"{variant.name}: native ExecuTorch runner, 1 thread")
+        with OtherProcesses() as others:
+            rows.append(measure_native(variant, texts, cold_starts, jvm))
+        rows[-1]["others_cpu_share"] = others.cpu_share
+        if not rows[-1]["logits_equal_python"]:
+            console.log(f"[yellow]{variant.name}: the native runner's logits differ from the Python runtime's by up "
+                        f"to {rows[-1]['max_abs_logit_difference']:.3g}")
+    return rows
 
 
 def _row(variant: Variant, examples: Labelled, predicted: np.ndarray, timings: list[dict]) -> dict:
@@ -187,6 +237,27 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def provenance() -> dict:
+    """When and with what a result was measured: the UTC date, mobclf's version, and the git commit of the mobclf
+    checkout it ran from (``+`` when that had uncommitted changes; None outside a checkout)."""
+    made = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "mobclf": version("mobclf"), "commit": None}
+    toolkit = Path(__file__).resolve().parents[2]
+    if not (toolkit.name == "toolkit" and (toolkit.parent / "pyproject.toml").is_file()):  # an installed copy
+        return made
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=toolkit, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit is not None:
+        made["commit"] = commit + ("+" if git("status", "--porcelain", "--", ".") else "")
+    return made
+
+
 def pareto_front(rows: list[dict], cost: str) -> list[dict]:
     """Rows no other row beats on both micro-F1 (higher) and ``cost`` (lower), cheapest first."""
     ranked = sorted((row for row in rows if row[cost] is not None), key=lambda row: (row[cost], -row["micro_f1"]))
@@ -198,42 +269,139 @@ def pareto_front(rows: list[dict], cost: str) -> list[dict]:
     return front
 
 
-BENCH_COLUMNS = [table.NAME, table.RUNTIME, table.PRECISION, table.MICRO_F1, table.MACRO_F1, table.SHARE_OF_TEACHER,
-                 table.AGREEMENT, table.SIZE_MB, table.PARAMS, table.LATENCY, table.THROUGHPUT, table.PEAK_RSS]
+BENCH_COLUMNS = [table.NAME, table.RUNTIME, table.WEIGHTS, table.MICRO_F1, table.MACRO_F1, table.SHARE_OF_TEACHER,
+                 table.AGREEMENT, table.SIZE_MB, table.PARAMS, table.LATENCY, table.THROUGHPUT, table.MEMORY_ADDED]
+NATIVE_COLUMNS = [
+    table.Column("model", lambda row, _: row["name"], numeric=False), table.WEIGHTS, table.SIZE_MB,
+    table.Column("cold start median [min–max] (ms)", lambda row, _: "{median:.1f} [{min:.1f}–{max:.1f}]".format(
+        **row["cold_start_ms"])),
+    table.Column("load (ms)", lambda row, _: f"{row['load_ms']:.2f}"),
+    table.Column("first inference (ms)", lambda row, _: f"{row['first_inference_ms']:.2f}"),
+    table.Column("model p50 / p95 (ms)", lambda row, _: "{p50:.3f} / {p95:.3f}".format(**row["latency_ms"])),
+    table.Column("Java tokenizer p50 (ms)", lambda row, _: "—" if row.get("tokenize_jvm_ms") is None else
+                 f"{row['tokenize_jvm_ms']['p50']:.3f}"),
+    table.Column("end to end p50 / p95 (ms)", lambda row, _: "—" if row.get("end_to_end_ms") is None else
+                 "{p50:.3f} / {p95:.3f}".format(**row["end_to_end_ms"])),
+    table.Column("tokenizer share", lambda row, _: "—" if row.get("tokenize_share") is None else
+                 f"{row['tokenize_share']:.0%}"),
+    table.PEAK_RSS,
+    table.Column("logits = Python's", lambda row, _: "yes" if row["logits_equal_python"] else
+                 f"no (≤ {row['max_abs_logit_difference']:.2g})", numeric=False)]
+NATIVE_TITLE = "Native: the ExecuTorch C++ runtime, as an app runs it"
+PROFILE_COLUMNS = [table.Column("operator", lambda row, _: row["operator"], numeric=False),
+                   table.Column("runs on", lambda row, _: row["runs_on"], numeric=False),
+                   table.Column("ms per text", lambda row, _: f"{row['ms']:.4f}"),
+                   table.Column("share of the call", lambda row, _: f"{row['share']:.0%}")]
+PROFILE_ROWS = 10  # the slowest operators shown per program (report.json has them all)
+BUSY = 0.10  # other processes' share of the CPUs above which a report's latencies are flagged
 
 
 def write_report_files(report: dict, directory: Path) -> None:
-    """report.json, report.md, report.html (the same table) and the PNG plots into ``directory``."""
+    """The PNG plots, report.json, and report.md and report.html (the same tables, notes and plots)."""
+    plots = _plots(report, directory)
     (directory / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (directory / "report.md").write_text(markdown(report), encoding="utf-8")
+    (directory / "report.md").write_text(markdown(report, plots), encoding="utf-8")
+    native = (f"<h2>{html.escape(NATIVE_TITLE)}</h2>{table.html_table(NATIVE_COLUMNS, report['native'], None)}"
+              + _paragraphs([_native_note(report)])) if report.get("native") else ""
+    native += "".join(f"<h3>{html.escape(title)}</h3>{table.html_table(PROFILE_COLUMNS, rows, None)}"
+                      f"{_paragraphs([note])}" for title, rows, note in _profiles(report))
     images = "".join(f'<h2>{html.escape(title)}</h2><img src="{name}" alt="{html.escape(title)}">'
-                     for name, title in _plots(report, directory))
+                     for name, title in plots)
     (directory / "report.html").write_text(
         table.html(_title(report), BENCH_COLUMNS, report["rows"], _baseline(report),
-                   before=f"<p>{html.escape(json.dumps(report['machine']))}</p>",
-                   after=f"<p>{html.escape(_latency_note(report))}</p>{images}"), encoding="utf-8")
+                   before=_paragraphs(_context(report)), after=_paragraphs(_notes(report)) + native + images),
+        encoding="utf-8")
+
+
+def _paragraphs(lines: list[str]) -> str:
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines)
 
 
 def _title(report: dict) -> str:
-    """"mobclf bench: <dataset> (test split)", or "(whole file)" for a labelled --file."""
+    """"mobclf bench: <dataset> (test split, N texts)", or "(whole file, N texts)" for a labelled --file."""
     scope = "whole file" if report["split"] == "file" else f"{report['split']} split"
-    return f"mobclf bench: {report['dataset']} ({scope})"
+    texts = f", {report['texts']:,} texts" if "texts" in report else ""
+    return f"mobclf bench: {report['dataset']} ({scope}{texts})"
 
 
 def _baseline(report: dict) -> dict | None:
     return next((row for row in report["rows"] if row["name"] == report["baseline"]), None)
 
 
-def _latency_note(report: dict) -> str:
+def _context(report: dict) -> list[str]:
+    """Where and when it was measured, and a warning when other processes were busy meanwhile."""
+    lines = []
+    if "machine" in report:
+        machine, made = report["machine"], report.get("provenance", {})
+        lines.append(f"Measured {made.get('date', 'at an unrecorded date')} on {machine['cpu']} "
+                     f"({machine['threads']} threads; GPU: {machine['gpu'] or 'none'}) with mobclf "
+                     f"{made.get('mobclf', '?')}" + (f", commit {made['commit']}" if made.get("commit") else "") + ".")
+    busiest = max((row.get("others_cpu_share") or 0 for row in [*report["rows"], *report.get("native", [])]),
+                  default=0)
+    if busiest > BUSY:
+        lines.append(f"⚠ Other processes used up to {busiest:.0%} of the CPUs while variants were measured (load "
+                     f"average {report.get('load_average_at_start', '?')} at the start): the latencies are not "
+                     "the models' alone. Measure on an otherwise idle machine.")
+    return lines
+
+
+def _notes(report: dict) -> list[str]:
     threads = max((timing["threads"] for row in report["rows"] for timing in row["timings"]), default=1)
-    return (f"Latency: batch 1 with tokenization, {threads} thread(s), over real "
-            f"{'file' if report['split'] == 'file' else report['split']} texts; each row's `timings` in report.json "
-            "also has 1 thread and the model call alone. Peak RSS: the measuring process, Python and libraries "
-            "included.")
+    split = "file" if report["split"] == "file" else report["split"]
+    timed = f"{report['timed_texts']} " if "timed_texts" in report else ""
+    return [f"Latency: batch 1, tokenization included, {threads} thread(s), over {timed}real {split} texts; each "
+            "row's `timings` in report.json also has 1 thread and the model call alone.",
+            "Memory added: how far the measuring process's peak RSS rose above its RSS before the model loaded (the "
+            "~500 MB of Python and libraries left out; the whole peak is `peak_rss_mb` in report.json). What an app "
+            "holds is in the native table.",
+            "Agreement with teacher: the share of texts whose chosen label set equals the teacher's. % of teacher "
+            "micro-F1: the row's micro-F1 over the teacher's. Weights: the number format the model computes in "
+            "(fp32; int8 quantized; fp64 for scikit-learn)."]
 
 
-def markdown(report: dict) -> str:
-    return table.markdown(_title(report), BENCH_COLUMNS, report["rows"], _baseline(report), [_latency_note(report)])
+def _native_note(report: dict) -> str:
+    texts = report["native"][0]["texts"]
+    return ("Each .pte in mobclf's C++ runner (toolkit/mobclf/native), linked against the ExecuTorch SDK of the "
+            "executorch wheel, at 1 thread. Cold start: a whole process, from its start to its exit after the first "
+            "logits (dynamic linking, loading the memory-mapped program, one inference; the file in the page cache). "
+            f"Model p50 / p95: the model call alone over {texts} real texts after a warm-up. Java tokenizer: the "
+            "app's own tokenizer (android-demo, org.mobclf.core) on the JVM over the same texts, warm; end to end: "
+            "tokenizer + model, text by text; tokenizer share: its part of the end-to-end time. Peak RSS: the "
+            "runner process (VmHWM): the runtime and the model, nothing else. Logits: compared with the Python "
+            "runtime's on every one of those texts.")
+
+
+def _profiles(report: dict) -> list[tuple[str, list[dict], str]]:
+    """(title, slowest operators, totals) of each native row's per-operator profile."""
+    sections = []
+    for row in report.get("native", []):
+        profile = row.get("profile")
+        if not profile:
+            continue
+        call = profile["execute_ms"] or 1.0
+        rows = [{**operator, "share": operator["ms"] / call} for operator in profile["operators"][:PROFILE_ROWS]]
+        overhead = profile["execute_ms"] - profile["xnnpack_ms"] - profile["portable_ms"]
+        sections.append((f"Where the time goes: {row['name']}", rows,
+                         f"One call ({profile['texts']} texts, traced with ETDump): {profile['execute_ms']:.4f} ms; "
+                         f"XNNPACK {profile['xnnpack_ms']:.4f} ms, portable kernels {profile['portable_ms']:.4f} ms, "
+                         f"the runtime between them {overhead:.4f} ms. The slowest {len(rows)} operators (all of "
+                         "them in report.json)."))
+    return sections
+
+
+def markdown(report: dict, plots: list[tuple[str, str]] = ()) -> str:
+    """report.md: context, the variants' table and its notes, the native table with each program's profile, the
+    plots."""
+    text = table.markdown(_title(report), BENCH_COLUMNS, report["rows"], _baseline(report), _notes(report),
+                          before=_context(report))
+    if report.get("native"):
+        text += "\n" + table.markdown(NATIVE_TITLE, NATIVE_COLUMNS, report["native"], None, [_native_note(report)],
+                                      level=2)
+    for title, rows, note in _profiles(report):
+        text += "\n" + table.markdown(title, PROFILE_COLUMNS, rows, None, [note], level=3)
+    if plots:
+        text += "\n## Plots\n\n" + "\n\n".join(f"![{title}]({name})" for name, title in plots) + "\n"
+    return text
 
 
 def _plots(report: dict, directory: Path) -> list[tuple[str, str]]:
@@ -243,15 +411,15 @@ def _plots(report: dict, directory: Path) -> list[tuple[str, str]]:
     from matplotlib import pyplot as plt
 
     rows, written = report["rows"], []
-    for cost, label, name in (("latency_ms_p50", "batch-1 latency p50 (ms, log)", "f1_vs_latency.png"),
-                              ("size_bytes", "model size (bytes, log)", "f1_vs_size.png")):
+    for cost, unit, label, name in (("latency_ms_p50", 1, "batch-1 latency p50 (ms, log)", "f1_vs_latency.png"),
+                                    ("size_bytes", 1e6, "model size (MB, log)", "f1_vs_size.png")):
         figure, axes = plt.subplots(figsize=(8.4, 4.2), dpi=80)
         for index, row in enumerate(rows):
-            axes.scatter(row[cost], row["micro_f1"], s=30, marker="osD^v<>P"[index % 8], color=f"C{index % 10}",
-                         label=row["name"])
+            axes.scatter(row[cost] / unit, row["micro_f1"], s=30, marker="osD^v<>P"[index % 8],
+                         color=f"C{index % 10}", label=row["name"])
         front = pareto_front(rows, cost)
-        axes.step([row[cost] for row in front], [row["micro_f1"] for row in front], where="post", color="grey",
-                  linewidth=1, label="Pareto front")
+        axes.step([row[cost] / unit for row in front], [row["micro_f1"] for row in front], where="post",
+                  color="grey", linewidth=1, label="Pareto front")
         axes.set(xscale="log", xlabel=label, ylabel="micro-F1")
         axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         figure.tight_layout()
@@ -266,6 +434,11 @@ def _plots(report: dict, directory: Path) -> list[tuple[str, str]]:
         figure, axes = plt.subplots(figsize=(4.8, 4.8), dpi=80)
         many = len(teacher_f1) > 50  # hundreds of labels: small translucent points, and how many sit where
         axes.scatter(teacher_f1, student_f1, s=6 if many else 14, alpha=0.4 if many else 1.0)
+        # every label's name when there are few; with many, the ones the student trails the teacher on most
+        named = range(len(teacher_f1)) if len(teacher_f1) <= 30 else np.argsort(student_f1 - teacher_f1)[:8]
+        for index in named if report.get("labels") else ():
+            axes.annotate(report["labels"][index], (teacher_f1[index], student_f1[index]), fontsize=6,
+                          xytext=(3, -3), textcoords="offset points")
         axes.plot([0, 1], [0, 1], color="grey", linewidth=1)
         axes.set(xlabel=f"teacher ({report['baseline']}) F1", ylabel=f"{best['name']} F1", xlim=(-0.02, 1.02),
                  ylim=(-0.02, 1.02), title=f"per-label F1, {len(teacher_f1)} labels: student ≥ teacher on "

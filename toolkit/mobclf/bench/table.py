@@ -42,7 +42,7 @@ def _number(key: str, pattern: str = "{:.4f}") -> Callable[[dict, dict | None], 
 NAME = Column("model", lambda row, baseline: row["name"] + (" ⚠ parity FAILED" if row.get("parity_passed") is False
                                                             else ""), numeric=False)
 RUNTIME = Column("runtime", lambda row, baseline: row["runtime"], numeric=False)
-PRECISION = Column("precision", lambda row, baseline: row["precision"], numeric=False)
+WEIGHTS = Column("weights", lambda row, baseline: row["precision"], numeric=False)  # fp32, int8: not a metric
 ACCURACY = Column("accuracy", _number("accuracy"))
 MICRO_F1 = Column("micro-F1", _number("micro_f1"))
 MACRO_F1 = Column("macro-F1", _number("macro_f1"))
@@ -55,6 +55,7 @@ LATENCY = Column("latency p50 / p95 (ms)", lambda row, baseline: "—" if row.ge
                  f"{row['latency_ms_p50']:.2f} / {row['latency_ms_p95']:.2f}")
 THROUGHPUT = Column("throughput (/s)", _number("throughput_per_s", "{:.0f}"))
 PEAK_RSS = Column("peak RSS (MB)", _number("peak_rss_mb", "{:.0f}"))
+MEMORY_ADDED = Column("memory added (MB)", _number("peak_rss_over_baseline_mb", "{:.0f}"))
 WALL_TIME = Column("wall time (s)", _number("wall_time_s", "{}"))
 
 
@@ -63,9 +64,13 @@ def cells(columns: list[Column], rows: list[dict], baseline: dict | None) -> lis
 
 
 def markdown(title: str, columns: list[Column], rows: list[dict], baseline: dict | None,
-             notes: list[str] = ()) -> str:
-    """The table in Markdown under a ``title`` heading, then ``notes`` as paragraphs."""
-    lines = [f"# {title}", "", "| " + " | ".join(column.header for column in columns) + " |",
+             notes: list[str] = (), level: int = 1, before: list[str] = ()) -> str:
+    """The table in Markdown under a ``title`` heading of ``level``, ``before`` and ``notes`` as paragraphs before
+    and after it."""
+    lines = ["#" * level + f" {title}", ""]
+    for paragraph in before:
+        lines += [paragraph, ""]
+    lines += ["| " + " | ".join(column.header for column in columns) + " |",
              "|" + "|".join("---:" if column.numeric else "---" for column in columns) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells(columns, rows, baseline)]
     for note in notes:
@@ -76,10 +81,15 @@ def markdown(title: str, columns: list[Column], rows: list[dict], baseline: dict
 def html(title: str, columns: list[Column], rows: list[dict], baseline: dict | None, before: str = "",
          after: str = "") -> str:
     """The same table as a standalone HTML page; ``before``/``after``: HTML around it (already escaped)."""
-    header = "".join(f"<th>{html_text.escape(column.header)}</th>" for column in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html_text.escape(cell)}</td>" for cell in row) + "</tr>"
-                   for row in cells(columns, rows, baseline))
     return (f"<!doctype html><meta charset='utf-8'><title>{html_text.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:70em;margin:auto}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}"
-            f"</style><h1>{html_text.escape(title)}</h1>{before}<table><tr>{header}</tr>{body}</table>{after}")
+            f"</style><h1>{html_text.escape(title)}</h1>{before}{html_table(columns, rows, baseline)}{after}")
+
+
+def html_table(columns: list[Column], rows: list[dict], baseline: dict | None) -> str:
+    """The table alone, as an HTML ``<table>`` (for a page with more than one)."""
+    header = "".join(f"<th>{html_text.escape(column.header)}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html_text.escape(cell)}</td>" for cell in row) + "</tr>"
+                   for row in cells(columns, rows, baseline))
+    return f"<table><tr>{header}</tr>{body}</table>"

@@ -86,9 +86,17 @@ class PteRunner:
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits [B, labels] of a padded batch, computed row by row with each row cut to its real tokens."""
-        rows = []
-        for ids, mask in zip(input_ids, attention_mask):
-            length = max(int(mask.sum()), 1)
-            ids, mask = pad_to(ids[None, :length], mask[None, :length], self.min_length)
-            rows.append(self.method.execute([ids.contiguous(), mask.contiguous()])[0])
-        return torch.cat(rows)
+        return torch.cat([self.method.execute([ids, mask])[0]
+                          for ids, mask in program_rows(input_ids, attention_mask, self.min_length)])
+
+
+def program_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 min_length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each row of a padded batch as a ``.pte`` program takes it (here and in the native runner): [1, L], cut to its
+    real tokens and padded to the program's ``min_length``."""
+    rows = []
+    for ids, mask in zip(input_ids, attention_mask):
+        length = max(int(mask.sum()), 1)
+        ids, mask = pad_to(ids[None, :length], mask[None, :length], min_length)
+        rows.append((ids.contiguous(), mask.contiguous()))
+    return rows

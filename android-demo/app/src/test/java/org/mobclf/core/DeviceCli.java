@@ -8,6 +8,8 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.OutputStreamWriter;
 import java.io.Writer;
+import java.util.ArrayList;
+import java.util.List;
 
 import org.json.JSONArray;
 import org.json.JSONException;
@@ -20,6 +22,7 @@ import org.json.JSONObject;
  * tokenize TOKENIZER_DIR TEXTS.jsonl   one line of space-separated ids per {"text": ...} line
  * encode   BUNDLE_DIR    TEXTS.jsonl   one {"input_ids": [...], "attention_mask": [...]} line per text
  * classify BUNDLE_DIR    LOGITS.jsonl  one JSON array of predicted labels per {"logits": [...]} line
+ * time     TOKENIZER_DIR TEXTS.jsonl   {"ms": [...]}: each text's encode time, warm (after 20 rounds over all)
  * </pre>
  */
 public final class DeviceCli {
@@ -28,8 +31,12 @@ public final class DeviceCli {
 
     public static void main(String[] args) throws IOException, JSONException {
         if (args.length != 3) {
-            System.err.println("usage: DeviceCli tokenize|encode|classify DIR INPUT.jsonl");
+            System.err.println("usage: DeviceCli tokenize|encode|classify|time DIR INPUT.jsonl");
             System.exit(2);
+        }
+        if (args[0].equals("time")) {
+            System.out.println(timeEncoding(Tokenizer.load(new File(args[1])), args[2]));
+            return;
         }
         Writer out = new BufferedWriter(new OutputStreamWriter(System.out, Tokenizer.UTF8));
         BufferedReader lines = new BufferedReader(new InputStreamReader(new FileInputStream(args[2]), Tokenizer.UTF8));
@@ -66,6 +73,29 @@ public final class DeviceCli {
             }
         }
         out.flush();
+    }
+
+    /** Each text's encode time in ms once the JIT has compiled the tokenizer (what a running app pays). */
+    private static String timeEncoding(Tokenizer tokenizer, String textsFile) throws IOException, JSONException {
+        List<String> texts = new ArrayList<>();
+        BufferedReader lines =
+                new BufferedReader(new InputStreamReader(new FileInputStream(textsFile), Tokenizer.UTF8));
+        for (String line; (line = lines.readLine()) != null; ) {
+            texts.add(new JSONObject(line).getString("text"));
+        }
+        long checksum = 0;
+        for (int round = 0; round < 20; round++) {
+            for (String text : texts) {
+                checksum += tokenizer.encode(text).length;
+            }
+        }
+        JSONArray ms = new JSONArray();
+        for (String text : texts) {
+            long start = System.nanoTime();
+            checksum += tokenizer.encode(text).length;
+            ms.put((System.nanoTime() - start) / 1e6);
+        }
+        return new JSONObject().put("ms", ms).put("tokens", checksum).toString();  // tokens: keeps the work used
     }
 
     private static JSONArray toJson(long[] values) {

@@ -1,0 +1,1 @@
+"""Native (C++) runtimes: the ExecuTorch runner that measures what a phone app pays."""
