@@ -141,3 +141,17 @@ def test_a_report_measured_beside_busy_processes_says_so():
     assert "⚠ Other processes used up to 40% of the CPUs" in markdown(report)
     assert "load average 3.1 at the start" in markdown(report)
     assert "⚠" not in markdown({**report, "rows": [{**row, "others_cpu_share": 0.02}]})
+
+
+def test_without_a_compiler_bench_leaves_the_native_rows_out_with_a_note(monkeypatch, capsys):
+    from mobclf.bench import report
+    from mobclf.errors import UserError
+    from mobclf.native import runner
+
+    def no_compiler(name="host"):
+        raise UserError("g++ is not installed; run android-demo/tools/install-native-tools.sh")
+
+    monkeypatch.setattr(runner, "build_runner", no_compiler)
+    assert report._native_rows(["a .pte variant"], ["text"], cold_starts=1) == []
+    said = " ".join(capsys.readouterr().err.split())  # a log line, wrapped by rich
+    assert "no native rows: g++ is not installed; run" in said and "install-native-tools.sh" in said

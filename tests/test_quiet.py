@@ -94,7 +94,8 @@ def test_the_noise_filters_match_the_libraries_messages_and_nothing_else(caplog)
                               "version does not have Intel GPU Support."),
                 (UserWarning, "# The axis name: batch will not be used, since it shares the same shape constraints "
                               "with another axis: batch."),
-                (DeprecationWarning, "This API is experimental and subject to change without notice.")]
+                (DeprecationWarning, "This API is experimental and subject to change without notice."),
+                (UserWarning, "Output Buffer not found. Tensor Debug Data will not be available.")]
     kept = [(UserWarning, "TF32 is great"), (FutureWarning, "treespec changes"), (UserWarning, "mobclf: a warning")]
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")  # as under -W always: only quiet's filters stand between a warning and stderr
