@@ -189,9 +189,10 @@ def main(sizes: str, process_counts: str, compare_threads: bool, work: Path, res
             runs.append(one_size(size, processes, 1, work))
         if compare_threads and max(counts) > 1:
             runs.append(one_size(size, 1, max(counts), work))
+    measured_with = {"machine": machine(), "load_average_after": [round(load, 2) for load in os.getloadavg()],
+                     "commit": provenance()["commit"]}
     for run in runs:
-        run.update(machine=machine(), load_average_after=[round(load, 2) for load in os.getloadavg()],
-                   commit=provenance()["commit"])
+        run.update(measured_with)
     results.mkdir(parents=True, exist_ok=True)
     runs = sorted({**{_key(run): run for run in earlier.get("runs", [])}, **{_key(run): run for run in runs}}.values(),
                   key=_key)

@@ -347,10 +347,9 @@ def _context(report: dict) -> list[str]:
 
 def _notes(report: dict) -> list[str]:
     threads = max((timing["threads"] for row in report["rows"] for timing in row["timings"]), default=1)
-    split = "file" if report["split"] == "file" else report["split"]
     timed = f"{report['timed_texts']} " if "timed_texts" in report else ""
-    return [f"Latency: batch 1, tokenization included, {threads} thread(s), over {timed}real {split} texts; each "
-            "row's `timings` in report.json also has 1 thread and the model call alone.",
+    return [f"Latency: batch 1, tokenization included, {threads} thread(s), over {timed}real {report['split']} "
+            "texts; each row's `timings` in report.json also has 1 thread and the model call alone.",
             "Memory added: how far the measuring process's peak RSS rose above its RSS before the model loaded (the "
             "~500 MB of Python and libraries left out; the whole peak is `peak_rss_mb` in report.json). What an app "
             "holds is in the native table.",

@@ -182,20 +182,16 @@ def operator_profile(runner: Runner, pte: Path, rows: list[tuple[torch.Tensor, t
         run_pte(runner, pte, rows, etdump=etdump)
         events = [event for block in Inspector(etdump_path=str(etdump)).event_blocks if block.name == "Execute"
                   for event in block.events if event.perf_data is not None]
-    def per_text(event) -> float:  # ms per run of the method: the median run (the first one is a cold start)
-        return float(np.median(event.perf_data.raw))
-
     totals = {"Method::execute": 0.0, "DELEGATE_CALL": 0.0, "OPERATOR_CALL": 0.0}
     operators: dict[tuple[str, str], float] = {}
     for event in events:
+        ms = float(np.median(event.perf_data.raw))  # per run of the method: the median (the first is a cold start)
         if event.name in totals:
-            totals[event.name] += per_text(event)
-        elif event.is_delegated_op:
-            key = (re.sub(r" #\d+$", "", event.name), "XNNPACK")
-            operators[key] = operators.get(key, 0.0) + per_text(event)
-        elif event.name.startswith("native_call_"):
-            key = (re.sub(r"^native_call_|\.\w*out$", "", event.name), "portable")
-            operators[key] = operators.get(key, 0.0) + per_text(event)
+            totals[event.name] += ms
+        elif event.is_delegated_op or event.name.startswith("native_call_"):
+            key = ((re.sub(r" #\d+$", "", event.name), "XNNPACK") if event.is_delegated_op else
+                   (re.sub(r"^native_call_|\.\w*out$", "", event.name), "portable"))
+            operators[key] = operators.get(key, 0.0) + ms
     return {"execute_ms": round(totals["Method::execute"], 4), "xnnpack_ms": round(totals["DELEGATE_CALL"], 4),
             "portable_ms": round(totals["OPERATOR_CALL"], 4), "texts": len(rows),
             "operators": [{"operator": name, "runs_on": backend, "ms": round(ms, 4)}
