@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -65,3 +70,15 @@ def device_tokenizers(tmp_path_factory):
         tokenizer.save(root / kind)
         built[kind] = (root / kind, [tokenizer.encode(text).ids for text in texts])
     return built
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The README's main job, run once as a user would (the shipped demo recipe at its full size, in a fresh
+    process): ``(work directory, the process's result)``."""
+    work = tmp_path_factory.mktemp("demo-run") / "demo"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([str(Path(sys.executable).with_name("mobclf")), "run", "export_recipes/demo.yaml"], cwd=root,
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "MOBCLF_WORK": str(work)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return work, done

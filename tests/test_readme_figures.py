@@ -5,10 +5,7 @@ it, in the README's text. The demo is deterministic, so a change that moves a fi
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from mobclf.artifacts import load_artifact
@@ -16,16 +13,13 @@ from mobclf.artifacts import load_artifact
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_readme_states_the_figures_the_demo_prints(tmp_path):
-    script = Path(sys.executable).with_name("mobclf")
-    done = subprocess.run([str(script), "run", "export_recipes/demo.yaml"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "MOBCLF_WORK": str(tmp_path / "demo")})
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads((tmp_path / "demo" / "report" / "report.json").read_text("utf-8"))
+def test_the_readme_states_the_figures_the_demo_prints(demo_run):
+    work, _ = demo_run
+    report = json.loads((work / "report" / "report.json").read_text("utf-8"))
     rows = {row["name"]: row for row in report["rows"]}
     teacher, textcnn, tinybert = rows["teacher"], rows["student-textcnn"], rows["student-tinybert"]
     pte, onnx = rows["android/model.pte"], rows["onnx/model.onnx"]
-    dataset = load_artifact(tmp_path / "demo" / "dataset", kind="dataset").manifest
+    dataset = load_artifact(work / "dataset", kind="dataset").manifest
     stated = [
         f"{sum(dataset['splits'].values()):,} generated headlines, {len(dataset['labels'])} labels",
         f"teacher micro-F1 {teacher['micro_f1']:.4f} ({teacher['params'] / 1e6:.1f} M parameters)",
