@@ -3,6 +3,8 @@ distilled students."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -10,11 +12,12 @@ from conftest import run
 
 from mobclf.artifacts import load_artifact
 from mobclf.cli import main
-from mobclf.compress.quantize import Int8Embedding
+from mobclf.compress.quantize import Attempt, Int8Embedding, escalation
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.models import load_classifier
+from mobclf.stages import QuantizeConfig
 from mobclf.text import load_tokenizer
 
 
@@ -41,6 +44,8 @@ def test_quantized_students_run_in_their_runtime_and_agree_with_fp32(students, t
     parent = load_artifact(students / student)
     assert manifest["quantization"]["file"] == model_file and (out / model_file).is_file()
     assert manifest["quantization"]["calibration"]["rows"] and len(manifest["quantization"]["calibration"]["rows"]) == 64
+    [attempt] = manifest["quantization"]["attempts"]  # the first way passed: nothing else was tried
+    assert attempt["passed"] and attempt["label_set_agreement"] == manifest["parity"][model_file]["label_set_agreement"]
     assert manifest["thresholds"] == parent.manifest["thresholds"]
     assert manifest["lineage"]["parents"][0]["sha256"] == parent.sha256
     for split in ("val", "test"):
@@ -99,16 +104,56 @@ def test_bad_quantize_options_are_one_line_errors(students, tmp_path, args, mess
 
 
 def test_a_file_export_would_refuse_is_refused_when_quantized(students, tmp_path):
-    """quantize runs export's parity check first: with a tolerance no INT8 file meets, it stops in one line, with
-    what to try, and writes nothing; --accept-parity-failure writes it with the failed certificate."""
-    strict = ["quantize", "--from", str(students / "textcnn"), "--data", str(students / "data"), "--calibration",
-              "16", "--parity-texts", "30", "--max-prob-diff", "0"]
-    result = CliRunner().invoke(main, [*strict, "--out", str(tmp_path / "q")])
-    assert result.exit_code == 2 and "as `mobclf export` checks it; nothing was written" in result.output
-    assert "--calibration 64" in result.output and "--embedding fp32" in result.output
-    assert "--accept-parity-failure" in result.output and not (tmp_path / "q").exists()
-    assert CliRunner().invoke(main, [*strict, "--out", str(tmp_path / "q"), "--accept-parity-failure"]).exit_code == 0
-    assert load_artifact(tmp_path / "q").manifest["parity"]["model.pte"]["passed"] is False
+    """quantize runs export's parity check first: with a tolerance no INT8 file meets and no escalation, it stops in
+    one line, with what to try, and writes nothing."""
+    result = CliRunner().invoke(main, ["quantize", "--from", str(students / "textcnn"), "--data",
+                                       str(students / "data"), "--calibration", "16", "--parity-texts", "30",
+                                       "--max-prob-diff", "0", "--no-escalate", "--out", str(tmp_path / "q")])
+    assert result.exit_code == 2 and "as `mobclf export` checks it, at best; nothing was written" in result.output
+    assert "without --no-escalate" in result.output and "--accept-parity-failure" in result.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_quantize_escalates_until_nothing_is_left_and_records_every_attempt(students, tmp_path):
+    """No file meets a zero tolerance: every way is tried (each change made to the attempt that agreed best so far),
+    each recorded with its agreement; --accept-parity-failure keeps the best, marked as failed."""
+    out = tmp_path / "q"
+    result = CliRunner().invoke(main, ["quantize", "--from", str(students / "textcnn"), "--data",
+                                       str(students / "data"), "--calibration", "16", "--parity-texts", "30",
+                                       "--max-prob-diff", "0", "--qat-epochs", "1", "--accept-parity-failure",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(out, kind="quantized").manifest
+    quantization, certificate = manifest["quantization"], manifest["parity"]["model.pte"]
+    attempts = quantization["attempts"]
+    assert [attempt["passed"] for attempt in attempts] == [False] * 5
+    assert attempts[0]["attempt"] == "static, 16 calibration texts, int8 embeddings"
+    assert attempts[1]["calibration_size"] == 64 and attempts[2]["fp32_layers"] == ["classifier"]
+    assert attempts[3]["qat_epochs"] == 1 and attempts[4]["embedding"] == "fp32"
+    best = max(attempts, key=lambda attempt: attempt["label_set_agreement"])
+    assert certificate["passed"] is False and certificate["label_set_agreement"] == best["label_set_agreement"]
+    assert (quantization["scheme"], quantization["calibration_size"], quantization["embedding"]) == (
+        best["scheme"], best["calibration_size"], best["embedding"])
+    assert quantization["size_bytes"] == (out / "model.pte").stat().st_size == best["size_bytes"]
+    assert len(quantization["calibration"]["rows"]) == best["calibration_size"]
+
+
+@pytest.mark.parametrize("student, runtime, scheme, changed", [
+    ("textcnn", "executorch", "static", [("static", 1024, "int8", (), 0), ("static", 256, "int8", ("classifier",), 0),
+                                         ("static", 256, "int8", (), 3), ("static", 256, "fp32", (), 0)]),
+    ("tinybert", "executorch", "dynamic", [("dynamic", 256, "int8", ("head.1",), 0), ("static", 256, "int8", (), 3),
+                                           ("dynamic", 256, "fp32", (), 0)]),
+    ("tinybert", "onnx", "static", [("static", 1024, "int8", (), 0), ("dynamic", 256, "int8", (), 0)]),
+])
+def test_the_escalation_tries_what_the_model_and_the_runtime_allow(students, student, runtime, scheme, changed):
+    """Each change of the escalation, applied to the first attempt: TextCNN never goes dynamic (XNNPACK quantizes no
+    convolution per call), ONNX has no QAT; the output layer is found by name."""
+    model = load_classifier(load_artifact(students / student))
+    config = QuantizeConfig(runtime=runtime, scheme=scheme)
+    first = Attempt(scheme, 256, "int8")
+    assert [astuple(change(first)) for change in escalation(config, model, train_texts=1000)] == changed
+    # never more calibration texts than the training split has
+    assert all(change(first).calibration_size == 256 for change in escalation(config, model, train_texts=256))
 
 
 def test_a_teacher_is_not_quantized_and_textcnn_has_no_dynamic_scheme(students, tmp_path):

@@ -401,14 +401,21 @@ class QuantizeConfig(StageConfig):
     embedding: str = setting("int8", "ExecuTorch: embedding tables as int8 with per-row scales, or fp32 as PT2E "
                              "leaves them.", choices=EMBEDDINGS)
     seed: int = setting(42, "Which training texts calibrate.")
+    escalate: bool = setting(True, "When the file fails the parity check, try the next way (more calibration texts, "
+                             "the output layer in fp32, dynamic, quantization-aware training, fp32 embeddings) "
+                             "and keep the first that passes; every attempt is recorded.", off="no-escalate")
+    qat_epochs: int = setting(3, "Quantization-aware training (PT2E QAT) epochs of the escalation's QAT attempt (0: "
+                              "none).", min=0)
+    qat_lr: float = setting(1e-4, "Learning rate of quantization-aware training.", min=0, min_open=True)
     parity: ParityCheck = field(default_factory=ParityCheck)
 
 
 QUANTIZE = Stage(("quantize",), QuantizeConfig, "mobclf.compress.quantize:run", produces="quantized",
                  inputs=(Input("from", "Student or pruned artifact."),
                          Input("data", "Dataset artifact (calibration texts, val/test metrics).")),
-                 help="INT8 post-training quantization, measured on val (and test) in the runtime the model will run "
-                      "in; the file gets `mobclf export`'s parity check first (same texts, same tolerance).")
+                 help="INT8 quantization, measured on val (and test) in the runtime the model will run in; the file "
+                      "gets `mobclf export`'s parity check first (same texts, same tolerance), and when it fails the "
+                      "next way is tried, up to quantization-aware training.")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,19 @@ from, the scheme and the calibration set (indices into the dataset's train split
 quantized file run in its own runtime, with agreement with the fp32 model and with the teacher.
 
 Before anything is written, the file gets the parity check ``mobclf export`` will give it (``export.parity``: the
-same val texts, the same tolerance): a file export would refuse is refused here, in one line with what to try.
+same val texts, the same tolerance). When it fails, the next way is tried (``escalation``: accuracy-driven tuning as in
+Intel Neural Compressor, the cheapest change first): four times the calibration texts, the output layer kept in
+fp32, dynamic quantization (linear models), quantization-aware training (PT2E QAT: fake-quantized forward passes
+trained to give the fp32 model's outputs, Jacob et al. 2018), fp32 embeddings. The first file that passes is kept
+and every attempt is recorded with its agreement; when none passes, one line says what each gave.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +35,22 @@ from torch import nn
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, write_artifact
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
+from mobclf.distill.losses import soft_target_kd
 from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
-from mobclf.export.executorch import PteRunner, to_pte
+from mobclf.export.executorch import PteRunner, program_rows, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
-from mobclf.stages import QuantizeConfig
+from mobclf.stages import FitConfig, QuantizeConfig
 from mobclf.models import load_classifier, save_weights
 from mobclf.models.textcnn import TextCNN
 from mobclf.text import load_tokenizer
+from mobclf.train.batching import TokenizedTexts, predict_logits
 from mobclf.train.classifier import predict_probs
+from mobclf.train.loop import fit
 from mobclf.train.metrics import agreement, classification_metrics
 from mobclf.train.thresholds import predict_labels
-
 
 
 class Int8Embedding(nn.Module):
@@ -72,30 +80,130 @@ def int8_embeddings(module: nn.Module) -> nn.Module:
     return module
 
 
-def xnnpack_quantizer(scheme: str):
+@dataclass(frozen=True)
+class Attempt:
+    """One way to make the INT8 file: the scheme, its calibration texts, the embeddings' precision, the layers kept
+    in fp32 (module names in the model) and epochs of quantization-aware training."""
+
+    scheme: str
+    calibration_size: int
+    embedding: str
+    fp32_layers: tuple[str, ...] = ()
+    qat_epochs: int = 0
+
+    def describe(self) -> str:
+        parts = [self.scheme + (f", {self.calibration_size} calibration texts" if self.scheme == "static" else ""),
+                 f"{self.embedding} embeddings"]
+        if self.fp32_layers:
+            parts.append(f"{' and '.join(self.fp32_layers)} in fp32")
+        if self.qat_epochs:
+            parts.append(f"{self.qat_epochs} epochs of QAT")
+        return ", ".join(parts)
+
+
+def output_layer(model: nn.Module) -> str:
+    """The name of the last layer whose weights are quantized (convolution or linear): the classifier."""
+    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv1d, nn.Linear))][-1]
+
+
+def escalation(config: QuantizeConfig, model: nn.Module, train_texts: int) -> list[Callable[[Attempt], Attempt]]:
+    """The changes ``mobclf quantize`` tries, in order, each to the attempt that agreed best so far (so a change that
+    did not help is not carried on): the cheap ones first, then the ones that cost training time or file size."""
+    changes = []
+    if config.scheme == "static" and config.calibration_size < train_texts:
+        changes.append(lambda attempt: replace(attempt, calibration_size=attempt.calibration_size * 4))
+    if config.runtime == "onnx":
+        return [*changes, lambda attempt: replace(attempt, scheme="dynamic" if config.scheme == "static" else
+                                                  "static")]
+    changes.append(lambda attempt: replace(attempt, fp32_layers=(output_layer(model),)))
+    if config.scheme == "static" and not isinstance(model, TextCNN):  # XNNPACK quantizes no conv dynamically
+        changes.append(lambda attempt: replace(attempt, scheme="dynamic"))
+    if config.qat_epochs:
+        changes.append(lambda attempt: replace(attempt, scheme="static", qat_epochs=config.qat_epochs))
+    if config.embedding == "int8":
+        changes.append(lambda attempt: replace(attempt, embedding="fp32"))
+    return changes
+
+
+def xnnpack_quantizer(attempt: Attempt):
+    """PT2E's XNNPACK quantizer for ``attempt``: weights per channel (symmetric int8), activations per tensor. For
+    QAT, activations are fake-quantized with the ranges static calibration gives them (a histogram observer), to be
+    frozen before training (``quantization_aware_training``), instead of PT2E's moving average of each batch's range,
+    which is narrower than the range the calibrated file needs and clips the texts with the largest activations."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
+    from torchao.quantization.pt2e import FakeQuantize, HistogramObserver
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
 
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=scheme == "dynamic"))
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=attempt.scheme == "dynamic",
+                                               is_qat=attempt.qat_epochs > 0)
+    if attempt.qat_epochs:
+        activations = replace(config.input_activation, observer_or_fake_quant_ctr=FakeQuantize.with_args(
+            observer=HistogramObserver, eps=2 ** -12))
+        config = replace(config, input_activation=activations, output_activation=activations)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if attempt.fp32_layers:  # the quantizer takes no "leave this name alone", only a filter of what it quantizes
+        in_fp32 = [get_module_name_filter(f"model.{name}") for name in attempt.fp32_layers]  # in ExportableClassifier
+        quantizer.set_filter_function(lambda node: not any(layer(node) for layer in in_fp32))
     return quantizer.set_module_type(Int8Embedding, None)
 
 
-def _quantize_executorch(model: nn.Module, max_length: int, config: QuantizeConfig, calibration: list,
-                         directory: Path) -> tuple[Path, dict]:
+def quantization_aware_training(model: nn.Module, tokenizer, texts: list[str], multi_label: bool,
+                                config: QuantizeConfig, epochs: int):
+    """``train(prepared)`` for ``to_pte``: trains the fake-quantized graph (batch 1, as exported) to give the fp32
+    ``model``'s outputs on ``texts`` (soft-target KD at T = 1, Hinton et al. 2015), so the INT8 file learns to agree
+    with the model it replaces rather than with the gold labels."""
+    encoded = TokenizedTexts(tokenizer, texts)
+    targets = predict_logits(model, encoded, description="QAT targets: fp32")
+    shortest = min_length(model)
+    fit_config = FitConfig(epochs=epochs, batch_size=32, lr=config.qat_lr, patience=epochs, seed=config.seed)
+
+    def train(prepared: torch.fx.GraphModule) -> None:
+        from torchao.quantization.pt2e import FakeQuantizeBase
+
+        for module in prepared.modules():  # freeze the calibrated activation ranges; weight ranges follow training
+            if isinstance(module, FakeQuantizeBase) and module.qscheme == torch.per_tensor_affine:
+                module.disable_observer()
+
+        def batch_loss(index: torch.Tensor) -> torch.Tensor:
+            batch = encoded.batch(index)
+            logits = torch.cat([prepared(ids, mask) for ids, mask in
+                                program_rows(batch["input_ids"], batch["attention_mask"], shortest)])
+            return soft_target_kd(logits, targets[index], multi_label=multi_label)
+
+        fit(_InferenceBehaviour(prepared), len(texts), batch_loss, None, fit_config, "quantization-aware training",
+            lengths=encoded.lengths)
+
+    return train
+
+
+class _InferenceBehaviour(nn.Module):
+    """A graph exported in inference mode, for ``fit``: its weights train while it keeps computing as at inference
+    (no dropout), since its targets are the fp32 model's inference outputs; ``train()`` changes nothing."""
+
+    def __init__(self, graph: torch.fx.GraphModule):
+        super().__init__()
+        self.graph = graph
+
+    def train(self, mode: bool = True) -> "_InferenceBehaviour":
+        return self
+
+
+def _quantize_executorch(model: nn.Module, max_length: int, attempt: Attempt, calibration: list, directory: Path,
+                         train=None) -> tuple[Path, dict]:
     exportable = ExportableClassifier(model)
-    if config.embedding == "int8":
+    if attempt.embedding == "int8":
         int8_embeddings(exportable)
-    lowered = to_pte(exportable, max_length, xnnpack_quantizer(config.scheme),
-                     calibration if config.scheme == "static" else calibration[:1])
+    lowered = to_pte(exportable, max_length, xnnpack_quantizer(attempt),
+                     calibration if attempt.scheme == "static" else calibration[:1], train)
     path = directory / "model.pte"
     path.write_bytes(lowered.pte)
     return path, {"delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}
 
 
-def _quantize_onnx(model: nn.Module, max_length: int, config: QuantizeConfig, calibration: list,
+def _quantize_onnx(model: nn.Module, max_length: int, attempt: Attempt, calibration: list,
                    directory: Path) -> tuple[Path, dict]:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, \
@@ -105,7 +213,7 @@ def _quantize_onnx(model: nn.Module, max_length: int, config: QuantizeConfig, ca
     path = directory / "model.onnx"
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_onnx(model, max_length, Path(scratch) / "fp32.onnx")
-        if config.scheme == "dynamic":
+        if attempt.scheme == "dynamic":
             graph = onnx.load(str(fp32))  # shape entries naming initializers break quantize_dynamic (TOOLCHAIN.md)
             initializers = {tensor.name for tensor in graph.graph.initializer}
             kept = [info for info in graph.graph.value_info if info.name not in initializers]
@@ -141,19 +249,21 @@ def _teacher_of(parent: Artifact) -> Artifact | None:
         return None
 
 
-def _calibration_batches(dataset: Dataset, tokenizer, config: QuantizeConfig) -> tuple[list, list[int]]:
+def _calibration_rows(dataset: Dataset, size: int, seed: int) -> list[int]:
+    """Which training texts calibrate: ``size`` of them drawn with ``seed``, in order."""
+    count = len(dataset.texts("train"))
+    return sorted(np.random.default_rng(seed).choice(count, min(size, count), replace=False).tolist())
+
+
+def _encoded_rows(dataset: Dataset, tokenizer, rows: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     texts = dataset.texts("train")
-    rows = np.random.default_rng(config.seed).choice(len(texts), min(config.calibration_size, len(texts)),
-                                                     replace=False)
-    batches = []
-    for row in sorted(rows.tolist()):
-        encoded = tokenizer.encode_batch([texts[row]])
-        batches.append((encoded["input_ids"], encoded["attention_mask"]))
-    return batches, sorted(rows.tolist())
+    encoded = [tokenizer.encode_batch([texts[row]]) for row in rows]
+    return [(batch["input_ids"], batch["attention_mask"]) for batch in encoded]
 
 
 def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: bool = False) -> Artifact:
-    """Quantize a ``student`` (or ``pruned``) artifact to INT8 for ``config.runtime`` and measure it there."""
+    """Quantize a ``student`` (or ``pruned``) artifact to INT8 for ``config.runtime`` and measure it there: the
+    first of ``attempts`` whose file passes the parity check is kept."""
     check_output_dir(out, force)
     parent = load_artifact(source, kind=("student", "pruned"))
     dataset = load_dataset(data)
@@ -163,55 +273,82 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
         raise UserError("dynamic quantization covers linear layers and a TextCNN is convolutions; use --scheme "
                         "static for it")
     tokenizer = load_tokenizer(parent.file("tokenizer"))
-    calibration, rows = _calibration_batches(dataset, tokenizer, config)
-    quantize_to = _quantize_executorch if config.runtime == "executorch" else _quantize_onnx
     with write_artifact(out, kind="quantized", force=force) as artifact:
-        console.log(f"quantizing for {config.runtime} ({config.scheme}, {len(calibration)} calibration texts)")
-        path, lowering = quantize_to(model, tokenizer.max_length, config, calibration, artifact.dir)
+        chosen, path, lowering, parity, tried = _first_that_agrees(model, tokenizer, dataset, parent, config,
+                                                                   artifact.dir)
         runner = PteRunner(path, min_length(model)) if config.runtime == "executorch" else \
             OnnxRunner(path, min_length(model))
-        parity = _export_parity(runner, model, tokenizer, dataset, parent, config, path.name)
         metrics = _runtime_metrics(runner, model, tokenizer, dataset, parent)
         save_weights(model, artifact.dir)
         tokenizer.save(artifact.dir / "tokenizer")
         kept = ("architecture", "params", "tokenizer", "labels", "multi_label", "output_activation", "thresholds",
                 "distillation")  # distillation: where later stages find the teacher
         artifact.manifest.update({key: parent.manifest[key] for key in kept if key in parent.manifest})
+        rows = _calibration_rows(dataset, chosen.calibration_size, config.seed)
         artifact.manifest.update({
-            "quantization": {**asdict(config), **lowering, "file": path.name, "size_bytes": path.stat().st_size,
-                             "calibration": {"split": "train", "rows": rows, "dataset_sha256": dataset.artifact.sha256}},
+            "quantization": {**asdict(config), **asdict(chosen), **lowering, "file": path.name,
+                             "size_bytes": path.stat().st_size, "attempts": tried,
+                             "calibration": {"split": "train", "rows": rows,
+                                             "dataset_sha256": dataset.artifact.sha256}},
             "metrics": metrics,
             "parity": {path.name: parity},
             "lineage": lineage([parent, dataset.artifact], config.seed),
         })
     size = artifact.manifest["quantization"]["size_bytes"]
-    console.log(f"{path.name}: {size / 1e6:.2f} MB; val micro-F1 {metrics['val']['micro_f1']:.4f} "
-                f"(fp32 {parent.manifest['metrics']['val']['micro_f1']:.4f}), agreement with fp32 "
-                f"{metrics['agreement_with_fp32']['val']:.4f}")
+    console.log(f"{path.name} ({chosen.describe()}): {size / 1e6:.2f} MB; val micro-F1 "
+                f"{metrics['val']['micro_f1']:.4f} (fp32 {parent.manifest['metrics']['val']['micro_f1']:.4f}), "
+                f"agreement with fp32 {metrics['agreement_with_fp32']['val']:.4f}")
     return load_artifact(out)
 
 
-def _remedies(config: QuantizeConfig, model: nn.Module) -> str:
-    """What else to try when the INT8 file disagrees with the fp32 model."""
-    tries = [f"--calibration {config.calibration_size * 4}"] if config.scheme == "static" else []
-    if config.runtime == "executorch" and config.embedding == "int8":
-        tries.append("--embedding fp32")
-    if not (config.runtime == "executorch" and isinstance(model, TextCNN)):
-        tries.append(f"--scheme {'dynamic' if config.scheme == 'static' else 'static'}")
-    return ", ".join(tries) or "a larger fp32 model"
-
-
-def _export_parity(runner, model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
-                   name: str) -> dict:
-    """The parity certificate ``mobclf export`` will compute for this file (same texts, same tolerance); a failure
-    stops here unless ``config.parity.accept_failure``."""
+def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
+                       directory: Path) -> tuple[Attempt, Path, dict, dict, list[dict]]:
+    """Make the file of the configured attempt, then of each change of ``escalation``, and give it the parity check ``mobclf export`` will give it
+    (same val texts, same tolerance) until one passes: ``(attempt, file in directory, lowering, its certificate,
+    every attempt's record)``. When none passes, the one that agreed best is kept with
+    ``config.parity.accept_failure``; otherwise nothing is written and one line says what each attempt gave."""
     texts = parity_sample(dataset.texts("val"), config.parity.texts)
-    result = certify(predict_probs(model, tokenizer, texts, description="parity: fp32"), runner, tokenizer, texts,
-                     np.asarray(parent.manifest["thresholds"]), not dataset.multi_label, config.parity.tolerance,
-                     f"parity: {name}")
-    enforce(name, result, config.parity, f"try {_remedies(config, model)}, or pass --accept-parity-failure here and "
-            "to export", context=" as `mobclf export` checks it")
-    return result
+    eager = predict_probs(model, tokenizer, texts, description="parity: fp32")
+    thresholds, shortest = np.asarray(parent.manifest["thresholds"]), min_length(model)
+    first = Attempt(config.scheme, config.calibration_size, config.embedding)
+    changes = escalation(config, model, len(dataset.texts("train"))) if config.escalate else []
+    tried, best = [], None
+    for number, change in enumerate([None, *changes], 1):
+        attempt = first if change is None else change(best[0])
+        if any(record["attempt"] == attempt.describe() for record in tried):
+            continue  # that change was made already
+        console.log(f"quantizing for {config.runtime}, attempt {number}/{len(changes) + 1}: {attempt.describe()}")
+        started = time.perf_counter()
+        calibration = _encoded_rows(dataset, tokenizer, _calibration_rows(dataset, attempt.calibration_size,
+                                                                          config.seed))
+        with tempfile.TemporaryDirectory() as scratch:
+            if config.runtime == "onnx":
+                path, lowering = _quantize_onnx(model, tokenizer.max_length, attempt, calibration, Path(scratch))
+            else:
+                train = quantization_aware_training(model, tokenizer, dataset.texts("train"), dataset.multi_label,
+                                                    config, attempt.qat_epochs) if attempt.qat_epochs else None
+                path, lowering = _quantize_executorch(model, tokenizer.max_length, attempt, calibration,
+                                                      Path(scratch), train)
+            runner = PteRunner(path, shortest) if config.runtime == "executorch" else OnnxRunner(path, shortest)
+            result = certify(eager, runner, tokenizer, texts, thresholds, not dataset.multi_label,
+                             config.parity.tolerance, f"parity: attempt {number}")
+            tried.append({"attempt": attempt.describe(), **asdict(attempt), **result,
+                          "size_bytes": path.stat().st_size, "seconds": round(time.perf_counter() - started, 1)})
+            console.log(f"attempt {number}: label-set agreement {result['label_set_agreement']:.4f}, max |Δprob| "
+                        f"{result['max_abs_prob_difference']:.3g}: {'passed' if result['passed'] else 'failed'}")
+            if best is None or result["label_set_agreement"] > best[3]["label_set_agreement"]:
+                best = (attempt, directory / path.name, lowering, result)
+                path.replace(best[1])
+        if result["passed"]:
+            break
+    attempt, path, lowering, result = best
+    if not result["passed"]:
+        what = "; ".join(f"{record['attempt']}: {record['label_set_agreement']:.4f}" for record in tried)
+        advice = (f"tried {what}; try more --qat-epochs" if config.escalate else
+                  "let mobclf quantize try other ways (without --no-escalate)")
+        enforce(path.name, result, config.parity, f"{advice}, or pass --accept-parity-failure here and to export",
+                context=" as `mobclf export` checks it, at best")
+    return attempt, path, lowering, result, tried
 
 
 def _runtime_metrics(runner, model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact) -> dict:

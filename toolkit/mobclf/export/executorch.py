@@ -57,18 +57,21 @@ def lower(program: torch.export.ExportedProgram) -> Lowered:
 
 
 def to_pte(exportable: ExportableClassifier, max_length: int, quantizer=None,
-           calibration: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> Lowered:
+           calibration: list[tuple[torch.Tensor, torch.Tensor]] = (), train=None) -> Lowered:
     """The straight line: export → [PT2E: prepare with ``quantizer``, run the ``calibration`` batches (batch 1),
-    convert, export again] → XNNPACK lowering → ``.pte``."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    [``train(prepared)``: quantization-aware training, on a graph prepared for it], convert, export again] → XNNPACK
+    lowering → ``.pte``."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
     shortest = min_length(exportable.model)
     program = export_program(exportable, shortest, max_length)
     if quantizer is not None:
-        prepared = prepare_pt2e(program.module(), quantizer)
+        prepared = (prepare_pt2e if train is None else prepare_qat_pt2e)(program.module(), quantizer)
         with torch.no_grad():
             for input_ids, attention_mask in calibration:
                 prepared(*pad_to(input_ids, attention_mask, shortest))
+        if train is not None:
+            train(prepared)
         program = export_program(convert_pt2e(prepared), shortest, max_length)
     return lower(program)
 
