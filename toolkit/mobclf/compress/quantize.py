@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, write_artifact
 from mobclf.console import console
@@ -56,18 +57,20 @@ from mobclf.train.thresholds import predict_labels
 class Int8Embedding(nn.Module):
     """An embedding table stored as int8 with one fp32 scale per row (symmetric: ``row ≈ q · scale``, |q| ≤ 127).
 
-    Built from indexing and a multiply, which ExecuTorch runs as they are; the lookup then costs one int8 row and one
-    scale instead of a fp32 row (4× smaller)."""
+    Built from two embedding lookups (an int8 row, a one-column fp32 row) and a multiply, which ExecuTorch runs as
+    they are: a lookup costs one int8 row and one scale instead of a fp32 row (4× smaller). ``F.embedding`` rather
+    than indexing: ExecuTorch's portable ``index`` kernel (general advanced indexing) took 45% of a TNEWS TextCNN's
+    call, its ``embedding`` kernel (a row copy) is about 5× faster on the same lookups."""
 
     def __init__(self, weight: torch.Tensor):
         super().__init__()
         weight = weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
-        self.register_buffer("quantized", torch.round(weight / scale[:, None]).to(torch.int8))
-        self.register_buffer("scale", scale)
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+        self.register_buffer("quantized", torch.round(weight / scale).to(torch.int8))
+        self.register_buffer("scale", scale)  # [rows, 1]
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.quantized[input_ids].float() * self.scale[input_ids].unsqueeze(-1)
+        return F.embedding(input_ids, self.quantized).float() * F.embedding(input_ids, self.scale)
 
 
 def int8_embeddings(module: nn.Module) -> nn.Module:
