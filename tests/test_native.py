@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mobclf.artifacts import load_artifact
-from mobclf.compress.quantize import int8_embeddings, xnnpack_quantizer
+from mobclf.compress.quantize import Attempt, int8_embeddings, xnnpack_quantizer
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, program_rows, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
@@ -36,8 +36,9 @@ def programs(students, tmp_path_factory):
         rows = program_rows(encoded["input_ids"], encoded["attention_mask"], min_length(model))
         exportable = ExportableClassifier(model)
         max_length = artifact.manifest["tokenizer"]["max_length"]
+        static = xnnpack_quantizer(Attempt("static", 16, "int8"))
         lowered = (to_pte(exportable, max_length) if precision == "fp32" else
-                   to_pte(int8_embeddings(exportable), max_length, xnnpack_quantizer("static"), rows[:16]))
+                   to_pte(int8_embeddings(exportable), max_length, static, rows[:16]))
         pte = root / f"{student}-{precision}.pte"
         pte.write_bytes(lowered.pte)
         python = PteRunner(pte, min_length(model))

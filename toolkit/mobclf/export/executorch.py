@@ -44,11 +44,13 @@ class Lowered:
 def lower(program: torch.export.ExportedProgram) -> Lowered:
     """XNNPACK lowering and serialisation of an exported (possibly PT2E-quantized) program."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.utils.configs import get_transform_passes
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    with torch.backends.mkldnn.flags(enabled=False):
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    with torch.backends.mkldnn.flags(enabled=False):  # the transform passes drop expand_copy nodes that change no
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],  # shape (matmul's, in BERTs)
+                                           transform_passes=get_transform_passes())
     operators = get_delegation_info(edge.exported_program().graph_module).delegation_by_operator
     operators = {name: row for name, row in operators.items() if name not in BOOKKEEPING_NODES}
     return Lowered(edge.to_executorch().buffer,
