@@ -45,7 +45,7 @@ from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
 from mobclf.models import load_classifier, save_weights
-from mobclf.models.textcnn import TextCNN
+from mobclf.models.textcnn import MaskedMaxPool, TextCNN
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import TokenizedTexts, predict_logits
 from mobclf.train.classifier import predict_probs
@@ -150,7 +150,7 @@ def xnnpack_quantizer(attempt: Attempt):
     if attempt.fp32_layers:  # the quantizer takes no "leave this name alone", only a filter of what it quantizes
         in_fp32 = [get_module_name_filter(f"model.{name}") for name in attempt.fp32_layers]  # in ExportableClassifier
         quantizer.set_filter_function(lambda node: not any(layer(node) for layer in in_fp32))
-    return quantizer.set_module_type(Int8Embedding, None)
+    return quantizer.set_module_type(Int8Embedding, None).set_module_type(MaskedMaxPool, None)
 
 
 def quantization_aware_training(model: nn.Module, tokenizer, texts: list[str], multi_label: bool,

@@ -18,7 +18,7 @@ from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
 from mobclf.errors import UserError
-from mobclf.models.textcnn import ConvFeatures, masked_max_pool
+from mobclf.models.textcnn import ConvFeatures, MaskedMaxPool
 
 HEADS = ("cls_linear", "cls_mlp", "cnn")
 hf_logging.disable_progress_bar()  # transformers' tqdm bars for loading/saving weights; mobclf reports progress itself
@@ -55,6 +55,7 @@ class BertClassifier(nn.Module):
                                       nn.Dropout(dropout), nn.Linear(width, labels))
         elif head == "cnn":
             self.convs = ConvFeatures(hidden, config.get("kernel_sizes", [2, 3, 4]), config.get("num_filters", 128))
+            self.pool = MaskedMaxPool()
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.convs.out_channels, labels))
         else:
             raise UserError(f"unknown teacher head {head!r}; choose one of {', '.join(HEADS)}")
@@ -93,7 +94,7 @@ class BertClassifier(nn.Module):
     def classify(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The head: last-layer token states [B, L, H] → logits [B, labels]."""
         if self.config["head"] == "cnn":
-            return self.head(masked_max_pool(self.convs(states), attention_mask))
+            return self.head(self.pool(self.convs(states), attention_mask))
         return self.head(states[:, 0])
 
     # What structured pruning (compress/prune.py, torch-pruning) asks of a model.

@@ -44,9 +44,16 @@ class ConvFeatures(nn.Module):
         return torch.cat(maps, dim=1).transpose(1, 2)
 
 
-def masked_max_pool(features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Max over time [B, L, C] → [B, C], ignoring padding (so a padded batch equals one-by-one inference)."""
-    return features.masked_fill(attention_mask[:, :, None] == 0, -1e4).amax(dim=1)
+class MaskedMaxPool(nn.Module):
+    """Max over time [B, L, C] → [B, C], ignoring padding (so a padded batch equals one-by-one inference).
+
+    Padding becomes -1e4 by a multiply and an add (for finite values the same numbers as ``masked_fill``), which
+    XNNPACK runs: ExecuTorch's portable ``where`` kernel that ``masked_fill`` lowers to took 42% of an INT8 TextCNN
+    ``.pte``'s call. INT8 quantization leaves this module in fp32 (its -1e4 would take the int8 range)."""
+
+    def forward(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keep = attention_mask[:, :, None].to(features.dtype)
+        return (features * keep + (keep - 1) * 1e4).amax(dim=1)
 
 
 class TextCNN(nn.Module):
@@ -58,6 +65,7 @@ class TextCNN(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config["vocab_size"], config["embedding_dim"], padding_idx=0)
         self.convs = ConvFeatures(config["embedding_dim"], config["kernel_sizes"], config["num_filters"])
+        self.pool = MaskedMaxPool()
         self.dropout = nn.Dropout(config.get("dropout", 0.5))
         self.classifier = nn.Linear(self.convs.out_channels, config["num_labels"])
 
@@ -70,7 +78,7 @@ class TextCNN(nn.Module):
         return self.convs(self.embedding(input_ids))
 
     def classify(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(masked_max_pool(features, attention_mask)))
+        return self.classifier(self.dropout(self.pool(features, attention_mask)))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(input_ids), attention_mask)
