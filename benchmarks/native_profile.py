@@ -1,6 +1,6 @@
-"""One `.pte` in mobclf's native ExecuTorch runner at 1 thread over real texts: steady latency and where the time
-goes (ETDump per operator), as `mobclf bench` reports it, for comparing two builds of the same model without a
-dataset artifact (issue 15). Run on an otherwise idle machine.
+"""One `.pte` in mobclf's native ExecuTorch runner at 1 thread over real texts: steady latency, peak RSS and where
+the time goes (ETDump per operator), as `mobclf bench` reports it, to compare two builds of the same model without
+a dataset artifact (issue 15). Run on an otherwise idle machine.
 
     python benchmarks/native_profile.py --pte bundle/model.pte --tokenizer bundle/tokenizer \
         --texts ../shared/data/thucnews/test.jsonl --count 300 --rounds 3
@@ -37,7 +37,9 @@ def main(pte: Path, tokenizer: Path, texts: Path, count: int, min_length: int, r
     measured = []
     for _ in range(rounds):
         profile = operator_profile(runner, pte, rows)
-        measured.append({"latency_ms": run_pte(runner, pte, rows, threads=1, warmup=10).latency_ms, **profile})
+        run = run_pte(runner, pte, rows, threads=1, warmup=10)
+        measured.append({"latency_ms": run.latency_ms, "load_ms": run.load_ms, "peak_rss_mb": run.peak_rss_mb,
+                         **profile})
     median = sorted(measured, key=lambda round_: round_["latency_ms"]["p50"])[rounds // 2]
     print(json.dumps({"texts": len(rows), "p50_ms_per_round": [r["latency_ms"]["p50"] for r in measured],
                       "p50_ms_median": statistics.median(r["latency_ms"]["p50"] for r in measured),

@@ -266,7 +266,7 @@ def _encoded_rows(dataset: Dataset, tokenizer, rows: list[int]) -> list[tuple[to
 
 def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: bool = False) -> Artifact:
     """Quantize a ``student`` (or ``pruned``) artifact to INT8 for ``config.runtime`` and measure it there: the
-    first of ``attempts`` whose file passes the parity check is kept."""
+    first attempt (``escalation``) whose file passes the parity check is kept."""
     check_output_dir(out, force)
     parent = load_artifact(source, kind=("student", "pruned"))
     dataset = load_dataset(data)
@@ -306,10 +306,10 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
 
 def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
                        directory: Path) -> tuple[Attempt, Path, dict, dict, list[dict]]:
-    """Make the file of the configured attempt, then of each change of ``escalation``, and give it the parity check ``mobclf export`` will give it
-    (same val texts, same tolerance) until one passes: ``(attempt, file in directory, lowering, its certificate,
-    every attempt's record)``. When none passes, the one that agreed best is kept with
-    ``config.parity.accept_failure``; otherwise nothing is written and one line says what each attempt gave."""
+    """Make the file of the configured attempt, then of each change of ``escalation``, and give each the parity
+    check ``mobclf export`` will give it (same val texts, same tolerance) until one passes: ``(attempt, file in
+    directory, lowering, its certificate, every attempt's record)``. When none passes, the one that agreed best is
+    kept with ``config.parity.accept_failure``; otherwise nothing is written and one line says what each gave."""
     texts = parity_sample(dataset.texts("val"), config.parity.texts)
     eager = predict_probs(model, tokenizer, texts, description="parity: fp32")
     thresholds, shortest = np.asarray(parent.manifest["thresholds"]), min_length(model)
@@ -339,7 +339,8 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
                           "size_bytes": path.stat().st_size, "seconds": round(time.perf_counter() - started, 1)})
             console.log(f"attempt {number}: label-set agreement {result['label_set_agreement']:.4f}, max |Δprob| "
                         f"{result['max_abs_prob_difference']:.3g}: {'passed' if result['passed'] else 'failed'}")
-            if best is None or result["label_set_agreement"] > best[3]["label_set_agreement"]:
+            if best is None or (result["passed"], result["label_set_agreement"]) > (
+                    best[3]["passed"], best[3]["label_set_agreement"]):  # a file that passes beats one that agrees more
                 best = (attempt, directory / path.name, lowering, result)
                 path.replace(best[1])
         if result["passed"]:
