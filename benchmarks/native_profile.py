@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from mobclf.bench.measure import percentiles_ms
 from mobclf.export.executorch import program_rows
 from mobclf.native.runner import build_runner, operator_profile, run_pte
 from mobclf.text import load_tokenizer
@@ -38,7 +39,7 @@ def main(pte: Path, tokenizer: Path, texts: Path, count: int, min_length: int, r
     for _ in range(rounds):
         profile = operator_profile(runner, pte, rows)
         run = run_pte(runner, pte, rows, threads=1, warmup=10)
-        measured.append({"latency_ms": run.latency_ms, "load_ms": run.load_ms, "peak_rss_mb": run.peak_rss_mb,
+        measured.append({"latency_ms": percentiles_ms(run.ms), "load_ms": run.load_ms, "peak_rss_mb": run.peak_rss_mb,
                          **profile})
     median = sorted(measured, key=lambda round_: round_["latency_ms"]["p50"])[rounds // 2]
     print(json.dumps({"texts": len(rows), "p50_ms_per_round": [r["latency_ms"]["p50"] for r in measured],

@@ -53,7 +53,6 @@ def test_the_native_runner_gives_the_python_runtimes_logits(programs, student, p
     assert run.logits.shape == python.shape
     np.testing.assert_array_equal(run.logits, python)  # the same kernels on the same input: the same bits
     assert len(run.ms) == len(rows) and min(run.ms) > 0 and run.load_ms > 0 and run.first_inference_ms > 0
-    assert run.latency_ms["p50"] <= run.latency_ms["p95"]
     # its own peak (VmHWM), not the ~0.5 GB of the Python process that started it
     assert 1 < run.peak_rss_mb < 100
 

@@ -40,8 +40,8 @@ def _memory_mb(field: str) -> float:
     return int(line.split()[1]) / 1024
 
 
-def _percentiles(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1000
+def percentiles_ms(ms) -> dict:
+    """p50 and p95 of timings in milliseconds, to the microsecond: the form every latency of a report takes."""
     return {"p50": round(float(np.percentile(ms, 50)), 3), "p95": round(float(np.percentile(ms, 95)), 3)}
 
 
@@ -75,8 +75,8 @@ def measure(variant: Variant, threads: int, latency_texts: list[str], throughput
         batch = tokenizer.encode_batch(throughput_texts[first:first + batch_size])
         predict(batch["input_ids"], batch["attention_mask"])
     throughput = len(throughput_texts) / (_synchronized(variant) - start)
-    result = {"threads": threads, "latency_ms": {"model": _percentiles(model_only),
-                                                 "with_tokenization": _percentiles(end_to_end)},
+    result = {"threads": threads, "latency_ms": {"model": percentiles_ms(np.asarray(model_only) * 1000),
+                                                 "with_tokenization": percentiles_ms(np.asarray(end_to_end) * 1000)},
               "throughput_per_s": round(throughput, 1), "throughput_batch": batch_size}
     if split_texts is not None:
         result["probs"] = predict_probs(predict, tokenizer, split_texts, description=f"{variant.name}: predicting")
@@ -147,10 +147,10 @@ def measure_native(variant: Variant, texts: list[str], cold_starts: int, jvm: bo
             "cold_start_ms": {"median": round(float(np.median(starts)), 2), "min": round(min(starts), 2),
                               "max": round(max(starts), 2), "repeats": cold_starts},
             "load_ms": round(native.load_ms, 3), "first_inference_ms": round(native.first_inference_ms, 3),
-            "latency_ms": native.latency_ms, "peak_rss_mb": round(native.peak_rss_mb, 1),
+            "latency_ms": percentiles_ms(native.ms), "peak_rss_mb": round(native.peak_rss_mb, 1),
             "logits_equal_python": bool(np.array_equal(native.logits, python_logits)),
             "max_abs_logit_difference": float(np.abs(native.logits - python_logits).max()),
-            "tokenize_jvm_ms": None if tokenize is None else _percentiles(tokenize / 1000),
-            "end_to_end_ms": None if end_to_end is None else _percentiles(end_to_end / 1000),
+            "tokenize_jvm_ms": None if tokenize is None else percentiles_ms(tokenize),
+            "end_to_end_ms": None if end_to_end is None else percentiles_ms(end_to_end),
             "tokenize_share": None if tokenize is None else round(float(tokenize.sum() / end_to_end.sum()), 3),
             "profile": operator_profile(runner, pte, rows)}

@@ -29,7 +29,7 @@ import torch
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.bench import table
-from mobclf.bench.measure import OtherProcesses, measure_in_subprocess, measure_native
+from mobclf.bench.measure import OtherProcesses, measure_in_subprocess, measure_native, percentiles_ms
 from mobclf.bench.variants import KINDS, Variant, variants_of
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
@@ -215,11 +215,11 @@ def _tfidf_row(dataset: Dataset, examples: Labelled, timing_texts: list[str], th
     start = time.perf_counter()
     for first in range(0, len(throughput_texts), 128):
         baseline.predict_proba(throughput_texts[first:first + 128])
-    ms = np.asarray(seconds) * 1000
+    latency = percentiles_ms(np.asarray(seconds) * 1000)
     return table.result_row(
         "tfidf-lr", "baseline", "tfidf-lr", "sklearn", "fp64", metrics, device="cpu", parity_passed=None,
-        size_bytes=baseline.size_bytes, params=baseline.params, latency_ms_p50=round(float(np.percentile(ms, 50)), 3),
-        latency_ms_p95=round(float(np.percentile(ms, 95)), 3),
+        size_bytes=baseline.size_bytes, params=baseline.params, latency_ms_p50=latency["p50"],
+        latency_ms_p95=latency["p95"],
         throughput_per_s=round(len(throughput_texts) / (time.perf_counter() - start), 1), peak_rss_mb=None,
         peak_rss_over_baseline_mb=None, timings=[], per_label_f1=[label["f1"] for label in metrics["per_label"]])
 

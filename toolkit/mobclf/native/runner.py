@@ -7,7 +7,7 @@ the Python runtime's on every text it runs (``bench`` reports both).
 
     runner = build_runner()                                  # once per SDK and source; cached under $MOBCLF_CACHE
     run = run_pte(runner, Path("bundle/model.pte"), rows)    # rows: what the program takes, see program_inputs
-    run.logits, run.latency_ms, run.peak_rss_mb
+    run.logits, run.ms, run.peak_rss_mb                      # ms: each text's model call
     cold_start_ms(runner, Path("bundle/model.pte"), rows[0], repeats=20)
 
 Targets: ``host`` (this machine's g++ and wheel) and ``aarch64`` (Debian's ``aarch64-linux-gnu-g++`` against the
@@ -123,10 +123,6 @@ class NativeRun:
     ms: list[float]  # each text once, after the warm-up
     logits: np.ndarray  # [texts, labels] float32
     peak_rss_mb: float  # the runner process's VmHWM
-
-    @property
-    def latency_ms(self) -> dict:
-        return {"p50": round(float(np.percentile(self.ms, 50)), 3), "p95": round(float(np.percentile(self.ms, 95)), 3)}
 
 
 def _write_inputs(rows: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> None:
