@@ -279,8 +279,7 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     with write_artifact(out, kind="quantized", force=force) as artifact:
         chosen, path, lowering, parity, tried = _first_that_agrees(model, tokenizer, dataset, parent, config,
                                                                    artifact.dir)
-        runner = PteRunner(path, min_length(model)) if config.runtime == "executorch" else \
-            OnnxRunner(path, min_length(model))
+        runner = _runner(config.runtime, path, min_length(model))
         metrics = _runtime_metrics(runner, model, tokenizer, dataset, parent)
         save_weights(model, artifact.dir)
         tokenizer.save(artifact.dir / "tokenizer")
@@ -302,6 +301,11 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
                 f"{metrics['val']['micro_f1']:.4f} (fp32 {parent.manifest['metrics']['val']['micro_f1']:.4f}), "
                 f"agreement with fp32 {metrics['agreement_with_fp32']['val']:.4f}")
     return load_artifact(out)
+
+
+def _runner(runtime: str, path: Path, shortest: int):
+    """The quantized file in the runtime it was made for."""
+    return PteRunner(path, shortest) if runtime == "executorch" else OnnxRunner(path, shortest)
 
 
 def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
@@ -332,7 +336,7 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
                                                     config, attempt.qat_epochs) if attempt.qat_epochs else None
                 path, lowering = _quantize_executorch(model, tokenizer.max_length, attempt, calibration,
                                                       Path(scratch), train)
-            runner = PteRunner(path, shortest) if config.runtime == "executorch" else OnnxRunner(path, shortest)
+            runner = _runner(config.runtime, path, shortest)
             result = certify(eager, runner, tokenizer, texts, thresholds, not dataset.multi_label,
                              config.parity.tolerance, f"parity: attempt {number}")
             tried.append({"attempt": attempt.describe(), **asdict(attempt), **result,
