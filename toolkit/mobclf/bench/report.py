@@ -364,8 +364,9 @@ def _native_note(report: dict) -> str:
             "executorch wheel, at 1 thread. Cold start: a whole process, from its start to its exit after the first "
             "logits (dynamic linking, loading the memory-mapped program, one inference; the file in the page cache). "
             f"Model p50 / p95: the model call alone over {texts} real texts after a warm-up. Java tokenizer: the "
-            "app's own tokenizer (android-demo, org.mobclf.core) on the JVM over the same texts, warm; end to end: "
-            "tokenizer + model, text by text; tokenizer share: its part of the end-to-end time. Peak RSS: the "
+            "app's own tokenizer (android-demo, org.mobclf.core) on the JVM over the same texts, warm, each text the "
+            "median of 9 encodes; end to end: tokenizer + model, text by text; tokenizer share: its part of the "
+            "end-to-end time. Peak RSS: the "
             "runner process (VmHWM): the runtime and the model, nothing else. Logits: compared with the Python "
             "runtime's on every one of those texts.")
 

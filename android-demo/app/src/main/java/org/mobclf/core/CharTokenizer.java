@@ -12,8 +12,16 @@ import org.json.JSONObject;
  * characters separate tokens and are dropped.
  */
 final class CharTokenizer extends Tokenizer {
+    /** The vocabulary's one-character tokens by code point (BMP only): most tokens, found without a new String. */
+    private final String[] singleCharTokens = new String[Character.MIN_SUPPLEMENTARY_CODE_POINT];
+
     CharTokenizer(List<String> vocab, JSONObject spec, File directory) throws IOException {
         super(vocab, spec, directory);
+        for (String token : vocab) {
+            if (token.length() == 1) {
+                singleCharTokens[token.charAt(0)] = token;
+            }
+        }
     }
 
     @Override
@@ -28,7 +36,8 @@ final class CharTokenizer extends Tokenizer {
             }
             flush(run, out);
             if (!Chars.isSkipped(codePoint) && out.size() < limit) {
-                out.add(new String(Character.toChars(codePoint)));
+                String known = codePoint < singleCharTokens.length ? singleCharTokens[codePoint] : null;
+                out.add(known != null ? known : new String(Character.toChars(codePoint)));
             }
         }
         if (out.size() < limit) {
