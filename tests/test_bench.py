@@ -9,6 +9,7 @@ from dataset_rows import split_rows
 
 import mobclf
 from mobclf.artifacts import load_artifact
+from mobclf.bench import table
 
 DESIGN_ROW_KEYS = {"name", "kind", "arch", "runtime", "precision", "micro_f1", "macro_f1", "accuracy",
                    "agreement_with_teacher", "size_bytes", "params", "latency_ms_p50", "latency_ms_p95",
@@ -66,7 +67,10 @@ def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
     assert 0 < profile["xnnpack_ms"] + profile["portable_ms"] <= profile["execute_ms"]
     assert {"XNNPACK", "portable"} == {operator["runs_on"] for operator in profile["operators"]}
     assert any(operator["operator"].startswith("Fully Connected") for operator in profile["operators"])
-    assert "## Native: the ExecuTorch C++ runtime" in (out / "report.md").read_text("utf-8")
+    native_table = (out / "report.md").read_text("utf-8").split("## Native: the ExecuTorch C++ runtime")[1]
+    # the teacher's Python p50 over the native end to end (tokenizer + model) p50
+    assert "× faster than teacher (p50)" in native_table
+    assert f" {table.times_faster(native['end_to_end_ms']['p50'], rows['teacher'])} |" in native_table
     assert "### Where the time goes: bench-bundle/model.pte" in (out / "report.md").read_text("utf-8")
     assert "<h2>Native: the ExecuTorch C++ runtime" in (out / "report.html").read_text("utf-8")
 
@@ -111,17 +115,17 @@ def test_one_row_type_and_one_table_for_markdown_and_html():
     (HTML is not re-parsed from the Markdown), and a field a row cannot have is a dash, never a made-up number."""
     import html
 
-    from mobclf.bench import table
-
     metrics = {"micro_f1": 0.9, "macro_f1": 0.8, "subset_accuracy": 0.7}
     rows = [table.result_row("teacher", "teacher", "bert", "eager", "fp32", metrics, size_bytes=2_000_000,
                              params=1234, latency_ms_p50=1.5, latency_ms_p95=2.5, throughput_per_s=99.0),
             table.result_row("int8|pte", "quantized", "textcnn", "executorch", "int8",
                              {**metrics, "micro_f1": 0.45}, size_bytes=500_000, params=99, parity_passed=False)]
     assert set(table.FIELDS) <= set(rows[1]) and rows[1]["latency_ms_p50"] is None
-    columns = [table.NAME, table.MICRO_F1, table.SHARE_OF_TEACHER, table.PARAMS, table.LATENCY, table.PEAK_RSS]
+    columns = [table.NAME, table.MICRO_F1, table.SHARE_OF_TEACHER, table.PARAMS, table.LATENCY,
+               table.FASTER_THAN_TEACHER, table.PEAK_RSS]
     cells = table.cells(columns, rows, rows[0])
-    assert cells[1] == ["int8|pte ⚠ parity FAILED", "0.4500", "50.0%", "99", "—", "—"]
+    assert cells[0][-2] == "1.0×" and cells[1] == ["int8|pte ⚠ parity FAILED", "0.4500", "50.0%", "99", "—", "—", "—"]
+    assert table.times_faster(0.5, rows[0]) == "3.0×" and table.times_faster(0.03, rows[0]) == "50×"
     markdown, page = table.markdown("t", columns, rows, rows[0]), table.html("t", columns, rows, rows[0])
     for row in cells:
         assert "| " + " | ".join(row) + " |" in markdown

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import run
 
@@ -15,7 +16,7 @@ from mobclf.artifacts import load_artifact, sha256_file
 from mobclf.bench.report import markdown
 from mobclf.bench.variants import variants_of
 from mobclf.cli import main
-from mobclf.export.executorch import PteRunner
+from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, with_xnnpack_layer_norms
 from mobclf.export.onnx import OnnxRunner
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
@@ -62,12 +63,25 @@ def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students
     assert bundle["model"]["files"]["onnx-ort"]["file"] == "model.ort"
     pte = bundle["model"]["files"]["executorch"]
     assert pte["precision"] == "fp32" and "aten_linear_default" in pte["delegated_ops"]
+    if student == "tinybert":  # LayerNorm and the reshapes around attention run in XNNPACK, not between its parts
+        layers = load_classifier(load_artifact(students / student)).bert.config.num_hidden_layers
+        assert "aten_native_layer_norm_default" not in pte["portable_ops"]
+        assert pte["portable_ops"].get("aten_view_copy_default", 0) <= 2 * layers  # the [1, heads, L, L] scores
     for certificate in bundle["parity"]["files"].values():
         assert certificate["label_set_agreement"] == 1.0 and certificate["max_abs_prob_difference"] < 1e-5
     # the .onnx carries no exporter debugging records (Python stacks naming this machine's paths)
     graph = onnx.load(str(out / "model.onnx")).graph
     assert not any(item.metadata_props for item in [*graph.node, *graph.value_info, *graph.input, *graph.output])
     assert str(Path(mobclf.__file__).parent).encode() not in (out / "model.onnx").read_bytes()
+
+
+def test_the_layer_norm_xnnpack_runs_gives_nn_layer_norms_values():
+    norm = torch.nn.LayerNorm(48, eps=1e-12)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    states = torch.randn(1, 7, 48) * 3 + 1
+    assert torch.allclose(XnnpackLayerNorm(norm)(states), norm(states), atol=1e-5)
+    assert isinstance(with_xnnpack_layer_norms(torch.nn.Sequential(norm))[0], XnnpackLayerNorm)
 
 
 def test_an_int8_student_exports_its_quantized_file_for_android(students):

@@ -270,7 +270,8 @@ def pareto_front(rows: list[dict], cost: str) -> list[dict]:
 
 
 BENCH_COLUMNS = [table.NAME, table.RUNTIME, table.WEIGHTS, table.MICRO_F1, table.MACRO_F1, table.SHARE_OF_TEACHER,
-                 table.AGREEMENT, table.SIZE_MB, table.PARAMS, table.LATENCY, table.THROUGHPUT, table.MEMORY_ADDED]
+                 table.AGREEMENT, table.SIZE_MB, table.PARAMS, table.LATENCY, table.FASTER_THAN_TEACHER,
+                 table.THROUGHPUT, table.MEMORY_ADDED]
 NATIVE_COLUMNS = [
     table.Column("model", lambda row, _: row["name"], numeric=False), table.WEIGHTS, table.SIZE_MB,
     table.Column("cold start median [min–max] (ms)", lambda row, _: "{median:.1f} [{min:.1f}–{max:.1f}]".format(
@@ -284,6 +285,8 @@ NATIVE_COLUMNS = [
                  "{p50:.3f} / {p95:.3f}".format(**row["end_to_end_ms"])),
     table.Column("tokenizer share", lambda row, _: "—" if row.get("tokenize_share") is None else
                  f"{row['tokenize_share']:.0%}"),
+    table.Column("× faster than teacher (p50)", lambda row, teacher: table.times_faster(
+        (row.get("end_to_end_ms") or row["latency_ms"])["p50"], teacher)),
     table.PEAK_RSS,
     table.Column("logits = Python's", lambda row, _: "yes" if row["logits_equal_python"] else
                  f"no (≤ {row['max_abs_logit_difference']:.2g})", numeric=False)]
@@ -301,7 +304,8 @@ def write_report_files(report: dict, directory: Path) -> None:
     plots = _plots(report, directory)
     (directory / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (directory / "report.md").write_text(markdown(report, plots), encoding="utf-8")
-    native = (f"<h2>{html.escape(NATIVE_TITLE)}</h2>{table.html_table(NATIVE_COLUMNS, report['native'], None)}"
+    native = (f"<h2>{html.escape(NATIVE_TITLE)}</h2>"
+              f"{table.html_table(NATIVE_COLUMNS, report['native'], _baseline(report))}"
               + _paragraphs([_native_note(report)])) if report.get("native") else ""
     native += "".join(f"<h3>{html.escape(title)}</h3>{table.html_table(PROFILE_COLUMNS, rows, None)}"
                       f"{_paragraphs([note])}" for title, rows, note in _profiles(report))
@@ -354,7 +358,8 @@ def _notes(report: dict) -> list[str]:
             "~500 MB of Python and libraries left out; the whole peak is `peak_rss_mb` in report.json). What an app "
             "holds is in the native table.",
             "Agreement with teacher: the share of texts whose chosen label set equals the teacher's. % of teacher "
-            "micro-F1: the row's micro-F1 over the teacher's. Weights: the number format the model computes in "
+            "micro-F1: the row's micro-F1 over the teacher's; × faster than teacher: the teacher's latency p50 over "
+            "the row's. Weights: the number format the model computes in "
             "(fp32; int8 quantized; fp64 for scikit-learn)."]
 
 
@@ -366,9 +371,9 @@ def _native_note(report: dict) -> str:
             f"Model p50 / p95: the model call alone over {texts} real texts after a warm-up. Java tokenizer: the "
             "app's own tokenizer (android-demo, org.mobclf.core) on the JVM over the same texts, warm, each text the "
             "median of 9 encodes; end to end: tokenizer + model, text by text; tokenizer share: its part of the "
-            "end-to-end time. Peak RSS: the "
-            "runner process (VmHWM): the runtime and the model, nothing else. Logits: compared with the Python "
-            "runtime's on every one of those texts.")
+            "end-to-end time; × faster than teacher: the teacher's latency p50 in the table above (in Python, "
+            "tokenization included) over the end-to-end p50. Peak RSS: the runner process (VmHWM): the runtime and "
+            "the model, nothing else. Logits: compared with the Python runtime's on every one of those texts.")
 
 
 def _profiles(report: dict) -> list[tuple[str, list[dict], str]]:
@@ -395,7 +400,8 @@ def markdown(report: dict, plots: list[tuple[str, str]] = ()) -> str:
     text = table.markdown(_title(report), BENCH_COLUMNS, report["rows"], _baseline(report), _notes(report),
                           before=_context(report))
     if report.get("native"):
-        text += "\n" + table.markdown(NATIVE_TITLE, NATIVE_COLUMNS, report["native"], None, [_native_note(report)],
+        text += "\n" + table.markdown(NATIVE_TITLE, NATIVE_COLUMNS, report["native"], _baseline(report),
+                                      [_native_note(report)],
                                       level=2)
     for title, rows, note in _profiles(report):
         text += "\n" + table.markdown(title, PROFILE_COLUMNS, rows, None, [note], level=3)

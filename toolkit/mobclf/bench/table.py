@@ -53,6 +53,17 @@ SIZE_MB = Column("size (MB)", lambda row, baseline: f"{row['size_bytes'] / 1e6:.
 PARAMS = Column("params", _number("params", "{:,}"))
 LATENCY = Column("latency p50 / p95 (ms)", lambda row, baseline: "—" if row.get("latency_ms_p50") is None else
                  f"{row['latency_ms_p50']:.2f} / {row['latency_ms_p95']:.2f}")
+
+
+def times_faster(latency_ms: float | None, baseline: dict | None) -> str:
+    """How many times the baseline's (the teacher's) p50 latency is ``latency_ms``, e.g. "41×"."""
+    if latency_ms is None or not baseline or baseline.get("latency_ms_p50") is None:
+        return "—"
+    return f"{baseline['latency_ms_p50'] / latency_ms:.{0 if baseline['latency_ms_p50'] >= 10 * latency_ms else 1}f}×"
+
+
+FASTER_THAN_TEACHER = Column("× faster than teacher (p50)", lambda row, baseline: times_faster(
+    row.get("latency_ms_p50"), baseline))
 THROUGHPUT = Column("throughput (/s)", _number("throughput_per_s", "{:.0f}"))
 PEAK_RSS = Column("peak RSS (MB)", _number("peak_rss_mb", "{:.0f}"))
 MEMORY_ADDED = Column("memory added (MB)", _number("peak_rss_over_baseline_mb", "{:.0f}"))

@@ -39,7 +39,7 @@ from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.distill.losses import soft_target_kd
 from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
-from mobclf.export.executorch import PteRunner, program_rows, to_pte
+from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, program_rows, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
@@ -150,7 +150,8 @@ def xnnpack_quantizer(attempt: Attempt):
     if attempt.fp32_layers:  # the quantizer takes no "leave this name alone", only a filter of what it quantizes
         in_fp32 = [get_module_name_filter(f"model.{name}") for name in attempt.fp32_layers]  # in ExportableClassifier
         quantizer.set_filter_function(lambda node: not any(layer(node) for layer in in_fp32))
-    return quantizer.set_module_type(Int8Embedding, None).set_module_type(MaskedMaxPool, None)
+    return quantizer.set_module_type(Int8Embedding, None).set_module_type(MaskedMaxPool, None).set_module_type(
+        XnnpackLayerNorm, None)
 
 
 def quantization_aware_training(model: nn.Module, tokenizer, texts: list[str], multi_label: bool,

@@ -1,6 +1,7 @@
 """ExecuTorch: one straight line from a classifier to a ``.pte``, and a runner over the ExecuTorch runtime.
 
-    torch.export (batch 1, dynamic sequence length) → [PT2E INT8: prepare → calibrate → convert]
+    LayerNorm as XNNPACK-delegable operators → torch.export (batch 1, dynamic sequence length)
+        → [PT2E INT8: prepare → calibrate → convert]
         → to_edge_transform_and_lower(XnnpackPartitioner) → to_executorch → .pte bytes
 
 The program takes ``input_ids`` and ``attention_mask`` (int64 [1, L]) and returns the logits [1, labels]; the app
@@ -41,6 +42,55 @@ class Lowered:
     not_delegated: dict[str, int]
 
 
+class XnnpackLayerNorm(nn.Module):
+    """Layer normalization (Ba et al., 2016, "Layer Normalization") in operators XNNPACK delegates: it has no
+    LayerNorm, and the portable kernel between every two delegated parts cost a TinyBERT-4 a quarter of its call.
+    Mean and variance over the last dim are linear layers whose weights are 1/H; the same values as ``norm`` up to
+    float rounding."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        hidden = norm.normalized_shape[-1]
+        self.register_buffer("average", torch.full((1, hidden), 1.0 / hidden))
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        centred = states - nn.functional.linear(states, self.average)
+        variance = nn.functional.linear(centred * centred, self.average)
+        return centred * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+
+
+def with_xnnpack_layer_norms(module: nn.Module) -> nn.Module:
+    """``module`` with each last-dim ``nn.LayerNorm`` replaced (in place) by an ``XnnpackLayerNorm``."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.LayerNorm) and len(child.normalized_shape) == 1:
+            setattr(module, name, XnnpackLayerNorm(child))
+        else:
+            with_xnnpack_layer_norms(child)
+    return module
+
+
+def infer_the_dynamic_dim_of_views(graph_module: torch.fx.GraphModule):
+    """Reshapes to ``[1, L, heads, head_size]`` and back (BERT attention) name the sequence length by a symbolic
+    size, and XNNPACK takes no symbolic reshape: each stayed a portable ``view_copy`` between two delegated parts.
+    With the one dynamic dim written as -1 and the others as the numbers they are, XNNPACK takes them."""
+    from executorch.exir.dialects._ops import ops
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    changed = False
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target == ops.edge.aten.view_copy.default:
+            shape = node.meta["val"].shape
+            dynamic = [dim for dim, size in enumerate(shape) if not isinstance(size, int)]
+            if len(dynamic) == 1 and not all(isinstance(size, int) for size in node.args[1]):
+                node.args = (node.args[0], [-1 if dim in dynamic else size for dim, size in enumerate(shape)])
+                changed = True
+    if changed:
+        graph_module.graph.eliminate_dead_code()
+        graph_module.recompile()
+    return PassResult(graph_module, changed)
+
+
 def lower(program: torch.export.ExportedProgram) -> Lowered:
     """XNNPACK lowering and serialisation of an exported (possibly PT2E-quantized) program."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -48,9 +98,10 @@ def lower(program: torch.export.ExportedProgram) -> Lowered:
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    with torch.backends.mkldnn.flags(enabled=False):  # the transform passes drop expand_copy nodes that change no
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],  # shape (matmul's, in BERTs)
-                                           transform_passes=get_transform_passes())
+    with torch.backends.mkldnn.flags(enabled=False):  # XNNPACK's transform passes drop expand_copy nodes that change
+        edge = to_edge_transform_and_lower(  # no shape (matmul's, in BERTs)
+            program, partitioner=[XnnpackPartitioner()],
+            transform_passes=get_transform_passes([infer_the_dynamic_dim_of_views]))
     operators = get_delegation_info(edge.exported_program().graph_module).delegation_by_operator
     operators = {name: row for name, row in operators.items() if name not in BOOKKEEPING_NODES}
     return Lowered(edge.to_executorch().buffer,
@@ -66,7 +117,7 @@ def to_pte(exportable: ExportableClassifier, max_length: int, quantizer=None,
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
     shortest = min_length(exportable.model)
-    program = export_program(exportable, shortest, max_length)
+    program = export_program(with_xnnpack_layer_norms(exportable), shortest, max_length)
     if quantizer is not None:
         prepared = (prepare_pt2e if train is None else prepare_qat_pt2e)(program.module(), quantizer)
         with torch.no_grad():
