@@ -135,9 +135,10 @@ class PteRunner:
     def __init__(self, pte: Path | bytes, min_length: int):
         from executorch.runtime import Runtime
 
-        program = Runtime.get().load_program(Path(pte) if isinstance(pte, (str, Path)) else pte)
+        # kept: a program loaded from bytes holds them, and its methods read them (freed, a call crashes)
+        self.program = Runtime.get().load_program(Path(pte) if isinstance(pte, (str, Path)) else pte)
         with native_stderr():  # the threadpool's first start prints CPU-probing lines meant for ARM boards
-            self.method = program.load_method("forward")
+            self.method = self.program.load_method("forward")
         self.min_length = min_length
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
