@@ -280,7 +280,7 @@ NATIVE_COLUMNS = [
     table.Column("first inference (ms)", lambda row, _: f"{row['first_inference_ms']:.2f}"),
     table.Column("model p50 / p95 (ms)", lambda row, _: "{p50:.3f} / {p95:.3f}".format(**row["latency_ms"])),
     table.Column("Java tokenizer p50 (ms)", lambda row, _: "—" if row.get("tokenize_jvm_ms") is None else
-                 f"{row['tokenize_jvm_ms']['p50']:.3f}"),
+                 f"{row['tokenize_jvm_ms']['p50']:.4f}"),
     table.Column("end to end p50 / p95 (ms)", lambda row, _: "—" if row.get("end_to_end_ms") is None else
                  "{p50:.3f} / {p95:.3f}".format(**row["end_to_end_ms"])),
     table.Column("tokenizer share", lambda row, _: "—" if row.get("tokenize_share") is None else

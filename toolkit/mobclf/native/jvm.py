@@ -56,8 +56,9 @@ def build_device_cli() -> Path:
 
 
 def jvm_encode_ms(tokenizer: Path, texts: list[str]) -> list[float]:
-    """Each text's encode time (ms) by the saved ``tokenizer`` folder's Java tokenizer, warm (after 20 rounds): the
-    median of 9 encodes, so that a garbage collection landing on one text is not counted as that text's cost."""
+    """Each text's encode time (ms) by the saved ``tokenizer`` folder's Java tokenizer, warm (after 3 s and at least
+    20 rounds over the texts; a shorter warm-up gave run-to-run spreads of 2x): the median of 9 encodes, so that a
+    garbage collection landing on one text is not counted as that text's cost."""
     with tempfile.TemporaryDirectory(prefix="mobclf-jvm-") as folder:
         texts_file = Path(folder) / "texts.jsonl"
         texts_file.write_text("".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in texts),

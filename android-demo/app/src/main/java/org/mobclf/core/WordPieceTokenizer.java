@@ -28,56 +28,77 @@ final class WordPieceTokenizer extends Tokenizer {
     private static final String CONTINUATION = "##";
     private static final String UNKNOWN = "[UNK]";
 
+    /** What {@link #normalize} makes of each ASCII code point ({@code DROPPED}: nothing), found once by its rules. */
+    private final char[] asciiNormalized = new char[128];
+    private static final char DROPPED = 0xFFFF;
+
     WordPieceTokenizer(List<String> vocab, JSONObject spec, File directory) throws IOException {
         super(vocab, spec, directory);
+        StringBuilder normalized = new StringBuilder();
+        for (int codePoint = 0; codePoint < asciiNormalized.length; codePoint++) {
+            normalized.setLength(0);
+            normalize(codePoint, normalized);
+            asciiNormalized[codePoint] = normalized.length() == 0 ? DROPPED : normalized.charAt(0);
+        }
     }
 
+    /**
+     * Normalises one code point at a time and pre-tokenises as it goes, so that a long article stops being read
+     * once {@code limit} tokens are found (every rule depends on one code point only).
+     */
     @Override
     protected void tokenize(String text, int limit, List<String> out) {
-        String normalized = normalize(text);
+        StringBuilder normalized = new StringBuilder(8);
         StringBuilder word = new StringBuilder();
-        for (int index = 0; index < normalized.length() && out.size() < limit; ) {
-            int codePoint = normalized.codePointAt(index);
+        for (int index = 0; index < text.length() && out.size() < limit; ) {
+            int codePoint = text.codePointAt(index);
             index += Character.charCount(codePoint);
-            boolean punctuation = isPunctuation(codePoint);
-            if (!punctuation && !isSplitWhitespace(codePoint)) {
-                word.appendCodePoint(codePoint);
-                continue;
+            normalized.setLength(0);
+            if (codePoint < asciiNormalized.length) {
+                if (asciiNormalized[codePoint] != DROPPED) {
+                    normalized.append(asciiNormalized[codePoint]);
+                }
+            } else {
+                normalize(codePoint, normalized);
             }
-            addPieces(word, limit, out);
-            if (punctuation) {
-                addPieces(new StringBuilder().appendCodePoint(codePoint), limit, out);
+            for (int at = 0; at < normalized.length(); ) {
+                int character = normalized.codePointAt(at);
+                at += Character.charCount(character);
+                boolean punctuation = isPunctuation(character);
+                if (!punctuation && !isSplitWhitespace(character)) {
+                    word.appendCodePoint(character);
+                    continue;
+                }
+                addPieces(word, limit, out);
+                if (punctuation) {
+                    addPieces(new StringBuilder().appendCodePoint(character), limit, out);
+                }
             }
         }
         addPieces(word, limit, out);
     }
 
-    private String normalize(String text) {
-        StringBuilder normalized = new StringBuilder(text.length() + 16);
-        for (int index = 0; index < text.length(); ) {
-            int codePoint = text.codePointAt(index);
-            index += Character.charCount(codePoint);
-            if (BertUnicode.inRanges(BertUnicode.CONTROL, codePoint)) {
-                continue;
-            }
-            if (BertUnicode.inRanges(BertUnicode.WHITESPACE, codePoint)) {
-                normalized.append(' ');
-                continue;
-            }
-            boolean chinese = BertUnicode.inRanges(BertUnicode.CHINESE, codePoint);
-            if (chinese) {
-                normalized.append(' ');
-            }
-            if (lowercase) {
-                appendStrippedLowercase(codePoint, normalized);
-            } else {
-                normalized.appendCodePoint(codePoint);
-            }
-            if (chinese) {
-                normalized.append(' ');
-            }
+    /** {@code BertNormalizer} on one code point, appended to {@code out} (nothing, or one or more code points). */
+    private void normalize(int codePoint, StringBuilder out) {
+        if (BertUnicode.inRanges(BertUnicode.CONTROL, codePoint)) {
+            return;
         }
-        return normalized.toString();
+        if (BertUnicode.inRanges(BertUnicode.WHITESPACE, codePoint)) {
+            out.append(' ');
+            return;
+        }
+        boolean chinese = BertUnicode.inRanges(BertUnicode.CHINESE, codePoint);
+        if (chinese) {
+            out.append(' ');
+        }
+        if (lowercase) {
+            appendStrippedLowercase(codePoint, out);
+        } else {
+            out.appendCodePoint(codePoint);
+        }
+        if (chinese) {
+            out.append(' ');
+        }
     }
 
     /** Strip accents (NFD, drop non-spacing marks), then lower-case each remaining code point. */
@@ -111,7 +132,7 @@ final class WordPieceTokenizer extends Tokenizer {
             String piece = null;
             int end = word.length();
             while (end > start) {
-                String candidate = (start > 0 ? CONTINUATION : "") + word.substring(start, end);
+                String candidate = start > 0 ? CONTINUATION + word.substring(start, end) : word.substring(0, end);
                 if (contains(candidate)) {
                     piece = candidate;
                     break;
@@ -131,11 +152,25 @@ final class WordPieceTokenizer extends Tokenizer {
         }
     }
 
+    private static final boolean[] ASCII_SPLIT_WHITESPACE = asciiIn(BertUnicode.SPLIT_WHITESPACE);
+    private static final boolean[] ASCII_PUNCTUATION = asciiIn(BertUnicode.PUNCTUATION);
+
+    /** Which ASCII code points the {@code ranges} hold: a table lookup instead of a search for most text. */
+    private static boolean[] asciiIn(int[] ranges) {
+        boolean[] table = new boolean[128];
+        for (int codePoint = 0; codePoint < table.length; codePoint++) {
+            table[codePoint] = BertUnicode.inRanges(ranges, codePoint);
+        }
+        return table;
+    }
+
     private static boolean isSplitWhitespace(int codePoint) {
-        return BertUnicode.inRanges(BertUnicode.SPLIT_WHITESPACE, codePoint);
+        return codePoint < 128 ? ASCII_SPLIT_WHITESPACE[codePoint]
+                : BertUnicode.inRanges(BertUnicode.SPLIT_WHITESPACE, codePoint);
     }
 
     private static boolean isPunctuation(int codePoint) {
-        return BertUnicode.inRanges(BertUnicode.PUNCTUATION, codePoint);
+        return codePoint < 128 ? ASCII_PUNCTUATION[codePoint]
+                : BertUnicode.inRanges(BertUnicode.PUNCTUATION, codePoint);
     }
 }
