@@ -14,6 +14,7 @@ from mobclf.bench import table
 DESIGN_ROW_KEYS = {"name", "kind", "arch", "runtime", "precision", "micro_f1", "macro_f1", "accuracy",
                    "agreement_with_teacher", "size_bytes", "params", "latency_ms_p50", "latency_ms_p95",
                    "throughput_per_s"}
+BASELINES = ["tfidf-lr", "tfidf-svm", "tfidf-nb"]
 
 
 def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
@@ -28,8 +29,12 @@ def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
     report = json.loads((out / "report.json").read_text("utf-8"))
     assert report["baseline"] == "teacher" and report["split"] == "test" and report["machine"]["cpu"]
     rows = {row["name"]: row for row in report["rows"]}
-    assert list(rows) == ["teacher", "textcnn", "bench-bundle/model.pte", "bench-bundle/model.onnx", "tfidf-lr"]
-    assert [rows[name]["runtime"] for name in rows] == ["eager", "eager", "executorch", "onnxruntime", "sklearn"]
+    assert list(rows) == ["teacher", "textcnn", "bench-bundle/model.pte", "bench-bundle/model.onnx", *BASELINES]
+    assert [rows[name]["runtime"] for name in rows] == ["eager", "eager", "executorch", "onnxruntime", *["sklearn"] * 3]
+    # the baselines: each with its setting chosen on val, the best of them on val named under the table
+    assert [rows[name]["best_baseline_on_val"] for name in BASELINES].count(True) == 1
+    best = max(BASELINES, key=lambda name: rows[name]["val_micro_f1"])
+    assert rows[best]["best_baseline_on_val"] and rows["tfidf-svm"]["setting"]["C"] in rows["tfidf-svm"]["tried"]
     for row in rows.values():
         assert DESIGN_ROW_KEYS <= set(row)
         assert 0 <= row["micro_f1"] <= 1 and row["size_bytes"] > 0 and row["params"] > 0
@@ -54,7 +59,8 @@ def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
     assert f"with mobclf {mobclf.__version__}" in text and report["provenance"]["date"] in text
     assert "Agreement with teacher: the share of texts whose chosen label set equals the teacher's" in text
     assert "![micro-F1 against model size](f1_vs_size.png)" in text and "parity FAILED" not in text
-    assert all(0 <= row["others_cpu_share"] < 1 for row in report["rows"][:-1])
+    assert all(0 <= row["others_cpu_share"] < 1 for row in report["rows"][:-3])
+    assert f"The best baseline on val: {best}." in text
     # the .pte once more in the native runner: its own row, logits equal to the Python runtime's
     [native] = report["native"]
     assert native["name"] == "bench-bundle/model.pte" and native["logits_equal_python"] is True
@@ -100,7 +106,7 @@ def test_bench_on_a_labelled_file_refuses_unknown_labels_or_drops_them(students,
     report = json.loads((out / "report.json").read_text("utf-8"))
     assert report["dataset"] == "next-month.jsonl" and report["split"] == "file"
     rows = {row["name"]: row for row in report["rows"]}
-    assert list(rows) == ["textcnn", "tfidf-lr"]  # the baseline trains on the dataset the student came from
+    assert list(rows) == ["textcnn", *BASELINES]  # the baselines train on the dataset the student came from
     manifest = load_artifact(out, kind="report").manifest
     assert manifest["examples"]["dropped_unknown_labels"] == {"labels": {"weather": 1}, "rows": 0}
     assert [parent["kind"] for parent in manifest["lineage"]["parents"]] == ["student", "dataset"]

@@ -3,8 +3,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
+from sklearn.metrics import f1_score
 
-from mobclf.models.tfidf import fit_tfidf_baseline
+from mobclf.models.tfidf import GRIDS, fit_tfidf_baseline, tune_tfidf_baselines
 
 ZH_TOPICS = {
     0: ("球队", "比赛", "冠军", "进球", "主场"),
@@ -70,3 +72,40 @@ def test_multi_label_with_a_single_learnable_label():
     targets = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1]])
     baseline = fit_tfidf_baseline(texts, targets, language="en", multi_label=True)
     np.testing.assert_array_equal(baseline.predict(texts), targets)
+
+
+@pytest.mark.parametrize("family", ["svm", "nb"])
+def test_the_linear_svm_and_naive_bayes_learn_single_and_multi_label(family):
+    rng = random.Random(0)
+    single = [(rng.randrange(3),) for _ in range(90)]
+    multi = [tuple(sorted(rng.sample(range(3), rng.choice((1, 2))))) for _ in range(120)]
+    for label_sets, topics, joiner, multi_label in ((single, ZH_TOPICS, "", False), (multi, EN_TOPICS, " ", True)):
+        texts, targets = _texts(topics, label_sets, joiner, seed=3), _multi_hot(label_sets, 3)
+        cut = len(texts) * 3 // 4
+        baseline = fit_tfidf_baseline(texts[:cut], targets[:cut], language="zh" if joiner == "" else "en",
+                                      multi_label=multi_label, family=family)
+        predictions = baseline.predict(texts[cut:])
+        assert predictions.shape == targets[cut:].shape and predictions.dtype == np.int64
+        assert multi_label or (predictions.sum(axis=1) == 1).all()
+        assert f1_score(targets[cut:], predictions, average="micro") > 0.8
+        assert baseline.params > 0 and baseline.size_bytes > 0
+
+
+def test_tuning_keeps_each_familys_setting_with_the_best_val_micro_f1():
+    rng = random.Random(0)
+    label_sets = [(rng.randrange(3),) for _ in range(150)]
+    texts, targets = _texts(ZH_TOPICS, label_sets, "", seed=4), _multi_hot(label_sets, 3)
+    noise = random.Random(5)  # val: the topic's word among two random topics' (the settings score differently)
+    texts[100:] = [noise.choice(ZH_TOPICS[labels[0]]) + noise.choice(ZH_TOPICS[noise.randrange(3)])
+                   + noise.choice(ZH_TOPICS[noise.randrange(3)]) for labels in label_sets[100:]]
+    tuned = tune_tfidf_baselines(texts[:100], targets[:100], texts[100:], targets[100:], language="zh",
+                                 multi_label=False)
+    assert [one.name for one in tuned] == ["tfidf-lr", "tfidf-svm", "tfidf-nb"]
+    for one in tuned:
+        [(key, values)] = GRIDS[one.family].items()
+        scores = [f1_score(targets[100:], fit_tfidf_baseline(texts[:100], targets[:100], language="zh",
+                                                             multi_label=False, family=one.family,
+                                                             **{key: value}).predict(texts[100:]), average="micro")
+                  for value in values]
+        assert one.setting == {key: values[scores.index(max(scores))]}
+        assert one.val_micro_f1 == round(max(scores), 4)

@@ -136,12 +136,13 @@ class PredictConfig(StageConfig):
 @dataclass(frozen=True)
 class BenchConfig(StageConfig):
     """``mobclf bench``: the split of a dataset artifact (or a labelled file read as ``reading`` says), how many texts
-    are timed, whether the TF-IDF baseline joins, and the report's dataset name (``bench/report.py``)."""
+    are timed, whether the TF-IDF baselines join, and the report's dataset name (``bench/report.py``)."""
 
     split: str = setting("test", "Split of --data (a --file is scored whole).", choices=("val", "test"))
     latency_texts: int = setting(200, "Real texts timed one at a time per variant and thread count.", min=1)
-    tfidf: bool = setting(True, "Add the TF-IDF + logistic-regression baseline (trained on the dataset's train "
-                          "split; with --file, the dataset the first model came from).")
+    tfidf: bool = setting(True, "Add the TF-IDF baselines: logistic regression, linear SVM and complement naive "
+                          "Bayes, each with C or alpha chosen on val (trained on the dataset's train split; with "
+                          "--file, the dataset the first model came from).")
     name: str | None = setting(None, "Dataset name in the report [default: the --data directory's or --file's "
                                "name].")
     native: bool = setting(True, "Also run every .pte in the native ExecuTorch runner (C++, 1 thread): cold start, "
