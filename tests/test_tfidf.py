@@ -107,5 +107,5 @@ def test_tuning_keeps_each_familys_setting_with_the_best_val_micro_f1():
                                                              multi_label=False, family=one.family,
                                                              **{key: value}).predict(texts[100:]), average="micro")
                   for value in values]
-        assert one.setting == {key: values[scores.index(max(scores))]}
+        assert one.setting == {key: values[scores.index(max(scores))]} and one.tried == values
         assert one.val_micro_f1 == round(max(scores), 4)

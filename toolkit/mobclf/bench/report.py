@@ -36,7 +36,7 @@ from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.distill.teacher_cache import teacher_outputs
 from mobclf.errors import UserError
 from mobclf.models import load_classifier
-from mobclf.models.tfidf import GRIDS, tune_tfidf_baselines
+from mobclf.models.tfidf import tune_tfidf_baselines
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
 from mobclf.stages import BenchConfig
@@ -210,7 +210,6 @@ def _tfidf_rows(dataset: Dataset, examples: Labelled, timing_texts: list[str], t
     best = max(tuned, key=lambda one: one.val_micro_f1)
     rows = []
     for one in tuned:
-        [key] = one.setting
         predictions[one.name] = one.baseline.predict(examples.texts)
         metrics = classification_metrics(examples.targets, predictions[one.name], examples.labels)
         seconds = []
@@ -227,7 +226,7 @@ def _tfidf_rows(dataset: Dataset, examples: Labelled, timing_texts: list[str], t
             one.name, "baseline", one.name, "sklearn", "fp64", metrics, device="cpu", parity_passed=None,
             size_bytes=one.baseline.size_bytes, params=one.baseline.params, latency_ms_p50=latency["p50"],
             latency_ms_p95=latency["p95"], throughput_per_s=throughput, peak_rss_mb=None,
-            peak_rss_over_baseline_mb=None, timings=[], setting=one.setting, tried=GRIDS[one.family][key],
+            peak_rss_over_baseline_mb=None, timings=[], setting=one.setting, tried=one.tried,
             val_micro_f1=one.val_micro_f1,
             best_baseline_on_val=one is best, per_label_f1=[label["f1"] for label in metrics["per_label"]]))
     return rows

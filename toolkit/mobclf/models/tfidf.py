@@ -86,10 +86,12 @@ class TfidfBaseline:
 
 @dataclass
 class TunedBaseline:
-    """One family's baseline with the setting (C or alpha) that scored best on val, and that score."""
+    """One family's baseline with the setting (C or alpha) that scored best on val of those ``tried``, and that
+    score."""
 
     family: str
     setting: dict[str, float]
+    tried: tuple[float, ...]
     val_micro_f1: float
     baseline: TfidfBaseline
 
@@ -172,6 +174,6 @@ def tune_tfidf_baselines(train_texts: Sequence[str], train_targets: np.ndarray, 
         for value in values:
             baseline = _fitted(vectorizer, features, targets, multi_label, family, {key: value})
             score = f1_score(np.asarray(val_targets), baseline.predict(val_texts), average="micro", zero_division=0)
-            candidates.append(TunedBaseline(family, {key: value}, round(float(score), 4), baseline))
+            candidates.append(TunedBaseline(family, {key: value}, values, round(float(score), 4), baseline))
         tuned.append(max(candidates, key=lambda candidate: candidate.val_micro_f1))
     return tuned
