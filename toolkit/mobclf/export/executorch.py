@@ -98,10 +98,11 @@ def lower(program: torch.export.ExportedProgram) -> Lowered:
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    with torch.backends.mkldnn.flags(enabled=False):  # XNNPACK's transform passes drop expand_copy nodes that change
-        edge = to_edge_transform_and_lower(  # no shape (matmul's, in BERTs)
-            program, partitioner=[XnnpackPartitioner()],
-            transform_passes=get_transform_passes([infer_the_dynamic_dim_of_views]))
+    # XNNPACK's own transform passes drop the expand_copy nodes that change no shape (matmul's, in BERTs); ours
+    # writes the dynamic dim of BERT's reshapes as -1
+    passes = get_transform_passes([infer_the_dynamic_dim_of_views])
+    with torch.backends.mkldnn.flags(enabled=False):
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], transform_passes=passes)
     operators = get_delegation_info(edge.exported_program().graph_module).delegation_by_operator
     operators = {name: row for name, row in operators.items() if name not in BOOKKEEPING_NODES}
     return Lowered(edge.to_executorch().buffer,
@@ -111,9 +112,9 @@ def lower(program: torch.export.ExportedProgram) -> Lowered:
 
 def to_pte(exportable: ExportableClassifier, max_length: int, quantizer=None,
            calibration: list[tuple[torch.Tensor, torch.Tensor]] = (), train=None) -> Lowered:
-    """The straight line: export → [PT2E: prepare with ``quantizer``, run the ``calibration`` batches (batch 1),
-    [``train(prepared)``: quantization-aware training, on a graph prepared for it], convert, export again] → XNNPACK
-    lowering → ``.pte``."""
+    """The straight line: ``exportable``'s LayerNorms swapped (in place) → export → [PT2E: prepare with
+    ``quantizer``, run the ``calibration`` batches (batch 1), [``train(prepared)``: quantization-aware training, on a
+    graph prepared for it], convert, export again] → XNNPACK lowering → ``.pte``."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
     shortest = min_length(exportable.model)
