@@ -27,8 +27,8 @@ from mobclf.bench.report import machine
 from mobclf.data.dataset import load_dataset
 from mobclf.distill.teacher_cache import teacher_predictions
 from mobclf.models import load_classifier
-from mobclf.stages import (DATA_PREPARE, DISTILL_TEXTCNN, TRAIN_TEACHER, FitConfig, KnowledgeDistillation,
-                           PrepareConfig, TeacherConfig, TextCnnDistillConfig)
+from mobclf.stages import (DATA_PREPARE, DISTILL_TOKEN_STUDENTS, TRAIN_TEACHER, FitConfig,
+                           KnowledgeDistillation, PrepareConfig, TeacherConfig, TextCnnDistillConfig)
 from mobclf.text import load_tokenizer
 
 BERT_BASE = {"layers": 12, "hidden": 768, "heads": 12, "tokenizer": "char", "max_length": 32}
@@ -80,7 +80,7 @@ def main(data_root: Path, work: Path, teacher_epochs: int, student_epochs: int, 
                                      intermediate_epochs=2 if "hint_mse" in losses else 0),
             tokenizer="char", vectors=vectors, fit=FitConfig(epochs=student_epochs, batch_size=64, lr=1e-3, patience=3))
         unlabeled = data_root / "tnews_fewclue" / "unlabeled.jsonl" if name == UNLABELED_STUDENT else None
-        student, seconds = reuse_or_run(work / name, "student", lambda: DISTILL_TEXTCNN.call(
+        student, seconds = reuse_or_run(work / name, "student", lambda: DISTILL_TOKEN_STUDENTS["textcnn"].call(
             config, {"teacher": teacher.path, "data": dataset_artifact.path, "unlabeled": unlabeled}, work / name))
         student_rows[name] = artifact_row(name, student, seconds)
     rows.extend(student_rows[name] for name in students)

@@ -38,9 +38,9 @@ from mobclf.bench.report import machine
 from mobclf.data.dataset import load_dataset
 from mobclf.distill.teacher_cache import teacher_predictions
 from mobclf.models import load_classifier
-from mobclf.stages import (DATA_PREPARE, DISTILL_TEXTCNN, DISTILL_TINYBERT, PRETRAIN, TRAIN_TEACHER, FitConfig,
-                           KnowledgeDistillation, PrepareConfig, PretrainConfig, TeacherConfig, TextCnnDistillConfig,
-                           TinyBertDistillConfig)
+from mobclf.stages import (DATA_PREPARE, DISTILL_TINYBERT, DISTILL_TOKEN_STUDENTS, PRETRAIN, TRAIN_TEACHER,
+                           FitConfig, KnowledgeDistillation, PrepareConfig, PretrainConfig, TeacherConfig,
+                           TextCnnDistillConfig, TinyBertDistillConfig)
 from mobclf.text import load_tokenizer
 from mobclf.train.metrics import agreement
 
@@ -118,8 +118,9 @@ def main(name: str, data_root: Path, work: Path | None, results: Path, pretraini
     textcnn = TextCnnDistillConfig(kd=KnowledgeDistillation(losses=PREDICTION), tokenizer=setting.tokenizer,
                                    vectors=data_root / setting.vectors if setting.vectors else None,
                                    fit=FitConfig(epochs=20, batch_size=64, lr=1e-3, patience=3))
-    students["textcnn-kd"] = reuse_or_run(work / "textcnn-kd", "student", lambda: DISTILL_TEXTCNN.call(
-        textcnn, {"teacher": teacher.path, "data": data_artifact.path}, work / "textcnn-kd"))
+    students["textcnn-kd"] = reuse_or_run(
+        work / "textcnn-kd", "student", lambda: DISTILL_TOKEN_STUDENTS["textcnn"].call(
+            textcnn, {"teacher": teacher.path, "data": data_artifact.path}, work / "textcnn-kd"))
     pretrained = pretraining_comparison(setting, work, data_artifact, data_root, teachers) if pretraining else None
 
     def test_predictions(artifact):

@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from mobclf.cli import main
+from mobclf.data.dataset import load_dataset
 from mobclf.data.demo_corpus import generate_demo_corpus
+from mobclf.native.jvm import ORG_JSON, build_device_cli
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,6 +30,13 @@ STUDENTS = {
     "tinybert": ["--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64",
                  "--epochs", "6", "--lr", "2e-3"],
 }
+
+
+def chance_micro_f1(data: Path) -> float:
+    """Micro-F1 of always predicting the most frequent label (a floor any learned model must beat)."""
+    targets = load_dataset(data).targets("test")
+    hits = targets[:, 0].sum()  # labels are ranked by frequency
+    return float(2 * hits / (len(targets) + targets.sum()))
 
 
 def run(*args):
@@ -82,3 +91,17 @@ def demo_run(tmp_path_factory):
                           capture_output=True, text=True, timeout=900, env={**os.environ, "MOBCLF_WORK": str(work)})
     assert done.returncode == 0, done.stderr[-3000:]
     return work, done
+
+
+@pytest.fixture(scope="session")
+def device_cli():
+    """A function running ``DeviceCli COMMAND DIR INPUT`` on the JVM and returning its output lines."""
+    classes = build_device_cli()
+
+    def device_cli(command: str, directory: Path, input_file: Path) -> list[str]:
+        result = subprocess.run(["java", "-cp", f"{classes}:{ORG_JSON}", "org.mobclf.core.DeviceCli", command,
+                                 str(directory), str(input_file)], capture_output=True, text=True, encoding="utf-8")
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("\n")[:-1]
+
+    return device_cli

@@ -19,36 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import STUDENTS, run
 from device_texts import write_jsonl
+from bundles import assert_java_ids_through_the_pte_give_mobclf_labels
 
-from mobclf.artifacts import load_artifact
-from mobclf.data.dataset import load_dataset
-from mobclf.export.executorch import PteRunner
-from mobclf.models import load_classifier
-from mobclf.native.jvm import ANDROID_DEMO, ORG_JSON, build_device_cli
+from mobclf.native.jvm import ANDROID_DEMO
 from mobclf.text import load_tokenizer
-from mobclf.train.classifier import predict_probs
-from mobclf.train.thresholds import predict_labels
 
 WEB = ANDROID_DEMO / "web"
 INSTALL_HINT = "run android-demo/tools/install-test-tools.sh"
 KINDS = ("char", "jieba", "wordpiece")
-
-
-@pytest.fixture(scope="module")
-def device_cli():
-    """A function running ``DeviceCli COMMAND DIR INPUT`` on the JVM and returning its output lines."""
-    classes = build_device_cli()
-
-    def device_cli(command: str, directory: Path, input_file: Path) -> list[str]:
-        result = subprocess.run(["java", "-cp", f"{classes}:{ORG_JSON}", "org.mobclf.core.DeviceCli", command,
-                                 str(directory), str(input_file)], capture_output=True, text=True, encoding="utf-8")
-        assert result.returncode == 0, result.stderr
-        return result.stdout.split("\n")[:-1]
-
-    return device_cli
 
 
 def port_ids(request, port: str, directory: Path, texts_file: Path) -> list[list[int]]:
@@ -166,24 +146,7 @@ def test_jvm_ids_through_the_pte_give_mobclf_labels(students, android_bundles, d
     model_dir, bundle_dir = android_bundles[name]
     bundle = json.loads((bundle_dir / "bundle.json").read_text("utf-8"))
     assert bundle["tokenizer"]["type"] == TOKENIZER_OF[name]
-    texts = load_dataset(students / "data").texts("test") + ["", "NBA总决赛😀 iPhone15发布！" * 10]
-    texts_file = tmp_path / "texts.jsonl"
-    write_jsonl(texts_file, [{"text": text} for text in texts])
-
-    encoded = [json.loads(line) for line in device_cli("encode", bundle_dir, texts_file)]
-    runner = PteRunner(bundle_dir / "model.pte", bundle["inputs"]["min_length"])
-    logits = [runner(torch.tensor([item["input_ids"]]), torch.tensor([item["attention_mask"]]))[0].tolist()
-              for item in encoded]
-    logits_file = tmp_path / "logits.jsonl"
-    write_jsonl(logits_file, [{"logits": row} for row in logits])
-    java_labels = [json.loads(line) for line in device_cli("classify", bundle_dir, logits_file)]
-
-    source = load_artifact(model_dir)
-    probs = predict_probs(load_classifier(source), load_tokenizer(source.path / "tokenizer"), texts)
-    multi_hot = predict_labels(probs, np.asarray(bundle["thresholds"]), bundle["output"]["decision"] == "argmax")
-    mobclf_labels = [[source.labels[i] for i in np.flatnonzero(row)] for row in multi_hot]
-    assert all(len(item["input_ids"]) >= bundle["inputs"]["min_length"] for item in encoded)
-    assert [sorted(labels) for labels in java_labels] == [sorted(labels) for labels in mobclf_labels]
+    assert_java_ids_through_the_pte_give_mobclf_labels(model_dir, bundle_dir, students / "data", device_cli, tmp_path)
 
 
 def test_java_post_processing_of_multi_and_single_label_bundles(android_bundles, device_cli, tmp_path):

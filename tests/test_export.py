@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from bundles import check_bundle
 from conftest import run
 
 import mobclf
@@ -16,42 +17,8 @@ from mobclf.artifacts import load_artifact, sha256_file
 from mobclf.bench.report import markdown
 from mobclf.bench.variants import variants_of
 from mobclf.cli import main
-from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, with_xnnpack_layer_norms
-from mobclf.export.onnx import OnnxRunner
+from mobclf.export.executorch import XnnpackLayerNorm, with_xnnpack_layer_norms
 from mobclf.models import load_classifier
-from mobclf.text import load_tokenizer
-
-BUNDLE_KEYS = {"schema_version", "target", "model", "inputs", "output", "tokenizer", "labels", "labels_file",
-               "thresholds", "metrics", "parity", "files"}
-
-
-def check_bundle(out, model_dir, runtimes):
-    """bundle.json is complete and true: its checksums, labels and thresholds, and a phone-style run of each file."""
-    load_artifact(out, kind="export")
-    bundle = json.loads((out / "bundle.json").read_text("utf-8"))
-    source = load_artifact(model_dir)
-    assert set(bundle) == BUNDLE_KEYS and bundle["schema_version"] == 1
-    assert bundle["labels"] == source.labels == (out / "labels.txt").read_text("utf-8").split()
-    assert bundle["thresholds"] == source.manifest["thresholds"]
-    assert bundle["files"] == {name: sha256_file(out / name) for name in bundle["files"]}
-    assert {"tokenizer/tokenizer.json", "tokenizer/vocab.txt", "labels.txt"} <= set(bundle["files"])
-    assert bundle["tokenizer"]["max_length"] == bundle["inputs"]["max_length"]
-    assert [f["runtime"] for f in bundle["model"]["files"].values()] == runtimes
-    model = load_classifier(source)
-    tokenizer = load_tokenizer(out / "tokenizer")
-    for described in bundle["model"]["files"].values():
-        certificate = bundle["parity"]["files"][described["file"]]
-        assert certificate["passed"] and certificate["texts"] == 50
-        runner_type = PteRunner if described["runtime"] == "executorch" else OnnxRunner
-        runner = runner_type(out / described["file"], bundle["inputs"]["min_length"])
-        for text in ("球", "央行宣布下调存款准备金率 " * 6):  # shortest and max-length input
-            encoded = tokenizer.encode_batch([text])
-            ours = runner(encoded["input_ids"], encoded["attention_mask"])
-            eager = model(encoded["input_ids"], encoded["attention_mask"])
-            tolerance = 1e-4 if described["precision"] == "fp32" else 0.5
-            assert ours.shape == (1, len(bundle["labels"])) and (ours - eager).abs().max() < tolerance
-    return bundle
-
 
 @pytest.mark.parametrize("student", ["textcnn", "tinybert"])
 def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students, student):

@@ -25,7 +25,7 @@ def batch_with_padding():
 def test_textcnn_shapes_and_padding_does_not_change_predictions():
     model = TextCNN(TEXTCNN).eval()
     ids, mask = batch_with_padding()
-    assert model.features(ids).shape == (2, 6, 24)
+    assert model.features(ids, mask).shape == (2, 6, 24)
     batched = model(ids, mask)
     alone = model(ids[1:, :3], mask[1:, :3])
     assert batched.shape == (2, 4)

@@ -154,7 +154,8 @@ def stage_command(stage: Stage) -> click.Command:
 
 @main.group()
 def distill() -> None:
-    """Distil a teacher into a small student: `mobclf distill textcnn` or `mobclf distill tinybert`."""
+    """Distil a teacher into a small student: `mobclf distill textcnn` (or dpcnn, fasttext, textrnn, bilstm-attn,
+    tinybert)."""
 
 
 def config_options(config_type: type):

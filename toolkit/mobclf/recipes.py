@@ -23,7 +23,8 @@ the CLI can say, and every step prints the command that does the same by hand.
 Option values have the setting's type: ``true``/``false`` for a switch (``whole-word: false``, or its off
 switch ``no-whole-word: true``), a list for a list or several values (``split: [0.8, 0.1, 0.1]``,
 ``kernel-sizes: [2, 3, 4]``), a mapping for weights (``loss: {soft_kd: 1}``). A distill step picks its student
-with ``student: textcnn`` (the default) or ``student: tinybert``. Paths in options are relative to the recipe file.
+with ``student: textcnn`` (the default), ``dpcnn``, ``fasttext``, ``textrnn``, ``bilstm-attn`` or ``tinybert``.
+Paths in options are relative to the recipe file.
 An input may name a path inside a step's output: ``tokenizer-dir: teacher/tokenizer``.
 
 The whole recipe is checked before anything runs, and every problem is one line naming the recipe file and line:
@@ -109,13 +110,13 @@ def _write_demo_corpus(config: DemoCorpusConfig, out: Path) -> None:
         raise UserError(f"{err}; ask for fewer `items`", path=out) from None
 
 
-STUDENTS = {"textcnn": stages.DISTILL_TEXTCNN, "tinybert": stages.DISTILL_TINYBERT}
+STUDENTS = {**stages.DISTILL_TOKEN_STUDENTS, "tinybert": stages.DISTILL_TINYBERT}
 KINDS: dict[str, Stage | None] = {  # kind → its stage (None: the demo corpus; distill: chosen by `student`)
     "demo-corpus": None,
     "data": stages.DATA_PREPARE,
     "pretrain": stages.PRETRAIN,
     "teacher": stages.TRAIN_TEACHER,
-    "distill": stages.DISTILL_TEXTCNN,
+    "distill": stages.DISTILL_TOKEN_STUDENTS["textcnn"],
     "prune": stages.PRUNE,
     "quantize": stages.QUANTIZE,
     "export": stages.EXPORT,

@@ -7,8 +7,9 @@ This module imports nothing heavy: the stage functions are named, not imported (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from mobclf.data.readers import FORMATS
 from mobclf.protocol import ConfigError, Input, Stage, StageConfig, nested, setting, settings
@@ -281,9 +282,12 @@ class KnowledgeDistillation(StageConfig):
 
 
 @dataclass(frozen=True)
-class TextCnnDistillConfig(StageConfig):
-    """A TextCNN student (Kim 2014) taught by soft-target KD (Hinton et al. 2015), FitNets hints (Romero et al.
-    2015) and attention transfer (Zagoruyko & Komodakis 2017)."""
+class TokenStudentDistillConfig(StageConfig):
+    """What every student with its own tokenizer shares (``distill/token_student.py``): soft-target KD (Hinton et
+    al. 2015), FitNets hints (Romero et al. 2015) and attention transfer (Zagoruyko & Komodakis 2017); each
+    architecture adds its geometry."""
+
+    architecture: ClassVar[str]  # the name in mobclf.models.ARCHITECTURES
 
     kd: KnowledgeDistillation = nested(KnowledgeDistillation, "Distillation.",
                                        losses={"help": "Repeatable NAME=WEIGHT: soft_kd, hard_bce, hint_mse, "
@@ -300,13 +304,67 @@ class TextCnnDistillConfig(StageConfig):
     min_freq: int = setting(1, "Least count of a token kept in the vocabulary.", min=1)
     max_length: int | None = setting(None, "Tokens per text [default: the teacher's].", min=4)
     embedding_dim: int = setting(128, "Embedding width.", min=1)
-    kernel_sizes: list[int] = setting([2, 3, 4], "Convolution widths.")
-    num_filters: int = setting(128, "Filters per kernel size.", flag="filters", min=1)
     dropout: float = setting(0.5, "Dropout before the classifier.", min=0, max=1, max_open=True)
     vectors: Path | None = setting(None, "Pretrained embeddings: a directory with vocab.txt + vectors.npy.")
     fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 20, "min": 1})
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     device: str = setting("auto", DEVICE)
+
+    def geometry(self) -> dict:
+        """The architecture's own ``config`` keys (its settings below the shared ones)."""
+        shared = {item.name for item in fields(TokenStudentDistillConfig)}
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name not in shared}
+
+
+@dataclass(frozen=True)
+class TextCnnDistillConfig(TokenStudentDistillConfig):
+    """A TextCNN student (Kim 2014)."""
+
+    architecture: ClassVar[str] = "textcnn"
+    kernel_sizes: list[int] = setting([2, 3, 4], "Convolution widths.")
+    num_filters: int = setting(128, "Filters per kernel size.", flag="filters", min=1)
+
+
+@dataclass(frozen=True)
+class DpcnnDistillConfig(TokenStudentDistillConfig):
+    """A DPCNN student (Johnson & Zhang 2017)."""
+
+    architecture: ClassVar[str] = "dpcnn"
+    num_filters: int = setting(128, "Filters of every convolution.", flag="filters", min=1)
+    blocks: int = setting(2, "Downsampling blocks (each halves the length; exported programs pad texts to at least "
+                          "4 × 2^blocks tokens).", min=0)
+
+
+@dataclass(frozen=True)
+class FastTextDistillConfig(TokenStudentDistillConfig):
+    """A FastText student (Joulin et al. 2017): averaged token and hashed n-gram embeddings."""
+
+    architecture: ClassVar[str] = "fasttext"
+    ngrams: list[int] = setting([2], "Token n-gram sizes besides single tokens (2, 3).")
+    buckets: int = setting(50_000, "Hash buckets shared by the n-grams of each size.", min=1)
+
+
+@dataclass(frozen=True)
+class TextRnnDistillConfig(TokenStudentDistillConfig):
+    """A TextRNN student: a bidirectional LSTM or GRU, pooled by its last states or its mean."""
+
+    architecture: ClassVar[str] = "textrnn"
+    cell: str = setting("lstm", "Recurrent cell.", choices=("lstm", "gru"))
+    hidden: int = setting(128, "Hidden size of each direction.", min=1)
+    pooling: str = setting("last", "The final states of both directions, or the mean over tokens.",
+                           choices=("last", "mean"))
+
+
+@dataclass(frozen=True)
+class BiLstmAttentionDistillConfig(TokenStudentDistillConfig):
+    """A CNN-BiLSTM-attention student: optional convolution, BiLSTM, additive attention pooling (Yang et al. 2016);
+    attention transfer reaches its attention weights."""
+
+    architecture: ClassVar[str] = "bilstm_attn"
+    hidden: int = setting(128, "Hidden size of each LSTM direction.", min=1)
+    conv_kernel: int = setting(3, "Width of the convolution before the BiLSTM (0: none).", min=0)
+    conv_filters: int = setting(128, "Filters of that convolution.", min=1)
+    attention_dim: int = setting(64, "Width of the additive attention.", min=1)
 
 
 @dataclass(frozen=True)
@@ -339,9 +397,15 @@ _DISTILL_INPUTS = (Input("teacher", "Teacher artifact."),
                    Input("data", "Dataset artifact the teacher was trained on."),
                    Input("unlabeled", "Unlabelled transfer texts (.jsonl with 'text', or .txt); the teacher labels "
                          "them softly.", required=False, file=True))
-DISTILL_TEXTCNN = Stage(("distill", "textcnn"), TextCnnDistillConfig, "mobclf.distill.distill:run_textcnn",
-                        produces="student", inputs=_DISTILL_INPUTS,
-                        help="Distil a teacher into a TextCNN: soft-target KD, FitNets hints, attention transfer.")
+TOKEN_STUDENTS = {
+    "textcnn": (TextCnnDistillConfig, "a TextCNN"), "dpcnn": (DpcnnDistillConfig, "a DPCNN"),
+    "fasttext": (FastTextDistillConfig, "a FastText"), "textrnn": (TextRnnDistillConfig, "a TextRNN (BiLSTM/BiGRU)"),
+    "bilstm-attn": (BiLstmAttentionDistillConfig, "a CNN-BiLSTM with attention pooling")}
+DISTILL_TOKEN_STUDENTS = {
+    name: Stage(("distill", name), config, "mobclf.distill.distill:run_token_student", produces="student",
+                inputs=_DISTILL_INPUTS, help=f"Distil a teacher into {what}: soft-target KD, FitNets hints, "
+                "attention transfer.")
+    for name, (config, what) in TOKEN_STUDENTS.items()}
 DISTILL_TINYBERT = Stage(("distill", "tinybert"), TinyBertDistillConfig, "mobclf.distill.distill:run_tinybert",
                          produces="student",
                          inputs=(*_DISTILL_INPUTS,
@@ -437,4 +501,5 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
-STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, DISTILL_TEXTCNN, DISTILL_TINYBERT, PRUNE, QUANTIZE, EXPORT, BENCH)
+STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, *DISTILL_TOKEN_STUDENTS.values(), DISTILL_TINYBERT, PRUNE, QUANTIZE,
+          EXPORT, BENCH)

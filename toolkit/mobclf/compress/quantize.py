@@ -45,6 +45,9 @@ from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
 from mobclf.models import load_classifier, save_weights
+from mobclf.models.dpcnn import DPCNN, HalvingPool
+from mobclf.models.fasttext import NgramBuckets
+from mobclf.models.rnn import AdditiveAttention, RecurrentStudent
 from mobclf.models.textcnn import MaskedMaxPool, TextCNN
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import TokenizedTexts, predict_logits
@@ -52,6 +55,9 @@ from mobclf.train.classifier import predict_probs
 from mobclf.train.loop import fit
 from mobclf.train.metrics import agreement, classification_metrics
 from mobclf.train.thresholds import predict_labels
+
+# -1e4 on padding would take the int8 range; hashed token ids are no activations
+KEPT_IN_FP32 = (MaskedMaxPool, HalvingPool, AdditiveAttention, NgramBuckets)
 
 
 class Int8Embedding(nn.Module):
@@ -104,6 +110,21 @@ class Attempt:
         return ", ".join(parts)
 
 
+def convolutional(model: nn.Module) -> bool:
+    """A TextCNN or DPCNN: its weights are mostly convolutions, which XNNPACK does not quantize dynamically."""
+    return isinstance(model, (TextCNN, DPCNN))
+
+
+def first_scheme(config: QuantizeConfig, model: nn.Module) -> str:
+    """``config.scheme``, except for a recurrent student in a ``.pte``: dynamic, its linears in int8 and the
+    recurrence's elementwise steps in fp32 (PyTorch's dynamic quantization of LSTMs). Static INT8 would round every
+    step's state and leaves XNNPACK an unrolled loop of quantized slices it cannot take as one part."""
+    if config.runtime == "executorch" and config.scheme == "static" and isinstance(model, RecurrentStudent):
+        console.log("a recurrent student: dynamic INT8 (int8 linears, fp32 recurrence)")
+        return "dynamic"
+    return config.scheme
+
+
 def output_layer(model: nn.Module) -> str:
     """The name of the last layer whose weights are quantized (convolution or linear): the classifier."""
     return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv1d, nn.Linear))][-1]
@@ -119,9 +140,9 @@ def escalation(config: QuantizeConfig, model: nn.Module, train_texts: int) -> li
         return [*changes, lambda attempt: replace(attempt, scheme="dynamic" if config.scheme == "static" else
                                                   "static")]
     changes.append(lambda attempt: replace(attempt, fp32_layers=(output_layer(model),)))
-    if config.scheme == "static" and not isinstance(model, TextCNN):  # XNNPACK quantizes no conv dynamically
+    if config.scheme == "static" and not convolutional(model):  # XNNPACK quantizes no conv dynamically
         changes.append(lambda attempt: replace(attempt, scheme="dynamic"))
-    if config.qat_epochs:
+    if config.qat_epochs and not isinstance(model, RecurrentStudent):
         changes.append(lambda attempt: replace(attempt, scheme="static", qat_epochs=config.qat_epochs))
     if config.embedding == "int8":
         changes.append(lambda attempt: replace(attempt, embedding="fp32"))
@@ -150,8 +171,9 @@ def xnnpack_quantizer(attempt: Attempt):
     if attempt.fp32_layers:  # the quantizer takes no "leave this name alone", only a filter of what it quantizes
         in_fp32 = [get_module_name_filter(f"model.{name}") for name in attempt.fp32_layers]  # in ExportableClassifier
         quantizer.set_filter_function(lambda node: not any(layer(node) for layer in in_fp32))
-    return quantizer.set_module_type(Int8Embedding, None).set_module_type(MaskedMaxPool, None).set_module_type(
-        XnnpackLayerNorm, None)
+    for kept_in_fp32 in (Int8Embedding, XnnpackLayerNorm, *KEPT_IN_FP32):
+        quantizer.set_module_type(kept_in_fp32, None)
+    return quantizer
 
 
 def quantization_aware_training(model: nn.Module, tokenizer, texts: list[str], multi_label: bool,
@@ -273,9 +295,9 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     dataset = load_dataset(data)
     dataset.check_labels_of(parent)
     model = load_classifier(parent)
-    if config.runtime == "executorch" and config.scheme == "dynamic" and isinstance(model, TextCNN):
-        raise UserError("dynamic quantization covers linear layers and a TextCNN is convolutions; use --scheme "
-                        "static for it")
+    if config.runtime == "executorch" and config.scheme == "dynamic" and convolutional(model):
+        raise UserError(f"dynamic quantization covers linear layers and a {parent.manifest['architecture']['name']} "
+                        "is mostly convolutions; use --scheme static for it")
     tokenizer = load_tokenizer(parent.file("tokenizer"))
     with write_artifact(out, kind="quantized", force=force) as artifact:
         chosen, path, lowering, parity, tried = _first_that_agrees(model, tokenizer, dataset, parent, config,
@@ -318,7 +340,7 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
     texts = parity_sample(dataset.texts("val"), config.parity.texts)
     eager = predict_probs(model, tokenizer, texts, description="parity: fp32")
     thresholds, shortest = np.asarray(parent.manifest["thresholds"]), min_length(model)
-    first = Attempt(config.scheme, config.calibration_size, config.embedding)
+    first = Attempt(first_scheme(config, model), config.calibration_size, config.embedding)
     changes = escalation(config, model, len(dataset.texts("train"))) if config.escalate else []
     tried, best = [], None
     for number, change in enumerate([None, *changes], 1):

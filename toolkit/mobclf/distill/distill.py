@@ -1,7 +1,8 @@
-"""``mobclf distill``: teach a small student (TextCNN or TinyBERT) to agree with a BERT teacher.
+"""``mobclf distill``: teach a small student (TextCNN, DPCNN, FastText, TextRNN, BiLSTM-attention or TinyBERT) to
+agree with a BERT teacher.
 
 A run is declared as data (``DistillPlan``): which registered losses, with which weights, and which teacher layers
-they read. From it the student recipe (``textcnn_student`` / ``tinybert_student``) declares its intermediate matches
+they read. From it the student recipe (``token_student`` / ``tinybert_student``) declares its intermediate matches
 (``losses.Match``: which student output meets which teacher output, through which projection, with which loss), the
 driver adds the prediction matches, and every batch's loss is ``losses.total_loss`` over them; the resolved matches
 are recorded in the manifest.
@@ -10,8 +11,9 @@ Training runs in up to three stages through the one loop (``train.loop.fit``):
 1. general distillation (TinyBERT, ``general_epochs`` over ``general_texts``): intermediate losses only, on
    unlabelled text;
 2. intermediate stage (``intermediate_epochs``): intermediate losses only on the transfer texts — FitNets' hint
-   stage for TextCNN, TinyBERT's intermediate-layer distillation;
-3. the main stage with early stopping on val micro-F1: every loss for TextCNN; for TinyBERT the prediction losses
+   stage for the token students, TinyBERT's intermediate-layer distillation;
+3. the main stage with early stopping on val micro-F1: every loss for a token student; for TinyBERT the prediction
+   losses
    only when stage 2 ran (TinyBERT's prediction-layer distillation), every loss otherwise.
 
 Transfer texts are the training texts plus optional unlabelled ones, which get the teacher's soft labels only.
@@ -32,8 +34,8 @@ from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.distill.losses import PREDICTION_LOSSES, Batch, Match, get_loss, prediction_matches, total_loss
 from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import agreement_with_teacher
-from mobclf.distill.textcnn_student import INTERMEDIATE_LOSSES as TEXTCNN_LOSSES
-from mobclf.distill.textcnn_student import TextCnnConfig, prepare_textcnn
+from mobclf.distill.token_student import INTERMEDIATE_LOSSES as TOKEN_STUDENT_LOSSES
+from mobclf.distill.token_student import prepare_token_student
 from mobclf.distill.tinybert_student import INTERMEDIATE_LOSSES as TINYBERT_LOSSES
 from mobclf.distill.tinybert_student import TinyBertConfig, prepare_tinybert
 from mobclf.errors import UserError
@@ -41,14 +43,12 @@ from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import TokenizedTexts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
-from mobclf.stages import TextCnnDistillConfig, TinyBertDistillConfig
+from mobclf.stages import TinyBertDistillConfig, TokenStudentDistillConfig
 from mobclf.train import distributed
 from mobclf.train.loop import fit
 from mobclf.train.state import open_state, run_settings
 from mobclf.train.losses import label_pos_weights
 
-STUDENTS = {TextCnnConfig: ("textcnn", TEXTCNN_LOSSES, prepare_textcnn),
-            TinyBertConfig: ("tinybert", TINYBERT_LOSSES, prepare_tinybert)}
 
 
 @dataclass
@@ -57,8 +57,8 @@ class DistillPlan:
 
     losses: dict[str, float] = field(default_factory=lambda: {"soft_kd": 1.0, "hard_bce": 1.0})
     temperature: float = 2.0
-    hint_layer: int | None = None  # TextCNN: teacher hidden_states index; None → the teacher's middle layer
-    attention_layers: list[int] = field(default_factory=list)  # TextCNN: empty → the teacher's last layer
+    hint_layer: int | None = None  # token students: teacher hidden_states index; None → the teacher's middle layer
+    attention_layers: list[int] = field(default_factory=list)  # token students: empty → the teacher's last layer
     layer_map: str = "uniform"  # TinyBERT: see distill.layer_map
     intermediate_epochs: int = 0  # stage 2: intermediate losses only, before the main stage
     general_epochs: int = 0  # stage 1 (TinyBERT): intermediate losses on the general texts
@@ -80,17 +80,13 @@ def _loss_names(matches: list[Match]) -> list[str]:
     return sorted({match.loss for match in matches})
 
 
-def run_textcnn(config: TextCnnDistillConfig, *, teacher: Path, data: Path, out: Path, unlabeled: Path | None = None,
-                force: bool = False) -> Artifact:
-    """Distil a teacher artifact into a TextCNN ``student`` artifact at ``out``."""
+def run_token_student(config: TokenStudentDistillConfig, *, teacher: Path, data: Path, out: Path,
+                      unlabeled: Path | None = None, force: bool = False) -> Artifact:
+    """Distil a teacher artifact into a ``student`` artifact of ``config.architecture`` at ``out``."""
     plan = DistillPlan(losses=dict(config.kd.losses), temperature=config.kd.temperature,
                        intermediate_epochs=config.kd.intermediate_epochs, hint_layer=config.hint_layer,
                        attention_layers=list(config.attention_layers))
-    student = TextCnnConfig(tokenizer=config.tokenizer, vocab_size=config.vocab_size, min_freq=config.min_freq,
-                            max_length=config.max_length, embedding_dim=config.embedding_dim,
-                            kernel_sizes=list(config.kernel_sizes), num_filters=config.num_filters,
-                            dropout=config.dropout, vectors=config.vectors, hint_cache_gb=config.hint_cache_gb)
-    return distill(teacher, data, out, plan, student, config, unlabeled=unlabeled, force=force)
+    return distill(teacher, data, out, plan, config, config, unlabeled=unlabeled, force=force)
 
 
 def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, out: Path,
@@ -107,15 +103,18 @@ def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, ou
                    force=force)
 
 
-def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan, student_config: TextCnnConfig | TinyBertConfig,
-            config: TextCnnDistillConfig | TinyBertDistillConfig, unlabeled: Path | None = None,
+def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
+            student_config: TokenStudentDistillConfig | TinyBertConfig,
+            config: TokenStudentDistillConfig | TinyBertDistillConfig, unlabeled: Path | None = None,
             general_texts: Path | None = None, force: bool = False) -> Artifact:
     """Distil a teacher artifact into a ``student`` artifact at ``out``: ``plan`` says what is learnt,
     ``student_config`` what the student is, ``config`` the training, label weighting and device."""
     fit_config, device = config.fit, config.device
     threshold_objective, pos_weight_scheme = config.classifier.threshold_objective, config.classifier.pos_weight
     distributed.claim_output(out, force)
-    student_name, known, prepare = STUDENTS[type(student_config)]
+    student_name, known, prepare = (("tinybert", TINYBERT_LOSSES, prepare_tinybert)
+                                    if isinstance(student_config, TinyBertConfig) else
+                                    (student_config.architecture, TOKEN_STUDENT_LOSSES, prepare_token_student))
     weights = _check_losses(plan, student_name, known)
     intermediate = set(weights) - set(PREDICTION_LOSSES)
     if (general_texts is None) != (plan.general_epochs == 0) or (general_texts and student_name != "tinybert"):

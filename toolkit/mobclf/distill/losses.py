@@ -7,13 +7,15 @@ matches", here for the outputs too: which student output meets which teacher out
 projection, with which loss and weight. :func:`total_loss` is the only place that calls a loss.
 
 Output names: ``logits``; ``hidden.N`` (``hidden_states[N]``: 0 the embedding output, 1..N the transformer layers);
-``attention.N`` (layer N's attention scores); TextCNN's ``features`` (its convolution feature map); the teacher's
+``attention.N`` (layer N's attention scores); a token student's ``features`` (per-token, e.g. a TextCNN's
+convolution feature map) and ``attention_map`` (those features, or its attention weights); the teacher's
 ``cls_attention`` ([CLS] attention, summed onto student tokens) and ``labels`` (the gold labels: ``hard_bce``'s
 "teacher").
 
-TextCNN students use ``hint_mse`` and ``attention_transfer``; TinyBERT students use TinyBERT's layer-wise losses
-``embedding_mse`` and ``hidden_mse`` (the FitNets regression below, applied to the embedding output and to each
-mapped layer) and ``attention_mse``. ``soft_kd`` and ``hard_bce`` serve every student.
+Token students (TextCNN, DPCNN, FastText, TextRNN, BiLSTM-attention) use ``hint_mse`` and
+``attention_transfer``; TinyBERT students use TinyBERT's layer-wise losses ``embedding_mse`` and ``hidden_mse``
+(the FitNets regression below, applied to the embedding output and to each mapped layer) and ``attention_mse``.
+``soft_kd`` and ``hard_bce`` serve every student.
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ def attention_transfer(
     """Activation-based attention transfer (Zagoruyko & Komodakis, 2017, "Paying More Attention to Attention").
 
     The student's attention map over positions is ``Q_s[b, l] = Σ_c |F[b, l, c]|^p`` for a feature map
-    ``F`` ``[B, L, C]`` (e.g. a TextCNN convolution output); ``teacher_attention`` ``[B, L]`` is given, already
+    ``F`` ``[B, L, C]`` (e.g. a TextCNN convolution output), or the student's own attention weights when it gives
+    ``[B, L]`` (a BiLSTM-attention student); ``teacher_attention`` ``[B, L]`` is given, already
     aligned to the student positions (see :func:`mobclf.distill.alignment.align_attention`). Both are zeroed
     outside ``batch.mask`` and L2-normalised over positions; the loss is the batch mean of
     ``|| Q_s/||Q_s|| − Q_t/||Q_t|| ||_2`` — the paper's distance, not squared, without its ``β/2``
@@ -187,7 +190,7 @@ def attention_transfer(
         >>> attention_transfer(f, torch.tensor([[0.0, 1.0]]))  # ||[1, -1]|| = sqrt 2
         tensor(1.4142)
     """
-    q_s = student_features.abs().pow(p).sum(-1)
+    q_s = student_features.abs().pow(p).sum(-1) if student_features.dim() == 3 else student_features
     q_t = teacher_attention.detach().to(q_s.dtype)
     if batch.mask is not None:
         m = batch.mask.to(q_s.dtype)

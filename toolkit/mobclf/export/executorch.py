@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mobclf.export.exportable import ExportableClassifier, min_length, pad_to
+from mobclf.export.exportable import ExportableClassifier, min_length, pad_to, sequence_dim
 from mobclf.quiet import native_stderr
 
 BOOKKEEPING_NODES = ("getitem", "sym_size")  # graph plumbing, not operators that run
@@ -26,9 +26,9 @@ BOOKKEEPING_NODES = ("getitem", "sym_size")  # graph plumbing, not operators tha
 
 def export_program(module: nn.Module, shortest: int, max_length: int) -> torch.export.ExportedProgram:
     """torch.export of an ``ExportableClassifier`` (or the graph PT2E made of one) at batch 1 with a dynamic
-    sequence length ``shortest..max_length``."""
+    sequence length ``shortest..max_length`` (static when they are equal)."""
     example = (torch.ones(1, shortest, dtype=torch.long), torch.ones(1, shortest, dtype=torch.long))
-    seq = torch.export.Dim("seq", min=shortest, max=max_length)
+    seq = sequence_dim(shortest, max_length)
     with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
         return torch.export.export(module, example, dynamic_shapes=({1: seq}, {1: seq}))
 

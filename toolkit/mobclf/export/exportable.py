@@ -34,10 +34,22 @@ class ExportableClassifier(nn.Module):
 
 
 def min_length(model: nn.Module) -> int:
-    """Shortest exported sequence: above the largest conv kernel (export guards L ≠ k), and at least 4."""
+    """Shortest exported sequence: above the largest conv kernel (export guards L ≠ k), and at least 4; what a
+    model states itself (DPCNN: enough positions after its halvings); a recurrent model's one length."""
+    if getattr(model, "fixed_length", False):
+        return model.config["max_length"]
+    if hasattr(model, "min_length"):
+        return model.min_length()
     kernels = model.config.get("kernel_sizes", []) if isinstance(model, TextCNN) or \
         model.config.get("head") == "cnn" else []
     return max([4, *[k + 1 for k in kernels]])
+
+
+def sequence_dim(shortest: int, max_length: int):
+    """The exported sequence axis: dynamic from ``shortest`` to ``max_length``, or static at ``shortest`` when no
+    text is longer (a recurrent model; a DPCNN whose halvings need more positions than the tokenizer gives)."""
+    return torch.export.Dim.STATIC if shortest >= max_length else torch.export.Dim("seq", min=shortest,
+                                                                                   max=max_length)
 
 
 def pad_to(input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:

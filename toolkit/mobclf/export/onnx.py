@@ -10,7 +10,7 @@ import onnx
 import torch
 from torch import nn
 
-from mobclf.export.exportable import ExportableClassifier, min_length, pad_to
+from mobclf.export.exportable import ExportableClassifier, min_length, pad_to, sequence_dim
 
 INPUTS = ("input_ids", "attention_mask")
 
@@ -19,7 +19,7 @@ def export_onnx(model: nn.Module, max_length: int, path: Path) -> Path:
     """Write ``model`` as ONNX to ``path`` (batch and sequence length dynamic up to ``max_length``)."""
     shortest = min_length(model)
     example = (torch.ones(2, shortest, dtype=torch.long), torch.ones(2, shortest, dtype=torch.long))
-    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("seq", min=shortest, max=max_length)
+    batch, seq = torch.export.Dim("batch", min=1), sequence_dim(shortest, max_length)
     exportable = ExportableClassifier(model).eval()  # the wrapper too: torch.onnx warns about training mode
     with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
         torch.onnx.export(exportable, example, str(path), input_names=list(INPUTS), output_names=["logits"],

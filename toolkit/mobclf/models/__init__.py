@@ -12,9 +12,14 @@ from torch import nn
 from mobclf.artifacts import Artifact
 from mobclf.errors import UserError
 from mobclf.models.bert import BertClassifier, TinyBertClassifier
+from mobclf.models.dpcnn import DPCNN
+from mobclf.models.fasttext import FastText
+from mobclf.models.rnn import BiLstmAttention, TextRNN
 from mobclf.models.textcnn import TextCNN
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"bert": BertClassifier, "tinybert": TinyBertClassifier, "textcnn": TextCNN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"bert": BertClassifier, "tinybert": TinyBertClassifier, "textcnn": TextCNN,
+                                             "dpcnn": DPCNN, "fasttext": FastText, "textrnn": TextRNN,
+                                             "bilstm_attn": BiLstmAttention}
 WEIGHTS = "model.safetensors"
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mobclf.errors import UserError
+from mobclf.models.token_student import TokenStudent
 
 
 class ConvFeatures(nn.Module):
@@ -56,32 +57,26 @@ class MaskedMaxPool(nn.Module):
         return (features * keep + (keep - 1) * 1e4).amax(dim=1)
 
 
-class TextCNN(nn.Module):
+class TextCNN(TokenStudent):
     """Kim's CNN over token embeddings; ``config``: vocab_size, embedding_dim, kernel_sizes, num_filters (one
     count, or a list with one per kernel size after pruning), dropout, num_labels."""
 
     def __init__(self, config: dict):
-        super().__init__()
-        self.config = config
-        self.embedding = nn.Embedding(config["vocab_size"], config["embedding_dim"], padding_idx=0)
+        super().__init__(config)
         self.convs = ConvFeatures(config["embedding_dim"], config["kernel_sizes"], config["num_filters"])
         self.pool = MaskedMaxPool()
-        self.dropout = nn.Dropout(config.get("dropout", 0.5))
         self.classifier = nn.Linear(self.convs.out_channels, config["num_labels"])
 
     @property
     def feature_dim(self) -> int:
         return self.convs.out_channels
 
-    def features(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Per-token conv activations [B, L, C]: the representation FitNets and attention transfer act on."""
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Per-token conv activations [B, L, C] (padding is the zero embedding the convolutions pad with)."""
         return self.convs(self.embedding(input_ids))
 
     def classify(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.pool(features, attention_mask)))
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.features(input_ids), attention_mask)
 
     # What structured pruning (compress/prune.py, torch-pruning) asks of a model.
 
@@ -93,15 +88,6 @@ class TextCNN(nn.Module):
     def pruned_geometry(self) -> dict:
         """The ``config`` keys of the current (pruned) geometry."""
         return {"num_filters": [conv.out_channels for conv in self.convs.convs]}
-
-    @property
-    def word_embedding(self) -> nn.Embedding:
-        return self.embedding
-
-    def replace_word_embedding(self, embedding: nn.Embedding) -> None:
-        """Swap in a (vocabulary-pruned) embedding table; ``[PAD]`` stays row 0."""
-        self.embedding = embedding
-        self.config["vocab_size"] = embedding.num_embeddings
 
 
 def load_pretrained_vectors(vocab: list[str], vocab_file: Path, vectors_file: Path) -> tuple[torch.Tensor, float]:

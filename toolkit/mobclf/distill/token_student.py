@@ -1,15 +1,16 @@
-"""The TextCNN student recipe: its own tokenizer (char or jieba words), optional pretrained vectors, a FitNets hint
-from one teacher layer and activation attention transfer from the teacher's [CLS] attention.
+"""The recipe of the students with their own tokenizer (TextCNN, DPCNN, FastText, TextRNN, BiLSTM-attention; see
+``models/token_student.py``): the tokenizer (char or jieba words) built from the transfer texts, optional pretrained
+vectors, a FitNets hint from one teacher layer to the per-token features, and attention transfer from the teacher's
+[CLS] attention to the student's attention map (its features' activations, or its own attention weights).
 
 Teacher and student tokens are aligned by their character spans (characters summed into words), a batch at a time.
 The teacher's attention, and its hint states up to ``hint_cache_gb`` on disk, are computed once and cached
 (``teacher_cache``); beyond that the teacher computes a batch's hint states when it is trained on. The intermediate
-stage is FitNets' stage 1: embedding, convolutions and projection learn the hint alone.
+stage is FitNets' stage 1: the layers below the features and the projection learn the hint alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,30 +22,18 @@ from mobclf.distill.losses import Match
 from mobclf.distill.student import PreparedStudent
 from mobclf.data.dataset import Texts
 from mobclf.distill.teacher_cache import teacher_outputs
-from mobclf.models import count_parameters
-from mobclf.models.textcnn import TextCNN, load_pretrained_vectors
+from mobclf.models import build_model, count_parameters
+from mobclf.models.textcnn import load_pretrained_vectors
+from mobclf.stages import TokenStudentDistillConfig
 from mobclf.text import build_tokenizer
 from mobclf.train.batching import TokenizedTexts
 
 INTERMEDIATE_LOSSES = ("hint_mse", "attention_transfer")
 
 
-@dataclass
-class TextCnnConfig:
-    tokenizer: str = "char"
-    vocab_size: int | None = None
-    min_freq: int = 1
-    max_length: int | None = None  # None → the teacher's
-    embedding_dim: int = 128
-    kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
-    num_filters: int = 128
-    dropout: float = 0.5
-    vectors: Path | None = None  # directory with vocab.txt + vectors.npy (pretrained embeddings)
-    hint_cache_gb: float = 1.0  # largest cache of teacher hint states; beyond it they are computed per batch
-
-
-def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teacher_artifact, teacher,
-                    teacher_tokenizer, texts: Texts, num_labels: int, device: torch.device) -> PreparedStudent:
+def prepare_token_student(config: TokenStudentDistillConfig, plan, weights: dict[str, float], teacher_artifact,
+                          teacher, teacher_tokenizer, texts: Texts, num_labels: int, device: torch.device
+                          ) -> PreparedStudent:
     layers = teacher.bert.config.num_hidden_layers
     hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in weights else None
     attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in weights else []
@@ -66,14 +55,14 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
                                 add_special_tokens=False, vocab_size=config.vocab_size, min_freq=config.min_freq)
     encoded = TokenizedTexts(tokenizer, texts, offsets=aligned)
     model_config = {"vocab_size": len(tokenizer.vocab), "embedding_dim": config.embedding_dim,
-                    "kernel_sizes": list(config.kernel_sizes), "num_filters": config.num_filters,
-                    "dropout": config.dropout, "num_labels": num_labels}
+                    "max_length": tokenizer.max_length, "dropout": config.dropout, "num_labels": num_labels,
+                    **config.geometry()}
     vectors_coverage = None
     if config.vectors:
         matrix, vectors_coverage = load_pretrained_vectors(tokenizer.vocab, Path(config.vectors) / "vocab.txt",
                                                            Path(config.vectors) / "vectors.npy")
         model_config["embedding_dim"] = matrix.shape[1]
-    student = TextCNN(model_config)
+    student = build_model({"name": config.architecture, "config": model_config})
     if config.vectors:
         student.embedding.weight.data.copy_(matrix)
         console.log(f"student: {vectors_coverage:.1%} of the vocabulary initialised from {config.vectors}")
@@ -81,15 +70,21 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
     if hint_layer is not None:
         matches.append(Match("hint_mse", "features", f"hidden.{hint_layer}", weights["hint_mse"], projection="hint"))
     if attention_layers:
-        matches.append(Match("attention_transfer", "features", "cls_attention", weights["attention_transfer"]))
+        matches.append(Match("attention_transfer", "attention_map", "cls_attention", weights["attention_transfer"]))
     projections = nn.ModuleDict({"hint": nn.Linear(student.feature_dim, teacher.config["bert"]["hidden_size"])}
                                 if hint_layer is not None else {})
-    console.log(f"student: TextCNN, {count_parameters(student):,} parameters, vocab {len(tokenizer.vocab):,}")
+    console.log(f"student: {config.architecture}, {count_parameters(student):,} parameters, vocab "
+                f"{len(tokenizer.vocab):,}")
 
     def student_outputs(batch, names):
-        features = student.features(batch["input_ids"])
-        return {"features": features, **({"logits": student.classify(features, batch["attention_mask"])}
-                                         if "logits" in names else {})}
+        mask = batch["attention_mask"]
+        features = student.features(batch["input_ids"], mask)
+        outputs = {"features": features}
+        if "attention_map" in names:
+            outputs["attention_map"] = student.attention_map(features, mask)
+        if "logits" in names:
+            outputs["logits"] = student.classify(features, mask)
+        return outputs
 
     def aligned_teacher_outputs(index, batch, names):
         """The teacher's [CLS] attention and hint states for the texts ``index`` (read from the cache, or the states
@@ -115,10 +110,10 @@ def prepare_textcnn(config: TextCnnConfig, plan, weights: dict[str, float], teac
             theirs[f"hidden.{hint_layer}"] = align_hidden(states, matrix)
         return theirs
 
-    lower = nn.ModuleDict({"embedding": student.embedding, "convs": student.convs, "projections": projections})
     return PreparedStudent(model=student, tokenizer=tokenizer, encoded=encoded, teacher_cache=outputs,
                            matches=matches, projections=projections, student_outputs=student_outputs,
-                           teacher_outputs=aligned_teacher_outputs, intermediate_module=lower,
+                           teacher_outputs=aligned_teacher_outputs,
+                           intermediate_module=nn.ModuleDict({"student": student, "projections": projections}),
                            prediction_only_after_intermediate=False,
                            plan_details={"hint_layer": hint_layer, "attention_layers": attention_layers,
                                          "hint_states": None if hint_layer is None else
