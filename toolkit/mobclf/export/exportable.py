@@ -34,10 +34,8 @@ class ExportableClassifier(nn.Module):
 
 
 def min_length(model: nn.Module) -> int:
-    """Shortest exported sequence: above the largest conv kernel (export guards L ≠ k), and at least 4; what a
-    model states itself (DPCNN: enough positions after its halvings); a recurrent model's one length."""
-    if getattr(model, "fixed_length", False):
-        return model.config["max_length"]
+    """Shortest exported sequence: what a model states itself (DPCNN: enough positions after its halvings; a
+    recurrent student: its one length); else above the largest conv kernel (export guards L ≠ k), and at least 4."""
     if hasattr(model, "min_length"):
         return model.min_length()
     kernels = model.config.get("kernel_sizes", []) if isinstance(model, TextCNN) or \

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from mobclf.errors import UserError
 from mobclf.models.token_student import TokenStudent, real_tokens
 
-HASH_MULTIPLIER = 1_000_003  # a prime; with ids below 2^20 a trigram's hash stays far below 2^63
+HASH_MULTIPLIER = 1_000_003  # a prime; with ids below 2^20 a trigram's hash stays below 2^63 (about 10^18)
 
 
 class NgramBuckets(nn.Module):

@@ -96,8 +96,6 @@ class RecurrentStudent(TokenStudent):
     """The embedding and recurrence both recurrent students share; ``config``: vocab_size, embedding_dim, cell,
     hidden, max_length (the exported length), dropout, num_labels."""
 
-    fixed_length = True
-
     def __init__(self, config: dict, input_size: int | None = None):
         super().__init__(config)
         self.recurrence = BiRecurrence(config.get("cell", "lstm"), input_size or config["embedding_dim"],
@@ -107,6 +105,11 @@ class RecurrentStudent(TokenStudent):
     @property
     def feature_dim(self) -> int:
         return 2 * self.config["hidden"]
+
+    def min_length(self) -> int:
+        """The exported program's one length: the loop is unrolled over the max length, so runtimes pad every text
+        to it."""
+        return self.config["max_length"]
 
 
 class TextRNN(RecurrentStudent):

@@ -14,10 +14,8 @@ from torch import nn
 
 class TokenStudent(nn.Module):
     """A student over its own token ids; ``config`` holds vocab_size, embedding_dim, dropout, num_labels and the
-    subclass's geometry. ``fixed_length``: its exported program takes ``config["max_length"]`` tokens only (a
-    recurrence unrolls over a known length), so runtimes pad every text to that length."""
-
-    fixed_length = False
+    subclass's geometry. A subclass whose exported program needs more than the export's shortest input says so in a
+    ``min_length()`` method (see ``export/exportable.py``)."""
 
     def __init__(self, config: dict):
         super().__init__()
