@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mobclf.errors import UserError
-from mobclf.models.token_student import TokenStudent
+from mobclf.models.token_student import TokenStudent, real_tokens
 
 
 class ConvFeatures(nn.Module):
@@ -53,7 +53,7 @@ class MaskedMaxPool(nn.Module):
     ``.pte``'s call. INT8 quantization leaves this module in fp32 (its -1e4 would take the int8 range)."""
 
     def forward(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        keep = attention_mask[:, :, None].to(features.dtype)
+        keep = real_tokens(attention_mask, features)
         return (features * keep + (keep - 1) * 1e4).amax(dim=1)
 
 
