@@ -165,6 +165,34 @@ def test_an_output_written_just_before_an_interruption_is_not_redone(tmp_path, m
     assert corpus.stat().st_mtime_ns == stamp
 
 
+def test_a_setting_added_to_a_stage_later_leaves_earlier_outputs_up_to_date(tmp_path, monkeypatch):
+    """Fingerprints leave out settings at their defaults: a new mobclf with one more data setting (at its default)
+    finds what an older one made up to date, also an output made when fingerprints held the whole config."""
+    import dataclasses
+
+    from mobclf import recipes
+    from mobclf.protocol import as_json, setting
+
+    recipe = write(tmp_path / "cheap.yaml", CHEAP)
+    with monkeypatch.context() as before_defaults:  # the dataset made when fingerprints held every setting
+        before_defaults.setattr(recipes, "_differing", lambda config, default: as_json(config))
+        assert run_recipe(recipe) == {"corpus": "ran", "dataset": "ran"}
+    made = created(tmp_path / "work", ["corpus", "dataset"])
+    data = recipes.KINDS["data"]
+    newer = dataclasses.make_dataclass("NewerDataConfig", [("sample", float, setting(1.0, "A new setting."))],
+                                       bases=(data.config,), frozen=True)
+    monkeypatch.setitem(recipes.KINDS, "data", dataclasses.replace(data, config=newer))
+    assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "up to date"}
+    assert created(tmp_path / "work", ["corpus", "dataset"]) == made
+    # the state file now names the step by today's fingerprint; the output is what the older run made
+    assert run_recipe(recipe) == {"corpus": "up to date", "dataset": "up to date"}
+
+    changed = write(tmp_path / "changed.yaml", CHEAP.replace("split: [0.8, 0.1, 0.1]", "split: [0.8, 0.1, 0.1], "
+                                                                                         "sample: 0.5"))
+    assert run_recipe(changed, work=tmp_path / "work", dry_run=True) == {"corpus": "up to date",
+                                                                          "dataset": "would run"}
+
+
 def test_a_run_killed_twice_ends_with_the_artifacts_of_an_uninterrupted_run(tiny, tmp_path):
     """kill -9 during the teacher's training, then during the export: the third run finishes the job, and what it
     made is what a run that was never interrupted made (every checksummed file; only the timestamps differ)."""

@@ -36,8 +36,8 @@ input files; an ``out`` that is hidden, lies outside ``work``, or equals, lies i
 
 What a recipe makes, it knows by lineage: while a step runs, ``mobclf.artifacts.RECIPE_STEP`` is set, so the
 artifact records ``lineage["recipe_step"] = {"recipe", "step", "fingerprint"}`` (the fingerprint: the step's
-stage, its config, its inputs and the checksums of everything it reads). A step is skipped ("✓ id (up to date)") when its output
-verifies and was made with the same fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus
+stage, the settings of its config that differ from the defaults, its inputs and the checksums of everything it
+reads). A step is skipped ("✓ id (up to date)") when its output verifies and was made with the same fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus
 the step would generate. Otherwise the step runs, and so do the steps after it whose inputs changed.
 
 Nothing the recipe did not make is replaced or removed, not even with ``--force``: an existing output is handed
@@ -502,12 +502,54 @@ def _digest(path: Path) -> str | None:
     return None
 
 
-def _fingerprint(step: Step) -> str:
-    """"Up to date" in one value: the stage, its config, its inputs and their checksums, and where it writes."""
-    record = {"stage": step.stage.name if step.stage else step.kind, "config": as_json(step.config),
+def _fingerprint(step: Step, settings: dict | None = None) -> str:
+    """"Up to date" in one value: the stage, the settings of its config that differ from the stage's defaults (so a
+    setting added to mobclf later leaves earlier outputs current), its inputs and their checksums, and where it
+    writes. ``settings``: other config values to use (see :func:`_fingerprint_before_defaults`)."""
+    if settings is None:
+        settings = _differing(step.config, type(step.config)())
+    record = {"stage": step.stage.name if step.stage else step.kind, "config": settings,
               "inputs": {keyword: str(value) for keyword, value in step.inputs.items()}, "out": str(step.out),
               "checksums": {str(path): _digest(path) for path in step.read}}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _differing(config: Any, default: Any) -> dict:
+    """The settings of ``config`` (as JSON) whose values differ from those of ``default``, nested configs likewise."""
+    values, defaults, kept = as_json(config), as_json(default), {}
+    for item in dataclasses.fields(config):
+        if dataclasses.is_dataclass(getattr(config, item.name)):
+            inner = _differing(getattr(config, item.name), getattr(default, item.name))
+            if inner:
+                kept[item.name] = inner
+        elif values[item.name] != defaults[item.name]:
+            kept[item.name] = values[item.name]
+    return kept
+
+
+def _fingerprint_before_defaults(step: Step, recorded: Any) -> str | None:
+    """The fingerprint of an output made before fingerprints left defaults out: over the whole config, as far as
+    its lineage recorded the config (``recorded``); a setting added since must be at its default (else None)."""
+
+    def as_recorded(config: Any, default: Any, record: Any) -> dict | None:
+        if not isinstance(record, dict):
+            return None
+        values, defaults, kept = as_json(config), as_json(default), {}
+        for item in dataclasses.fields(config):
+            value = getattr(config, item.name)
+            if item.name not in record:
+                if values[item.name] != defaults[item.name]:
+                    return None
+            elif dataclasses.is_dataclass(value):
+                kept[item.name] = as_recorded(value, getattr(default, item.name), record[item.name])
+                if kept[item.name] is None:
+                    return None
+            else:
+                kept[item.name] = values[item.name]
+        return kept
+
+    settings = as_recorded(step.config, type(step.config)(), recorded)
+    return None if settings is None else _fingerprint(step, settings)
 
 
 def _is_demo_corpus(step: Step) -> bool:
@@ -553,10 +595,13 @@ def _found(recipe: Recipe, step: Step, state: "_State", fingerprint: str) -> tup
         return FOREIGN, None
     sha = sha256_file(manifest)
     try:
-        made = load_artifact(out, kind=step.produces).manifest.get("lineage", {}).get("recipe_step")
+        lineage = load_artifact(out, kind=step.produces).manifest.get("lineage", {})
     except UserError:
-        made = None
-    if isinstance(made, dict) and made.get("fingerprint") == fingerprint:
+        lineage = {}
+    made = lineage.get("recipe_step")
+    recorded_config = (lineage.get("stage") or {}).get("config")
+    if isinstance(made, dict) and made.get("fingerprint") in (fingerprint,
+                                                              _fingerprint_before_defaults(step, recorded_config)):
         return CURRENT, sha
     if isinstance(made, dict) and made.get("recipe") == recipe.identity and made.get("step") == step.id:
         return OURS, sha

@@ -51,7 +51,7 @@ from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
 from mobclf.stages import FitConfig, PruneConfig
 from mobclf.train.loop import FitResult, fit
-from mobclf.train.state import open_state, run_settings
+from mobclf.train.state import open_state
 from mobclf.train.losses import label_pos_weights
 
 IMPORTANCE = {"magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -137,8 +137,8 @@ def run(config: PruneConfig, *, source: Path, data: Path, out: Path, teacher: Pa
     def validate() -> float:
         return val_micro_f1(model, tokenizer, dataset, run_device)
 
-    state = open_state(out, run_settings(config, source=source_artifact.sha256, teacher=teacher_artifact.sha256,
-                                         data=dataset.artifact.sha256), fit_config.restart)
+    state = open_state(out, config, fit_config.restart, source=source_artifact.sha256, teacher=teacher_artifact.sha256,
+                       data=dataset.artifact.sha256)
     steps, done, result = [], 0.0, FitResult(best_score=math.nan, best_epoch=0)
     for step in range(1, config.steps + 1):
         target = config.ratio * step / config.steps

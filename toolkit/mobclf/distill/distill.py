@@ -46,7 +46,7 @@ from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifi
 from mobclf.stages import TinyBertDistillConfig, TokenStudentDistillConfig
 from mobclf.train import distributed
 from mobclf.train.loop import fit
-from mobclf.train.state import open_state, run_settings
+from mobclf.train.state import open_state
 from mobclf.train.losses import label_pos_weights
 
 
@@ -160,9 +160,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
                         label_weights=label_weights)
         return total_loss(terms, ours, theirs, context, prepared.projections)
 
-    state = open_state(out, run_settings(config, teacher=teacher_artifact.sha256, data=dataset.artifact.sha256,
-                                         unlabeled=unlabeled, general_texts=general_texts,
-                                         init=getattr(student_config, "init", None)), fit_config.restart)
+    state = open_state(out, config, fit_config.restart, teacher=teacher_artifact.sha256, data=dataset.artifact.sha256,
+                       unlabeled=unlabeled, general_texts=general_texts, init=getattr(student_config, "init", None))
     stages = []
     if general_texts:
         general = TokenizedTexts(prepared.tokenizer, read_texts(general_texts))

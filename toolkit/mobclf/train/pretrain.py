@@ -33,7 +33,7 @@ from mobclf.train import distributed
 from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.stages import PretrainConfig
 from mobclf.train.loop import fit
-from mobclf.train.state import open_state, run_settings
+from mobclf.train.state import open_state
 from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
 
 CHECKPOINT = "checkpoint"
@@ -71,12 +71,10 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
         raise UserError("--init brings its own tokenizer; leave out --tokenizer-dir")
     init_artifact, init_checkpoint, init_tokenizer = (open_pretrained(init, max_length) if init is not None
                                                       else (None, None, None))
-    settings = run_settings(config, corpus=[str(Path(path).resolve()) for path in corpus],
-                            data=str(Path(data).resolve()) if data else None,
-                            tokenizer_dir=str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
-                            init=init_artifact.sha256 if init_artifact else None,
-                            texts=texts_digest)
-    state = open_state(out, settings, fit_config.restart)
+    state = open_state(out, config, fit_config.restart, corpus=[str(Path(path).resolve()) for path in corpus],
+                       data=str(Path(data).resolve()) if data else None,
+                       tokenizer_dir=str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None,
+                       init=init_artifact.sha256 if init_artifact else None, texts=texts_digest)
     texts = _corpus_texts(state.dir, corpus, dataset, distinct, texts_digest)
     if state.resumed:
         text_tokenizer = load_tokenizer(state.dir / "tokenizer")  # a rebuilt WordPiece vocabulary could differ

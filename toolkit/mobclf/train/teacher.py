@@ -20,7 +20,7 @@ from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifi
 from mobclf.stages import TeacherConfig
 from mobclf.train import distributed
 from mobclf.train.loop import fit
-from mobclf.train.state import open_state, run_settings
+from mobclf.train.state import open_state
 from mobclf.train.losses import label_pos_weights, weighted_bce
 from mobclf.train.pretrain import open_pretrained
 
@@ -68,7 +68,7 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
         return weighted_bce(model(**batch), targets.to(run_device), pos_weight)
 
     multi = dataset.multi_label  # epochs are scored at threshold 0.5 (val_micro_f1), the artifact at tuned ones
-    state = open_state(out, run_settings(config, data=dataset.artifact.sha256, init=init), fit_config.restart)
+    state = open_state(out, config, fit_config.restart, data=dataset.artifact.sha256, init=init)
     result = fit(model, len(train_texts), batch_loss, lambda: val_micro_f1(model, tokenizer, dataset, run_device),
                  fit_config, "teacher", checkpoint=state.checkpoint("teacher"),
                  score_name="val micro-F1 (threshold 0.5)" if multi else "val micro-F1", lengths=encoded.lengths)
