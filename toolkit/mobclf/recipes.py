@@ -37,8 +37,8 @@ input files; an ``out`` that is hidden, lies outside ``work``, or equals, lies i
 What a recipe makes, it knows by lineage: while a step runs, ``mobclf.artifacts.RECIPE_STEP`` is set, so the
 artifact records ``lineage["recipe_step"] = {"recipe", "step", "fingerprint"}`` (the fingerprint: the step's
 stage, the settings of its config that differ from the defaults, its inputs and the checksums of everything it
-reads). A step is skipped ("✓ id (up to date)") when its output verifies and was made with the same fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus
-the step would generate. Otherwise the step runs, and so do the steps after it whose inputs changed.
+reads). A step is skipped ("✓ id (up to date)") when its output verifies and was made with the same
+fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus the step would generate. Otherwise the step runs, and so do the steps after it whose inputs changed.
 
 Nothing the recipe did not make is replaced or removed, not even with ``--force``: an existing output is handed
 to its stage (``force``: the stage swaps the new one in atomically) only when the recipe owns it, i.e. its
