@@ -35,11 +35,13 @@ def test_textcnn_shapes_and_padding_does_not_change_predictions():
 @pytest.mark.parametrize("head", HEADS)
 def test_bert_heads_give_one_logit_per_label_and_rebuild_from_their_architecture(head):
     config = {"bert": bert_config(50, layers=1, hidden=16, heads=2, intermediate=32, max_length=16), "head": head,
-              "num_labels": 3, "kernel_sizes": [2, 3], "num_filters": 4}
+              "num_labels": 3, "kernel_sizes": [2, 3], "num_filters": 4, "rnn_hidden": 6}
     model = BertClassifier(config).eval()
     ids, mask = batch_with_padding()
     out = model.encode(ids, mask, output_hidden_states=True)
     assert out.logits.shape == (2, 3) and len(out.hidden_states) == 2
+    # the padded text's logits are those it has alone (the heads over all tokens see zeros at padding)
+    torch.testing.assert_close(out.logits[1:], model(ids[1:, :3], mask[1:, :3]))
     rebuilt = build_model(architecture_of(model))
     rebuilt.load_state_dict(model.state_dict())
     torch.testing.assert_close(rebuilt.eval()(ids, mask), model(ids, mask))

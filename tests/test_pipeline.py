@@ -72,6 +72,31 @@ def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdi
     assert evaluated["micro_f1"] == pytest.approx(manifest["metrics"]["test"]["micro_f1"])
 
 
+@pytest.mark.parametrize("head", ["rnn", "bilstm_cnn_attn"])
+def test_teachers_with_recurrent_heads_learn_and_teach_a_student(workdir, head):
+    """The BERT-RNN and the BERT → BiLSTM + CNN → self-attention heads, with their kernel sizes set, train and teach
+    a TextCNN through every loss."""
+    teacher, student = workdir / f"teacher-{head}", workdir / f"student-{head}"
+    result = run("train-teacher", "--data", workdir / "data", "--out", teacher, *TINY_TEACHER, "--epochs", "3",
+                 "--head", head, "--kernel-sizes", "1,3", "--filters", "16", "--rnn-hidden", "24")
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(teacher, kind="teacher").manifest
+    head_config = {key: manifest["architecture"]["config"].get(key) for key in ("head", "kernel_sizes", "num_filters",
+                                                                                  "rnn_hidden")}
+    assert head_config == {"head": head, "rnn_hidden": 24, **({"kernel_sizes": [1, 3], "num_filters": 16} if head
+                                                              == "bilstm_cnn_attn" else dict.fromkeys(
+                                                                  ("kernel_sizes", "num_filters")))}
+    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
+    result = run("distill", "textcnn", "--teacher", teacher, "--data", workdir / "data", "--out", student,
+                 "--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--loss",
+                 "attention_transfer=1", "--epochs", "4", "--batch-size", "32", "--lr", "3e-3",
+                 "--embedding-dim", "32", "--filters", "16")
+    assert result.exit_code == 0, result.output
+    distilled = load_artifact(student, kind="student").manifest
+    assert distilled["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
+    assert distilled["metrics"]["agreement_with_teacher"]["test"] > 0.5
+
+
 def test_teacher_outputs_are_cached_once_and_reused(workdir):
     before = sorted(cache_dir().glob("*/entry.json"))
     assert before  # train + unlabeled texts with every layer, val and test logits: from the run above

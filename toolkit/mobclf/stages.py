@@ -21,7 +21,7 @@ TARGETS = ("android", "onnx", "web", "all")
 POS_WEIGHTS = ("none", "inverse", "sqrt_inverse")
 IMPORTANCES = ("magnitude", "taylor")
 TOKENIZERS = ("char", "jieba", "wordpiece")
-HEADS = ("cls_linear", "cls_mlp", "cnn")
+HEADS = ("cls_linear", "cls_mlp", "cnn", "rnn", "bilstm_cnn_attn")  # models/bert.py
 DEVICE = "auto (CUDA when present), cpu, cuda."
 PARITY_TEXTS = 200  # validation texts a parity check runs, by default
 PARITY_SEED = 0  # which ones, by default
@@ -250,8 +250,12 @@ class TeacherConfig(StageConfig):
     hidden: int = setting(768, "Hidden size.", min=8)
     heads: int = setting(12, "Attention heads.", min=1)
     intermediate: int | None = setting(None, "FFN width [default: 4 × hidden].", min=8)
-    head: str = setting("cls_linear", "Classification head: linear or MLP on [CLS], or a CNN over all token states.",
+    head: str = setting("cls_linear", "Classification head: linear or MLP on [CLS]; over all token states a CNN, a "
+                        "BiLSTM (rnn), or BiLSTM and CNN branches fused by self-attention (bilstm_cnn_attn).",
                         choices=HEADS)
+    kernel_sizes: list[int] = setting([2, 3, 4], "Convolution widths of the cnn and bilstm_cnn_attn heads.")
+    num_filters: int = setting(128, "Filters per kernel size of those heads.", flag="filters", min=1)
+    rnn_hidden: int = setting(256, "Hidden size of each LSTM direction of the rnn and bilstm_cnn_attn heads.", min=1)
     tokenizer: str = setting("char", "Tokenizer built from the training texts.", choices=TOKENIZERS)
     vocab_size: int | None = setting(None, "Largest vocabulary, most frequent tokens first.", min=10)
     min_freq: int = setting(1, "Least count of a token kept in the vocabulary.", min=1)

@@ -1,8 +1,10 @@
 """BERT classifiers: a transformers ``BertModel`` encoder with a classification head over its token states.
 
 Heads: ``cls_linear`` (linear on [CLS], Devlin et al. 2019), ``cls_mlp`` ([CLS] → hidden → labels, as in seed
-paper 000) and ``cnn`` (Kim-style convolutions with max-over-time pooling over all token states, the BERT-CNN of
-seed papers 003/004). The encoder is built from a config (trained from scratch) or loaded from a local HF checkpoint.
+paper 000), ``cnn`` (Kim-style convolutions with max-over-time pooling over all token states, the BERT-CNN of
+seed papers 003/004), ``rnn`` (a BiLSTM over the token states, its last states pooled: the BERT-RNN of the Chinese
+BERT text-classification study) and ``bilstm_cnn_attn`` (the online-education study's BERT → BiLSTM and CNN
+branches over the token states, fused by a self-attention layer, then max-over-time). The encoder is built from a config (trained from scratch) or loaded from a local HF checkpoint.
 The teacher is a ``BertClassifier``; the TinyBERT student (``TinyBertClassifier``) is the same module at a small
 geometry, registered under its own name so artifacts, reports and export say which is which.
 """
@@ -18,9 +20,10 @@ from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
 from mobclf.errors import UserError
+from mobclf.models.rnn import BiRecurrence, last_states
 from mobclf.models.textcnn import ConvFeatures, MaskedMaxPool
-
-HEADS = ("cls_linear", "cls_mlp", "cnn")
+from mobclf.models.token_student import real_tokens
+from mobclf.stages import HEADS
 hf_logging.disable_progress_bar()  # transformers' tqdm bars for loading/saving weights; mobclf reports progress itself
 
 
@@ -37,7 +40,7 @@ class BertClassifier(nn.Module):
     """BERT encoder + classification head; outputs one logit per label (sigmoid, multi-label first).
 
     ``config``: ``bert`` (a plain BertConfig dict), ``head``, ``num_labels``, optional ``dropout``, ``head_hidden``,
-    ``kernel_sizes``, ``num_filters``; a pruned encoder adds ``layer_heads`` and ``layer_intermediate`` (one entry
+    ``kernel_sizes``, ``num_filters``, ``rnn_hidden``; a pruned encoder adds ``layer_heads`` and ``layer_intermediate`` (one entry
     per layer: attention heads kept, FFN width kept), which override ``bert``'s uniform geometry.
     """
 
@@ -57,6 +60,16 @@ class BertClassifier(nn.Module):
             self.convs = ConvFeatures(hidden, config.get("kernel_sizes", [2, 3, 4]), config.get("num_filters", 128))
             self.pool = MaskedMaxPool()
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.convs.out_channels, labels))
+        elif head == "rnn":
+            self.recurrence = BiRecurrence("lstm", hidden, config.get("rnn_hidden", 256))
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.recurrence.rnn.hidden_size, labels))
+        elif head == "bilstm_cnn_attn":
+            self.recurrence = BiRecurrence("lstm", hidden, config.get("rnn_hidden", 256))
+            self.convs = ConvFeatures(hidden, config.get("kernel_sizes", [2, 3, 4]), config.get("num_filters", 128))
+            width = 2 * self.recurrence.rnn.hidden_size + self.convs.out_channels
+            self.fusion = nn.MultiheadAttention(width, num_heads=1, batch_first=True)
+            self.pool = MaskedMaxPool()
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, labels))
         else:
             raise UserError(f"unknown teacher head {head!r}; choose one of {', '.join(HEADS)}")
         if "layer_heads" in config or "layer_intermediate" in config:
@@ -92,10 +105,20 @@ class BertClassifier(nn.Module):
         return EncoderOutput(self.classify(out.last_hidden_state, attention_mask), out.hidden_states, out.attentions)
 
     def classify(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The head: last-layer token states [B, L, H] → logits [B, labels]."""
-        if self.config["head"] == "cnn":
+        """The head: last-layer token states [B, L, H] → logits [B, labels]. The heads over every token see zeros
+        at padding (BERT's states there would reach a convolution's window), so a padded batch gives the same
+        logits as one text at a time."""
+        head = self.config["head"]
+        if head in ("cls_linear", "cls_mlp"):
+            return self.head(states[:, 0])
+        states = states * real_tokens(attention_mask, states)
+        if head == "cnn":
             return self.head(self.pool(self.convs(states), attention_mask))
-        return self.head(states[:, 0])
+        if head == "rnn":
+            return self.head(last_states(self.recurrence(states, attention_mask), attention_mask))
+        branches = torch.cat([self.recurrence(states, attention_mask), self.convs(states)], dim=-1)
+        fused, _ = self.fusion(branches, branches, branches, key_padding_mask=attention_mask == 0, need_weights=False)
+        return self.head(self.pool(branches + fused, attention_mask))
 
     # What structured pruning (compress/prune.py, torch-pruning) asks of a model.
 

@@ -92,6 +92,16 @@ class BiRecurrence(nn.Module):
         return torch.cat(directions, dim=-1)
 
 
+def last_states(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """A :class:`BiRecurrence`'s final states [B, L, 2H] → [B, 2H]: the forward direction's at the last real token
+    (picked by a one-hot of that position: the mask minus the mask shifted left by one), the backward one's at the
+    first."""
+    last = (attention_mask - F.pad(attention_mask[:, 1:], (0, 1)))[:, None, :].to(states.dtype)
+    hidden = states.shape[-1] // 2
+    forward = torch.bmm(last, states[:, :, :hidden])
+    return torch.cat([forward, states[:, :1, hidden:]], dim=-1).flatten(1)
+
+
 class RecurrentStudent(TokenStudent):
     """The embedding and recurrence both recurrent students share; ``config``: vocab_size, embedding_dim, cell,
     hidden, max_length (the exported length), dropout, num_labels."""
@@ -125,13 +135,7 @@ class TextRNN(RecurrentStudent):
         return self.recurrence(self.embedding(input_ids), attention_mask)
 
     def classify(self, features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.config["pooling"] == "mean":
-            pooled = masked_mean(features, attention_mask)
-        else:  # a one-hot of the last real position (the mask minus the mask shifted left by one) picks it
-            last = (attention_mask - F.pad(attention_mask[:, 1:], (0, 1)))[:, None, :].to(features.dtype)
-            hidden = self.config["hidden"]
-            forward = torch.bmm(last, features[:, :, :hidden])
-            pooled = torch.cat([forward, features[:, :1, hidden:]], dim=-1).flatten(1)
+        pooled = (masked_mean if self.config["pooling"] == "mean" else last_states)(features, attention_mask)
         return self.classifier(self.dropout(pooled))
 
 

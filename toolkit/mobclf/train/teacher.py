@@ -25,6 +25,16 @@ from mobclf.train.losses import label_pos_weights, weighted_bce
 from mobclf.train.pretrain import open_pretrained
 
 
+def head_config(config: TeacherConfig, labels: int) -> dict:
+    """The head's part of a ``BertClassifier`` config: its kind, and the sizes of the CNN or BiLSTM it has."""
+    head = {"head": config.head, "num_labels": labels}
+    if config.head in ("cnn", "bilstm_cnn_attn"):
+        head.update(kernel_sizes=list(config.kernel_sizes), num_filters=config.num_filters)
+    if config.head in ("rnn", "bilstm_cnn_attn"):
+        head["rnn_hidden"] = config.rnn_hidden
+    return head
+
+
 def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = None, force: bool = False) -> Artifact:
     """Train a BERT teacher on a dataset artifact and write a ``teacher`` artifact to ``out``.
 
@@ -48,13 +58,13 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
                 raise UserError("no vocab.txt in the checkpoint directory; --init needs a BERT checkpoint with its "
                                 "vocab", path=init)
             tokenizer = tokenizer_from_vocab(vocab_file, max_length=config.max_length, add_special_tokens=True)
-        model = BertClassifier.from_checkpoint(checkpoint, {"head": config.head, "num_labels": len(dataset.labels)})
+        model = BertClassifier.from_checkpoint(checkpoint, head_config(config, len(dataset.labels)))
     else:
         tokenizer = build_tokenizer(config.tokenizer, train_texts, max_length=config.max_length,
                                     add_special_tokens=True, vocab_size=config.vocab_size, min_freq=config.min_freq)
         encoder = bert_config(len(tokenizer.vocab), config.layers, config.hidden, config.heads, config.intermediate,
                               config.max_length)
-        model = BertClassifier({"bert": encoder, "head": config.head, "num_labels": len(dataset.labels)})
+        model = BertClassifier({"bert": encoder, **head_config(config, len(dataset.labels))})
     run_device = distributed.setup(device)
     set_dropout(model, config.dropout).to(run_device)
     console.log(f"teacher: {count_parameters(model):,} parameters, vocab {len(tokenizer.vocab):,}, on {run_device}")
