@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,40 @@ def test_one_match_per_mapped_layer_at_a_share_of_the_weight_is_the_mean_over_la
         stacked = get_loss(loss)(torch.cat([ours[f"{output}.{s}"] for s, _ in pairs]),
                                  torch.cat([theirs[f"{output}.{t}"] for _, t in pairs]), Batch(mask=mask.repeat(2, 1)))
         assert total_loss(matches, ours, theirs, Batch(mask=mask)).item() == pytest.approx(3.0 * stacked.item())
+
+
+class _CachedLogits:
+    """A teacher's cached outputs, as ``TeacherOutputs.rows`` gives them."""
+
+    def __init__(self, logits):
+        self.logits = torch.tensor(logits)
+
+    def rows(self, name, index):
+        return self.logits[index]
+
+
+@pytest.mark.parametrize("single_label", [False, True])
+def test_soft_targets_of_several_teachers_are_their_weighted_probabilities_per_label(single_label):
+    from mobclf.distill.teachers import SoftTargets, Teacher, _bert_teacher, teacher_weights
+
+    class Artifact:
+        path, sha256 = Path("teacher"), "0" * 64
+
+    bert = _CachedLogits([[0.0, math.log(3)]])  # sigmoid: 0.5, 0.75; softmax: 0.25, 0.75
+    tfidf = torch.tensor([[0.9, 0.1]])
+    weights = teacher_weights([3, 1], others=0, tfidf=True)
+    assert weights == [0.75, 0.25]
+    teachers = [_bert_teacher(bert, Artifact(), single_label), Teacher(0.0, lambda index: tfidf[index], {})]
+    for teacher, weight in zip(teachers, weights):
+        teacher.weight = weight
+    logits = SoftTargets(bert, teachers, single_label).logits(torch.tensor([0]))
+    combined = [0.75 * 0.25 + 0.25 * 0.9, 0.75 * 0.75 + 0.25 * 0.1] if single_label else \
+        [0.75 * 0.5 + 0.25 * 0.9, 0.75 * 0.75 + 0.25 * 0.1]
+    expected = [math.log(p) if single_label else math.log(p / (1 - p)) for p in combined]
+    torch.testing.assert_close(logits, torch.tensor([expected]))
+    # one teacher: its own logits, untouched
+    alone = _bert_teacher(bert, Artifact(), single_label)
+    alone.weight = 1.0
+    assert torch.equal(SoftTargets(bert, [alone], single_label).logits(torch.tensor([0])), bert.logits)
+    with pytest.raises(UserError, match=r"needs 3 weights.*each --also-teacher, the TF-IDF teacher\); got 1, 1$"):
+        teacher_weights([1, 1], others=1, tfidf=True)

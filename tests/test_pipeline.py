@@ -72,31 +72,6 @@ def test_student_with_every_loss_beats_chance_and_agrees_with_its_teacher(workdi
     assert evaluated["micro_f1"] == pytest.approx(manifest["metrics"]["test"]["micro_f1"])
 
 
-@pytest.mark.parametrize("head", ["rnn", "bilstm_cnn_attn"])
-def test_teachers_with_recurrent_heads_learn_and_teach_a_student(workdir, head):
-    """The BERT-RNN and the BERT → BiLSTM + CNN → self-attention heads, with their kernel sizes set, train and teach
-    a TextCNN through every loss."""
-    teacher, student = workdir / f"teacher-{head}", workdir / f"student-{head}"
-    result = run("train-teacher", "--data", workdir / "data", "--out", teacher, *TINY_TEACHER, "--epochs", "3",
-                 "--head", head, "--kernel-sizes", "1,3", "--filters", "16", "--rnn-hidden", "24")
-    assert result.exit_code == 0, result.output
-    manifest = load_artifact(teacher, kind="teacher").manifest
-    head_config = {key: manifest["architecture"]["config"].get(key) for key in ("head", "kernel_sizes", "num_filters",
-                                                                                  "rnn_hidden")}
-    assert head_config == {"head": head, "rnn_hidden": 24, **({"kernel_sizes": [1, 3], "num_filters": 16} if head
-                                                              == "bilstm_cnn_attn" else dict.fromkeys(
-                                                                  ("kernel_sizes", "num_filters")))}
-    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
-    result = run("distill", "textcnn", "--teacher", teacher, "--data", workdir / "data", "--out", student,
-                 "--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--loss",
-                 "attention_transfer=1", "--epochs", "4", "--batch-size", "32", "--lr", "3e-3",
-                 "--embedding-dim", "32", "--filters", "16")
-    assert result.exit_code == 0, result.output
-    distilled = load_artifact(student, kind="student").manifest
-    assert distilled["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
-    assert distilled["metrics"]["agreement_with_teacher"]["test"] > 0.5
-
-
 def test_teacher_outputs_are_cached_once_and_reused(workdir):
     before = sorted(cache_dir().glob("*/entry.json"))
     assert before  # train + unlabeled texts with every layer, val and test logits: from the run above
@@ -126,6 +101,53 @@ def test_hint_states_too_large_to_cache_are_computed_per_batch_to_the_same_stude
     assert abs(per_batch["metrics"]["test"]["micro_f1"] - cached["metrics"]["test"]["micro_f1"]) < 0.02
 
 
+@pytest.mark.parametrize("head", ["rnn", "bilstm_cnn_attn"])
+def test_teachers_with_recurrent_heads_learn_and_teach_a_student(workdir, head):
+    """The BERT-RNN and the BERT → BiLSTM + CNN → self-attention heads, with their kernel sizes set, train and teach
+    a TextCNN through every loss."""
+    teacher, student = workdir / f"teacher-{head}", workdir / f"student-{head}"
+    result = run("train-teacher", "--data", workdir / "data", "--out", teacher, *TINY_TEACHER, "--epochs", "3",
+                 "--head", head, "--kernel-sizes", "1,3", "--filters", "16", "--rnn-hidden", "24")
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(teacher, kind="teacher").manifest
+    head_config = {key: manifest["architecture"]["config"].get(key) for key in ("head", "kernel_sizes", "num_filters",
+                                                                                  "rnn_hidden")}
+    assert head_config == {"head": head, "rnn_hidden": 24, **({"kernel_sizes": [1, 3], "num_filters": 16} if head
+                                                              == "bilstm_cnn_attn" else dict.fromkeys(
+                                                                  ("kernel_sizes", "num_filters")))}
+    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
+    result = run("distill", "textcnn", "--teacher", teacher, "--data", workdir / "data", "--out", student,
+                 "--loss", "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--loss",
+                 "attention_transfer=1", "--epochs", "4", "--batch-size", "32", "--lr", "3e-3",
+                 "--embedding-dim", "32", "--filters", "16")
+    assert result.exit_code == 0, result.output
+    distilled = load_artifact(student, kind="student").manifest
+    assert distilled["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
+    assert distilled["metrics"]["agreement_with_teacher"]["test"] > 0.5
+
+
+def test_a_student_learns_from_two_teachers_and_the_tfidf_baseline(workdir):
+    """Multi-teacher distillation: a second BERT teacher and the TF-IDF baseline join the teacher's soft targets
+    with their weights; the manifest and lineage name all three."""
+    second = workdir / "teacher-second"
+    assert run("train-teacher", "--data", workdir / "data", "--out", second, *TINY_TEACHER, "--epochs", "3",
+               "--head", "cls_mlp").exit_code == 0
+    result = run("distill", "textcnn", "--teacher", workdir / "teacher", "--also-teacher", second, "--tfidf-teacher",
+                 "--teacher-weights", "2,1,1", "--data", workdir / "data", "--out", workdir / "student-three", "--loss",
+                 "soft_kd=1", "--loss", "hard_bce=1", "--loss", "hint_mse=1", "--epochs", "4", "--batch-size", "32",
+                 "--lr", "3e-3", "--embedding-dim", "32", "--filters", "16")
+    assert result.exit_code == 0, result.output
+    manifest = load_artifact(workdir / "student-three", kind="student").manifest
+    teachers = manifest["distillation"]["teachers"]
+    assert [(one["teacher"], one.get("sha256"), one["weight"]) for one in teachers[:2]] == [
+        (str(workdir / "teacher"), load_artifact(workdir / "teacher").sha256, 0.5),
+        (str(second), load_artifact(second).sha256, 0.25)]
+    assert teachers[2]["teacher"] in ("tfidf-lr", "tfidf-nb") and teachers[2]["weight"] == 0.25
+    assert teachers[2]["val_micro_f1"] > chance_micro_f1(workdir / "data")
+    assert [parent["kind"] for parent in manifest["lineage"]["parents"]] == ["teacher", "teacher", "dataset"]
+    assert manifest["metrics"]["test"]["micro_f1"] > chance_micro_f1(workdir / "data") + 0.1
+
+
 def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set("".join(
         load_dataset(workdir / "data").texts("train"))))
@@ -153,6 +175,8 @@ def test_teacher_from_a_local_checkpoint(workdir, tmp_path):
      "teacher layer 7"),
     (["--student", "tinybert", "--general-epochs", "1"], "general distillation needs"),
     (["--student", "tinybert", "--heads", "5"], "multiple of --heads 5"),
+    (["--tfidf-teacher", "--teacher-weights", "1,1,1"], "--teacher-weights needs 2 weights"),
+    (["--teacher-weights", "0"], "not all 0"),
 ])
 def test_bad_distillation_options_are_one_line_errors(workdir, tmp_path, args, message):
     student, args = (args[1], args[2:]) if args[0] == "--student" else ("textcnn", args)

@@ -283,6 +283,10 @@ class KnowledgeDistillation(StageConfig):
                                        metavar="NAME=WEIGHT")
     temperature: float = setting(2.0, "soft_kd temperature.", min=0, min_open=True)
     intermediate_epochs: int = setting(0, "Epochs of intermediate losses alone before the main stage.", min=0)
+    tfidf_teacher: bool = setting(False, "The TF-IDF baseline (logistic regression or complement naive Bayes, the "
+                                  "better on val, fitted on the training split) teaches too.")
+    teacher_weights: list[float] = setting([], "Weights of the teachers' soft targets, in order: --teacher, each "
+                                           "--also-teacher, the TF-IDF teacher [default: equal].", min=0)
 
 
 @dataclass(frozen=True)
@@ -398,6 +402,9 @@ class TinyBertDistillConfig(StageConfig):
 
 
 _DISTILL_INPUTS = (Input("teacher", "Teacher artifact."),
+                   Input("also-teacher", "One more teacher artifact (repeatable): its soft targets are averaged "
+                         "with the teacher's per label (--teacher-weights); hints and attention come from --teacher.",
+                         required=False, multiple=True),
                    Input("data", "Dataset artifact the teacher was trained on."),
                    Input("unlabeled", "Unlabelled transfer texts (.jsonl with 'text', or .txt); the teacher labels "
                          "them softly.", required=False, file=True))

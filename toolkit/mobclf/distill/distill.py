@@ -34,6 +34,7 @@ from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.distill.losses import PREDICTION_LOSSES, Batch, Match, get_loss, prediction_matches, total_loss
 from mobclf.distill.student import PreparedStudent
 from mobclf.distill.teacher_cache import agreement_with_teacher
+from mobclf.distill.teachers import soft_targets, teacher_weights
 from mobclf.distill.token_student import INTERMEDIATE_LOSSES as TOKEN_STUDENT_LOSSES
 from mobclf.distill.token_student import prepare_token_student
 from mobclf.distill.tinybert_student import INTERMEDIATE_LOSSES as TINYBERT_LOSSES
@@ -81,17 +82,19 @@ def _loss_names(matches: list[Match]) -> list[str]:
 
 
 def run_token_student(config: TokenStudentDistillConfig, *, teacher: Path, data: Path, out: Path,
-                      unlabeled: Path | None = None, force: bool = False) -> Artifact:
+                      also_teacher: tuple[Path, ...] = (), unlabeled: Path | None = None,
+                      force: bool = False) -> Artifact:
     """Distil a teacher artifact into a ``student`` artifact of ``config.architecture`` at ``out``."""
     plan = DistillPlan(losses=dict(config.kd.losses), temperature=config.kd.temperature,
                        intermediate_epochs=config.kd.intermediate_epochs, hint_layer=config.hint_layer,
                        attention_layers=list(config.attention_layers))
-    return distill(teacher, data, out, plan, config, config, unlabeled=unlabeled, force=force)
+    return distill(teacher, data, out, plan, config, config, also_teachers=also_teacher, unlabeled=unlabeled,
+                   force=force)
 
 
 def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, out: Path,
-                 unlabeled: Path | None = None, general_texts: Path | None = None, init: Path | None = None,
-                 force: bool = False) -> Artifact:
+                 also_teacher: tuple[Path, ...] = (), unlabeled: Path | None = None,
+                 general_texts: Path | None = None, init: Path | None = None, force: bool = False) -> Artifact:
     """Distil a teacher artifact into a TinyBERT ``student`` artifact at ``out`` (``init``: its starting weights;
     ``general_texts``: unlabelled texts for general distillation first)."""
     plan = DistillPlan(losses=dict(config.kd.losses), temperature=config.kd.temperature,
@@ -99,16 +102,17 @@ def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, ou
                        general_epochs=config.general_epochs)
     student = TinyBertConfig(layers=config.layers, hidden=config.hidden, heads=config.heads,
                              intermediate=config.intermediate, dropout=config.dropout, init=init)
-    return distill(teacher, data, out, plan, student, config, unlabeled=unlabeled, general_texts=general_texts,
-                   force=force)
+    return distill(teacher, data, out, plan, student, config, also_teachers=also_teacher, unlabeled=unlabeled,
+                   general_texts=general_texts, force=force)
 
 
 def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
             student_config: TokenStudentDistillConfig | TinyBertConfig,
-            config: TokenStudentDistillConfig | TinyBertDistillConfig, unlabeled: Path | None = None,
-            general_texts: Path | None = None, force: bool = False) -> Artifact:
+            config: TokenStudentDistillConfig | TinyBertDistillConfig, also_teachers: tuple[Path, ...] = (),
+            unlabeled: Path | None = None, general_texts: Path | None = None, force: bool = False) -> Artifact:
     """Distil a teacher artifact into a ``student`` artifact at ``out``: ``plan`` says what is learnt,
-    ``student_config`` what the student is, ``config`` the training, label weighting and device."""
+    ``student_config`` what the student is, ``config`` the training, label weighting and device;
+    ``also_teachers`` (and ``config.kd.tfidf_teacher``) add soft targets (``distill/teachers.py``)."""
     fit_config, device = config.fit, config.device
     threshold_objective, pos_weight_scheme = config.classifier.threshold_objective, config.classifier.pos_weight
     distributed.claim_output(out, force)
@@ -123,8 +127,10 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
         raise UserError("general distillation trains the intermediate losses; add embedding_mse, hidden_mse or "
                         "attention_mse")
     teacher_artifact = load_artifact(teacher_dir, kind="teacher")
+    more_teachers = [load_artifact(path, kind="teacher") for path in also_teachers]
+    weights_of_teachers = teacher_weights(config.kd.teacher_weights, len(more_teachers), config.kd.tfidf_teacher)
     dataset = load_dataset(data)
-    dataset.check_labels_of(teacher_artifact)
+    dataset.check_labels_of(teacher_artifact, *more_teachers)
     teacher = load_classifier(teacher_artifact)
     teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
     run_device = distributed.setup(device)
@@ -142,6 +148,8 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
         return torch.from_numpy(labels)
     prepared: PreparedStudent = prepare(student_config, plan, weights, teacher_artifact, teacher, teacher_tokenizer,
                                         texts, len(dataset.labels), run_device)
+    targets = soft_targets(prepared.teacher_cache, teacher_artifact, more_teachers, config.kd.tfidf_teacher,
+                           weights_of_teachers, dataset, texts, run_device)
     student = prepared.model
     trainable = nn.ModuleDict({"student": student, "projections": prepared.projections}).to(run_device)
     console.log(f"losses {', '.join(f'{name}×{weight}' for name, weight in weights.items())}")
@@ -153,15 +161,16 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
         batch = {k: v.to(run_device) for k, v in encoded.batch(index).items()}
         ours = prepared.student_outputs(batch, {match.student for match in terms})
         theirs = prepared.teacher_outputs(index, batch, {match.teacher for match in terms} - {"logits", "labels"})
-        if index is not None:  # transfer texts: the cached teacher logits and the gold labels
-            theirs.update(logits=prepared.teacher_cache.rows("logits", index).to(run_device),
+        if index is not None:  # transfer texts: the teachers' soft targets and the gold labels
+            theirs.update(logits=targets.logits(index).to(run_device),
                           labels=gold_labels(index).to(run_device))
         context = Batch(mask=batch["attention_mask"], labelled=None if index is None else index < labelled,
                         label_weights=label_weights)
         return total_loss(terms, ours, theirs, context, prepared.projections)
 
     state = open_state(out, config, fit_config.restart, teacher=teacher_artifact.sha256, data=dataset.artifact.sha256,
-                       unlabeled=unlabeled, general_texts=general_texts, init=getattr(student_config, "init", None))
+                       unlabeled=unlabeled, general_texts=general_texts, init=getattr(student_config, "init", None),
+                       also_teachers=[artifact.sha256 for artifact in more_teachers] or None)
     stages = []
     if general_texts:
         general = TokenizedTexts(prepared.tokenizer, read_texts(general_texts))
@@ -200,9 +209,11 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
                                           "sha256": teacher_artifact.sha256,
                                           "micro_f1": {split: scores["micro_f1"] for split, scores
                                                        in teacher_artifact.manifest["metrics"].items()}},
+                              **({"teachers": targets.records} if len(targets.records) > 1 else {}),
                               "unlabeled_texts": len(extra_texts), "stages": stages}}
     artifact = write_classifier(out, "student", student, prepared.tokenizer, dataset,
-                                [teacher_artifact, dataset.artifact, *prepared.parents], thresholds, info, metrics,
+                                [teacher_artifact, *more_teachers, dataset.artifact, *prepared.parents], thresholds,
+                                info, metrics,
                                 fit_config, result, extra, force)
     state.finish()
     return artifact
