@@ -38,7 +38,8 @@ What a recipe makes, it knows by lineage: while a step runs, ``mobclf.artifacts.
 artifact records ``lineage["recipe_step"] = {"recipe", "step", "fingerprint"}`` (the fingerprint: the step's
 stage, the settings of its config that differ from the defaults, its inputs and the checksums of everything it
 reads). A step is skipped ("✓ id (up to date)") when its output verifies and was made with the same
-fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus the step would generate. Otherwise the step runs, and so do the steps after it whose inputs changed.
+fingerprint; a demo corpus (a plain file) when it is byte for byte the corpus the step would generate. Otherwise
+the step runs, and so do the steps after it whose inputs changed.
 
 Nothing the recipe did not make is replaced or removed, not even with ``--force``: an existing output is handed
 to its stage (``force``: the stage swaps the new one in atomically) only when the recipe owns it, i.e. its
