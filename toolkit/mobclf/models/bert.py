@@ -4,9 +4,10 @@ Heads: ``cls_linear`` (linear on [CLS], Devlin et al. 2019), ``cls_mlp`` ([CLS] 
 paper 000), ``cnn`` (Kim-style convolutions with max-over-time pooling over all token states, the BERT-CNN of
 seed papers 003/004), ``rnn`` (a BiLSTM over the token states, its last states pooled: the BERT-RNN of the Chinese
 BERT text-classification study) and ``bilstm_cnn_attn`` (the online-education study's BERT → BiLSTM and CNN
-branches over the token states, fused by a self-attention layer, then max-over-time). The encoder is built from a config (trained from scratch) or loaded from a local HF checkpoint.
-The teacher is a ``BertClassifier``; the TinyBERT student (``TinyBertClassifier``) is the same module at a small
-geometry, registered under its own name so artifacts, reports and export say which is which.
+branches over the token states, fused by a self-attention layer, then max-over-time). The encoder is built from a
+config (trained from scratch) or loaded from a local HF checkpoint. The teacher is a ``BertClassifier``; the
+TinyBERT student (``TinyBertClassifier``) is the same module at a small geometry, registered under its own name so
+artifacts, reports and export say which is which.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class BertClassifier(nn.Module):
     """BERT encoder + classification head; outputs one logit per label (sigmoid, multi-label first).
 
     ``config``: ``bert`` (a plain BertConfig dict), ``head``, ``num_labels``, optional ``dropout``, ``head_hidden``,
-    ``kernel_sizes``, ``num_filters``, ``rnn_hidden``; a pruned encoder adds ``layer_heads`` and ``layer_intermediate`` (one entry
-    per layer: attention heads kept, FFN width kept), which override ``bert``'s uniform geometry.
+    ``kernel_sizes``, ``num_filters``, ``rnn_hidden``; a pruned encoder adds ``layer_heads`` and
+    ``layer_intermediate`` (one entry per layer: attention heads kept, FFN width kept), which override ``bert``'s
+    uniform geometry.
     """
 
     def __init__(self, config: dict, encoder: BertModel | None = None):
