@@ -255,3 +255,19 @@ def test_soft_targets_of_several_teachers_are_their_weighted_probabilities_per_l
     assert torch.equal(SoftTargets(bert, [alone], single_label).logits(torch.tensor([0])), bert.logits)
     with pytest.raises(UserError, match=r"needs 3 weights.*each --also-teacher, the TF-IDF teacher\); got 1, 1$"):
         teacher_weights([1, 1], others=1, tfidf=True)
+
+
+def test_the_tfidf_teachers_probabilities_are_calibrated_by_one_temperature():
+    """Temperature scaling (Guo et al. 2017) of flat probabilities: p^(1/T) renormalised for single-label data,
+    sigmoid(logit(p) / T) per label otherwise, with T of least cross-entropy on val."""
+    from mobclf.distill.teachers import _scaled, _temperature
+
+    np.testing.assert_allclose(_scaled(np.array([[0.25, 0.75]]), 0.5, single_label=True), [[0.1, 0.9]], rtol=1e-5)
+    sharpened = 1 / (1 + np.exp(-2 * np.log(np.array([9.0, 0.25]))))
+    np.testing.assert_allclose(_scaled(np.array([[0.9, 0.2]]), 0.5, single_label=False), [sharpened], rtol=1e-5)
+    # 0.6 for the label that is right 9 times in 10: the best T gives it 0.9, (0.6 / 0.4)^(1/T) = 9
+    probabilities = np.tile([0.4, 0.6], (80, 1))
+    targets = np.zeros((80, 2), np.uint8)
+    targets[:72, 1] = targets[72:, 0] = 1
+    assert _temperature(probabilities, targets, single_label=True) == pytest.approx(math.log(1.5) / math.log(9),
+                                                                                    rel=0.12)
