@@ -241,18 +241,17 @@ def test_soft_targets_of_several_teachers_are_their_weighted_probabilities_per_l
     tfidf = torch.tensor([[0.9, 0.1]])
     weights = teacher_weights([3, 1], others=0, tfidf=True)
     assert weights == [0.75, 0.25]
-    teachers = [_bert_teacher(bert, Artifact(), single_label), Teacher(0.0, lambda index: tfidf[index], {})]
-    for teacher, weight in zip(teachers, weights):
-        teacher.weight = weight
-    logits = SoftTargets(bert, teachers, single_label).logits(torch.tensor([0]))
+    teachers = [_bert_teacher(bert, Artifact(), single_label), Teacher(lambda index: tfidf[index], {})]
+    targets = SoftTargets(bert, teachers, weights, single_label)
+    logits = targets.logits(torch.tensor([0]))
     combined = [0.75 * 0.25 + 0.25 * 0.9, 0.75 * 0.75 + 0.25 * 0.1] if single_label else \
         [0.75 * 0.5 + 0.25 * 0.9, 0.75 * 0.75 + 0.25 * 0.1]
     expected = [math.log(p) if single_label else math.log(p / (1 - p)) for p in combined]
     torch.testing.assert_close(logits, torch.tensor([expected]))
+    assert [record["weight"] for record in targets.records] == [0.75, 0.25]
     # one teacher: its own logits, untouched
-    alone = _bert_teacher(bert, Artifact(), single_label)
-    alone.weight = 1.0
-    assert torch.equal(SoftTargets(bert, [alone], single_label).logits(torch.tensor([0])), bert.logits)
+    alone = SoftTargets(bert, [_bert_teacher(bert, Artifact(), single_label)], [1.0], single_label)
+    assert torch.equal(alone.logits(torch.tensor([0])), bert.logits)
     with pytest.raises(UserError, match=r"needs 3 weights.*each --also-teacher, the TF-IDF teacher\); got 1, 1$"):
         teacher_weights([1, 1], others=1, tfidf=True)
 

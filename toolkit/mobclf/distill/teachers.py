@@ -2,11 +2,12 @@
 
 TextBrewer averages its teachers' logits. Here any model that gives label probabilities can teach (BERT teachers
 and the TF-IDF baseline, whose probabilities are cheap and, on small data, better than a BERT trained from
-scratch; calibrated on val), so the teachers' probabilities are averaged per label with the ``--teacher-weights`` (normalised to sum
-to 1): ``p = Σ wᵢ pᵢ``, each BERT teacher's as its soft-target loss reads it (sigmoid per label for multi-label
-data, softmax over the labels for single-label data). The losses then read ``p`` as logits (``log p − log(1 − p)``
-and ``log p``), so ``soft_kd``'s temperature softens the combination as it softens one teacher. Hints and attention
-come from the first teacher alone. With one teacher the targets are its cached logits as they are.
+scratch; calibrated on val), so the teachers' probabilities are averaged per label with the ``--teacher-weights``
+(normalised to sum to 1): ``p = Σ wᵢ pᵢ``, each BERT teacher's as its soft-target loss reads it (sigmoid per label
+for multi-label data, softmax over the labels for single-label data). The losses then read ``p`` as logits
+(``log p − log(1 − p)`` and ``log p``), so ``soft_kd``'s temperature softens the combination as it softens one
+teacher. Hints and attention come from the first teacher alone. With one teacher the targets are its cached logits
+as they are.
 """
 
 from __future__ import annotations
@@ -31,35 +32,35 @@ TFIDF_TEACHERS = ("lr", "nb")  # the baselines with probabilities (a linear SVM 
 
 @dataclass
 class Teacher:
-    """One source of soft targets: its weight, its probabilities of the transfer texts a batch asks for, and what
-    the manifest records of it."""
+    """One source of soft targets: its probabilities of the transfer texts a batch asks for, and what the manifest
+    records of it."""
 
-    weight: float
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     record: dict
 
 
 class SoftTargets:
-    """The combined soft targets of the transfer texts, as logits for the prediction losses."""
+    """The soft targets of the transfer texts, the ``teachers``' combined with ``weights``, as logits for the
+    prediction losses (one teacher: the ``primary`` cache's logits)."""
 
-    def __init__(self, primary: TeacherOutputs, teachers: list[Teacher], single_label: bool):
-        self.primary, self.teachers, self.single_label = primary, teachers, single_label
+    def __init__(self, primary: TeacherOutputs, teachers: list[Teacher], weights: Sequence[float], single_label: bool):
+        self.primary, self.teachers, self.weights, self.single_label = primary, teachers, weights, single_label
 
     def logits(self, index: torch.Tensor) -> torch.Tensor:
         if len(self.teachers) == 1:
             return self.primary.rows("logits", index)
-        combined = sum(teacher.weight * teacher.probabilities(index) for teacher in self.teachers)
+        combined = sum(weight * teacher.probabilities(index) for teacher, weight in zip(self.teachers, self.weights))
         combined = combined.clamp(EPSILON, 1 - EPSILON)
         return combined.log() if self.single_label else combined.log() - (-combined).log1p()
 
     @property
     def records(self) -> list[dict]:
-        return [teacher.record for teacher in self.teachers]
+        return [{**teacher.record, "weight": round(weight, 6)} for teacher, weight in zip(self.teachers, self.weights)]
 
 
 def _bert_teacher(outputs: TeacherOutputs, artifact: Artifact, single_label: bool) -> Teacher:
     activation = (lambda logits: logits.softmax(-1)) if single_label else torch.sigmoid
-    return Teacher(0.0, lambda index: activation(outputs.rows("logits", index)),
+    return Teacher(lambda index: activation(outputs.rows("logits", index)),
                    {"teacher": str(artifact.path.resolve()), "sha256": artifact.sha256})
 
 
@@ -102,7 +103,7 @@ def _tfidf_teacher(dataset, texts: Sequence[str]) -> Teacher:
                 f"{temperature:.3g} (fitted on val)")
     probabilities = torch.from_numpy(_scaled(best.baseline.predict_proba(list(texts)), temperature,
                                              single_label).astype(np.float32))
-    return Teacher(0.0, lambda index: probabilities[index],
+    return Teacher(lambda index: probabilities[index],
                    {"teacher": best.name, "setting": best.setting, "val_micro_f1": best.val_micro_f1,
                     "temperature": round(temperature, 4)})
 
@@ -132,7 +133,4 @@ def soft_targets(primary: TeacherOutputs, primary_artifact: Artifact, others: Se
         teachers.append(_bert_teacher(outputs, artifact, single_label))
     if tfidf:
         teachers.append(_tfidf_teacher(dataset, texts))
-    for teacher, weight in zip(teachers, weights):
-        teacher.weight = weight
-        teacher.record["weight"] = round(weight, 6)
-    return SoftTargets(primary, teachers, single_label)
+    return SoftTargets(primary, teachers, weights, single_label)
