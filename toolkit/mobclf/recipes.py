@@ -600,10 +600,9 @@ def _found(recipe: Recipe, step: Step, state: "_State", fingerprint: str) -> tup
     except UserError:
         lineage = {}
     made = lineage.get("recipe_step")
-    recorded_config = (lineage.get("stage") or {}).get("config")
-    if isinstance(made, dict) and made.get("fingerprint") in (fingerprint,
-                                                              _fingerprint_before_defaults(step, recorded_config)):
-        return CURRENT, sha
+    if isinstance(made, dict) and (made.get("fingerprint") == fingerprint or made.get("fingerprint") ==
+                                   _fingerprint_before_defaults(step, (lineage.get("stage") or {}).get("config"))):
+        return CURRENT, sha  # the older form only when needed: a fingerprint hashes every input the step reads
     if isinstance(made, dict) and made.get("recipe") == recipe.identity and made.get("step") == step.id:
         return OURS, sha
     # recorded when a step (of this recipe, or of another one sharing `work`) wrote it; a stage given --force
