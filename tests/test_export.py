@@ -17,8 +17,12 @@ from mobclf.artifacts import load_artifact, sha256_file
 from mobclf.bench.report import markdown
 from mobclf.bench.variants import variants_of
 from mobclf.cli import main
-from mobclf.export.executorch import XnnpackLayerNorm, with_xnnpack_layer_norms
+from mobclf.errors import UserError
+from mobclf.export.executorch import (PteRunner, XnnpackLayerNorm, check_lengths_kept, export_program, to_pte,
+                                         with_xnnpack_layer_norms)
+from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.models import load_classifier
+from mobclf.models.textcnn import TextCNN
 
 @pytest.mark.parametrize("student", ["textcnn", "tinybert"])
 def test_fp32_students_export_to_pte_and_onnx_with_a_parity_certificate(students, student):
@@ -49,6 +53,26 @@ def test_the_layer_norm_xnnpack_runs_gives_nn_layer_norms_values():
     states = torch.randn(1, 7, 48) * 3 + 1
     assert torch.allclose(XnnpackLayerNorm(norm)(states), norm(states), atol=1e-5)
     assert isinstance(with_xnnpack_layer_norms(torch.nn.Sequential(norm))[0], XnnpackLayerNorm)
+
+
+def test_a_wide_textcnn_exports_for_its_whole_max_length():
+    """Tracing Conv1d with mkldnn on narrowed the .pte's inputs of a 128-wide TextCNN to 157 of its 256 tokens."""
+    model = TextCNN({"vocab_size": 50, "embedding_dim": 128, "kernel_sizes": [2, 3, 4], "num_filters": 16,
+                     "dropout": 0.0, "num_labels": 3}).eval()
+    runner = PteRunner(to_pte(ExportableClassifier(model), 256).pte, min_length(model))
+    ids = torch.randint(1, 50, (1, 256))
+    assert torch.allclose(runner(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids)), atol=1e-4)
+
+
+def test_a_program_whose_lowering_narrowed_its_lengths_is_refused():
+    def exported(longest: int) -> torch.export.ExportedProgram:
+        return export_program(ExportableClassifier(TextCNN({"vocab_size": 9, "embedding_dim": 4, "kernel_sizes": [2],
+                                                            "num_filters": 2, "dropout": 0.0, "num_labels": 2})),
+                               5, longest)
+
+    check_lengths_kept(exported(64), exported(64))
+    with pytest.raises(UserError, match="narrowed the input length from 64 to 40 tokens"):
+        check_lengths_kept(exported(64), exported(40))
 
 
 def test_an_int8_student_exports_its_quantized_file_for_android(students):

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mobclf.errors import UserError
 from mobclf.export.exportable import ExportableClassifier, min_length, pad_to, sequence_dim
 from mobclf.quiet import native_stderr
 
@@ -91,6 +92,18 @@ def infer_the_dynamic_dim_of_views(graph_module: torch.fx.GraphModule):
     return PassResult(graph_module, changed)
 
 
+def check_lengths_kept(exported: torch.export.ExportedProgram, lowered: torch.export.ExportedProgram) -> None:
+    """Refuse a program whose input lengths lowering narrowed: its inputs are planned for the narrower range, and a
+    longer text would fail on the phone ("Attempted to resize a bounded tensor"). A guard that a tracing pass adds
+    does that silently (torch 2.13's mkldnn convolution backend choice did, for 128-channel Conv1d over 157 tokens)."""
+    longest = {str(symbol): bounds.upper for symbol, bounds in exported.range_constraints.items()}
+    for symbol, bounds in lowered.range_constraints.items():
+        if str(symbol) in longest and bounds.upper < longest[str(symbol)]:
+            raise UserError(f"ExecuTorch lowering narrowed the input length from {longest[str(symbol)]} to "
+                            f"{bounds.upper} tokens, so longer texts would fail in the .pte: a mobclf bug with this "
+                            f"toolchain, please report it; a student of max length {bounds.upper} or less exports")
+
+
 def lower(program: torch.export.ExportedProgram) -> Lowered:
     """XNNPACK lowering and serialisation of an exported (possibly PT2E-quantized) program."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -101,11 +114,13 @@ def lower(program: torch.export.ExportedProgram) -> Lowered:
     # XNNPACK's own transform passes drop the expand_copy nodes that change no shape (matmul's, in BERTs); ours
     # writes the dynamic dim of BERT's reshapes as -1
     passes = get_transform_passes([infer_the_dynamic_dim_of_views])
-    with torch.backends.mkldnn.flags(enabled=False):
+    with torch.backends.mkldnn.flags(enabled=False):  # to_executorch traces the convolutions again, too
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], transform_passes=passes)
+        executorch_program = edge.to_executorch()
+    check_lengths_kept(program, executorch_program.exported_program())
     operators = get_delegation_info(edge.exported_program().graph_module).delegation_by_operator
     operators = {name: row for name, row in operators.items() if name not in BOOKKEEPING_NODES}
-    return Lowered(edge.to_executorch().buffer,
+    return Lowered(executorch_program.buffer,
                    {name: row.delegated for name, row in operators.items() if row.delegated},
                    {name: row.non_delegated for name, row in operators.items() if row.non_delegated})
 
