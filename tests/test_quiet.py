@@ -95,7 +95,9 @@ def test_the_noise_filters_match_the_libraries_messages_and_nothing_else(caplog)
                 (UserWarning, "# The axis name: batch will not be used, since it shares the same shape constraints "
                               "with another axis: batch."),
                 (DeprecationWarning, "This API is experimental and subject to change without notice."),
-                (UserWarning, "Output Buffer not found. Tensor Debug Data will not be available.")]
+                (UserWarning, "Output Buffer not found. Tensor Debug Data will not be available."),
+                (FutureWarning, "`is_gradient_checkpointing` is deprecated and will be removed in v6. Use "
+                                "`is_activation_checkpointing` instead.")]
     kept = [(UserWarning, "TF32 is great"), (FutureWarning, "treespec changes"), (UserWarning, "mobclf: a warning")]
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")  # as under -W always: only quiet's filters stand between a warning and stderr

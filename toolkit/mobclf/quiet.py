@@ -29,6 +29,8 @@ WARNINGS = [
     (DeprecationWarning, r"This API is experimental and subject to change without notice"),
     # ExecuTorch's Inspector without intermediate outputs: mobclf reads its operator timings only (native profile).
     (UserWarning, r"Output Buffer not found\. Tensor Debug Data will not be available"),
+    # peft asking transformers 5.23 a renamed question when it wraps a model for LoRA (the LLM teacher).
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
 ]
 
 # logger name -> message regexes: records the libraries log while they load or export.

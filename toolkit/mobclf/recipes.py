@@ -117,6 +117,7 @@ KINDS: dict[str, Stage | None] = {  # kind → its stage (None: the demo corpus;
     "data": stages.DATA_PREPARE,
     "pretrain": stages.PRETRAIN,
     "teacher": stages.TRAIN_TEACHER,
+    "llm-teacher": stages.TRAIN_LLM_TEACHER,
     "distill": stages.DISTILL_TOKEN_STUDENTS["textcnn"],
     "prune": stages.PRUNE,
     "quantize": stages.QUANTIZE,

@@ -274,6 +274,45 @@ TRAIN_TEACHER = Stage(("train-teacher",), TeacherConfig, "mobclf.train.teacher:r
                       help="Train a BERT teacher (from a config, or from a local checkpoint with --init).")
 
 
+LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Qwen2's linears
+
+
+@dataclass(frozen=True)
+class LoraSettings(StageConfig):
+    """The low-rank adapters (Hu et al. 2022, "LoRA") an LLM teacher trains in place of its weights (``peft``)."""
+
+    rank: int = setting(8, "Rank of each adapter.", flag="lora-rank", min=1)
+    alpha: float = setting(16.0, "Adapter scale numerator: updates are scaled by alpha / rank.", flag="lora-alpha",
+                           min=0, min_open=True)
+    dropout: float = setting(0.05, "Dropout on the adapters' input.", flag="lora-dropout", min=0, max=1,
+                             max_open=True)
+    modules: list[str] = setting(LORA_MODULES, "Linear layers of every decoder layer that get adapters.",
+                                 flag="lora-modules")
+
+
+@dataclass(frozen=True)
+class LlmTeacherConfig(StageConfig):
+    """An LLM teacher (``train/llm_teacher.py``): a local Qwen2 checkpoint fine-tuned with LoRA adapters, a linear
+    head on each text's last token."""
+
+    max_length: int = setting(64, "Tokens per text, its end token included (longer texts are cut).", min=2)
+    dropout: float = setting(0.1, "Dropout before the head.", min=0, max=1, max_open=True)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    fit: FitConfig = nested(FitConfig, "Training.", epochs={"default": 3, "min": 1}, lr={"default": 2e-4},
+                            batch_size={"default": 16})
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    device: str = setting("auto", DEVICE)
+
+
+TRAIN_LLM_TEACHER = Stage(("train-llm-teacher",), LlmTeacherConfig, "mobclf.train.llm_teacher:run",
+                          produces="teacher",
+                          inputs=(Input("data", "Dataset artifact (from `mobclf data prepare`)."),
+                                  Input("checkpoint", "Local HF Qwen2 checkpoint directory with its tokenizer files "
+                                        "(never the hub).")),
+                          help="Fine-tune an LLM teacher: a local Qwen2 checkpoint with LoRA adapters (merged into "
+                               "the artifact) and a classification head on the last token.")
+
+
 @dataclass(frozen=True)
 class KnowledgeDistillation(StageConfig):
     """What every student learns from its teacher (``distill/distill.py``, losses in ``distill/losses.py``)."""
@@ -512,5 +551,5 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
-STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, *DISTILL_TOKEN_STUDENTS.values(), DISTILL_TINYBERT, PRUNE, QUANTIZE,
-          EXPORT, BENCH)
+STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, TRAIN_LLM_TEACHER, *DISTILL_TOKEN_STUDENTS.values(), DISTILL_TINYBERT,
+          PRUNE, QUANTIZE, EXPORT, BENCH)

@@ -41,6 +41,7 @@ from mobclf.distill.tinybert_student import INTERMEDIATE_LOSSES as TINYBERT_LOSS
 from mobclf.distill.tinybert_student import TinyBertConfig, prepare_tinybert
 from mobclf.errors import UserError
 from mobclf.models import load_classifier
+from mobclf.models.bert import BertClassifier
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import TokenizedTexts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
@@ -106,6 +107,21 @@ def run_tinybert(config: TinyBertDistillConfig, *, teacher: Path, data: Path, ou
                    general_texts=general_texts, force=force)
 
 
+def _check_teacher_kind(teacher: nn.Module, artifact: Artifact, student: str, intermediate: set[str]) -> None:
+    """An LLM teacher teaches through its predictions: its layers are not a BERT's (hints, attention, TinyBERT's
+    layer map) and its tokenizer is not one a TinyBERT can take over. With a BERT teacher it can still join as
+    ``--also-teacher``."""
+    if isinstance(teacher, BertClassifier):
+        return
+    name = artifact.manifest["architecture"]["name"]
+    if student == "tinybert":
+        raise UserError(f"is a {name} teacher; a TinyBERT takes its BERT teacher's tokenizer and layers: distil it "
+                        "from a BERT teacher and add this one with --also-teacher", path=artifact.path)
+    if intermediate:
+        raise UserError(f"is a {name} teacher, which teaches through its predictions (soft_kd, hard_bce); "
+                        f"{', '.join(sorted(intermediate))} need a BERT teacher", path=artifact.path)
+
+
 def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
             student_config: TokenStudentDistillConfig | TinyBertConfig,
             config: TokenStudentDistillConfig | TinyBertDistillConfig, also_teachers: tuple[Path, ...] = (),
@@ -132,6 +148,7 @@ def distill(teacher_dir: Path, data: Path, out: Path, plan: DistillPlan,
     dataset = load_dataset(data)
     dataset.check_labels_of(teacher_artifact, *more_teachers)
     teacher = load_classifier(teacher_artifact)
+    _check_teacher_kind(teacher, teacher_artifact, student_name, intermediate)
     teacher_tokenizer = load_tokenizer(teacher_artifact.file("tokenizer"))
     run_device = distributed.setup(device)
     torch.manual_seed(fit_config.seed)

@@ -167,7 +167,8 @@ def teacher_outputs(teacher: Artifact, model: torch.nn.Module, tokenizer, texts:
                     batch_size: int = 64) -> TeacherOutputs:
     """Run the teacher over ``texts`` (or find the cached result) and keep only what the losses need, on disk."""
     attention_layers = list(attention_layers)
-    check_layers(model.bert.config.num_hidden_layers, hint_layer, attention_layers)
+    if hint_layer is not None or attention_layers:
+        check_layers(model.bert.config.num_hidden_layers, hint_layer, attention_layers)
     texts = Texts.of(texts)
     source = _source_key(teacher.sha256, texts)
     layers = {"hint_layer": hint_layer, "attention_layers": attention_layers}

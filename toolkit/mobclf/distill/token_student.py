@@ -34,7 +34,7 @@ INTERMEDIATE_LOSSES = ("hint_mse", "attention_transfer")
 def prepare_token_student(config: TokenStudentDistillConfig, plan, weights: dict[str, float], teacher_artifact,
                           teacher, teacher_tokenizer, texts: Texts, num_labels: int, device: torch.device
                           ) -> PreparedStudent:
-    layers = teacher.bert.config.num_hidden_layers
+    layers = teacher.bert.config.num_hidden_layers if set(weights) & set(INTERMEDIATE_LOSSES) else 0
     hint_layer = (plan.hint_layer if plan.hint_layer is not None else layers // 2) if "hint_mse" in weights else None
     attention_layers = (plan.attention_layers or [layers]) if "attention_transfer" in weights else []
     # [N, L, H] fp16 states on disk: 1.6 GB for 50k articles of 128 tokens from a 128-wide teacher; 40 GB for 200k

@@ -12,6 +12,7 @@ from torch import nn
 from mobclf.artifacts import Artifact
 from mobclf.errors import UserError
 from mobclf.models.bert import BertClassifier, TinyBertClassifier
+from mobclf.models.causal_lm import CausalLmClassifier
 from mobclf.models.dpcnn import DPCNN
 from mobclf.models.fasttext import FastText
 from mobclf.models.rnn import BiLstmAttention, TextRNN
@@ -19,7 +20,7 @@ from mobclf.models.textcnn import TextCNN
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"bert": BertClassifier, "tinybert": TinyBertClassifier, "textcnn": TextCNN,
                                              "dpcnn": DPCNN, "fasttext": FastText, "textrnn": TextRNN,
-                                             "bilstm_attn": BiLstmAttention}
+                                             "bilstm_attn": BiLstmAttention, "qwen2": CausalLmClassifier}
 WEIGHTS = "model.safetensors"
 
 

@@ -127,13 +127,7 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> dict:
         """``input_ids`` and ``attention_mask`` (LongTensor[B, L], padded to the longest) and ``offsets``."""
-        encodings = [self.encode(text) for text in texts]
-        width = max((len(encoding.ids) for encoding in encodings), default=1)
-        input_ids = [encoding.ids + [self.pad_id] * (width - len(encoding.ids)) for encoding in encodings]
-        attention_mask = [[1] * len(encoding.ids) + [0] * (width - len(encoding.ids)) for encoding in encodings]
-        return {"input_ids": torch.tensor(input_ids, dtype=torch.long).reshape(len(texts), width),
-                "attention_mask": torch.tensor(attention_mask, dtype=torch.long).reshape(len(texts), width),
-                "offsets": [encoding.offsets for encoding in encodings]}
+        return padded_batch([self.encode(text) for text in texts], self.pad_id)
 
     def save(self, directory: Path) -> None:
         """Write ``tokenizer.json``, ``vocab.txt`` and the subclass's files into ``directory``."""
@@ -159,6 +153,17 @@ class Tokenizer:
     def from_saved(cls, directory: Path, spec: dict, vocab: list[str]) -> Tokenizer:
         """Rebuild from a saved directory whose spec and vocabulary were already read."""
         return cls(vocab, **common_options(spec))
+
+
+def padded_batch(encodings: list[Encoding], pad_id: int) -> dict:
+    """Encodings as ``input_ids`` and ``attention_mask`` (LongTensor[B, L], padded on the right with ``pad_id`` to the
+    longest) and their ``offsets``."""
+    width = max((len(encoding.ids) for encoding in encodings), default=1)
+    input_ids = [encoding.ids + [pad_id] * (width - len(encoding.ids)) for encoding in encodings]
+    attention_mask = [[1] * len(encoding.ids) + [0] * (width - len(encoding.ids)) for encoding in encodings]
+    return {"input_ids": torch.tensor(input_ids, dtype=torch.long).reshape(len(encodings), width),
+            "attention_mask": torch.tensor(attention_mask, dtype=torch.long).reshape(len(encodings), width),
+            "offsets": [encoding.offsets for encoding in encodings]}
 
 
 def saved_file(directory: Path, name: object) -> Path:

@@ -1,4 +1,5 @@
-"""Make a tokenizer: build one from training texts, load a saved one, or read a BERT vocab.txt."""
+"""Make a tokenizer: build one from training texts, load a saved one (a checkpoint tokenizer too), or read a BERT
+vocab.txt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Iterable
 from mobclf.errors import UserError
 from mobclf.text.base import SPEC_FILE, SPEC_VERSION, Tokenizer, read_vocab, saved_file
 from mobclf.text.char import CharTokenizer
+from mobclf.text.checkpoint import CheckpointTokenizer
 from mobclf.text.jieba_words import JiebaTokenizer
 from mobclf.text.wordpiece import WordPieceTokenizer
 
@@ -44,19 +46,22 @@ def load_tokenizer(directory: Path, max_length: int | None = None) -> Tokenizer:
         raise UserError(f"no {SPEC_FILE}: not a saved tokenizer directory", path=directory) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"cannot read the tokenizer spec ({err}); rebuild the tokenizer", path=spec_path) from None
-    if not isinstance(spec, dict) or spec.get("type") not in TOKENIZERS:
-        raise UserError(f"not a tokenizer spec: the type must be one of {', '.join(TOKENIZERS)}", path=spec_path)
+    if not isinstance(spec, dict) or spec.get("type") not in (*TOKENIZERS, CheckpointTokenizer.kind):
+        raise UserError(f"not a tokenizer spec: the type must be one of {', '.join(TOKENIZERS)} or "
+                        f"{CheckpointTokenizer.kind}", path=spec_path)
     if spec.get("version") != SPEC_VERSION:
         raise UserError(f"spec version {spec.get('version')!r} is not {SPEC_VERSION}; rebuild the tokenizer",
                         path=spec_path)
     try:
+        if max_length is not None:
+            spec = {**spec, "max_length": max_length}
+        if spec["type"] == CheckpointTokenizer.kind:
+            return CheckpointTokenizer.from_saved(spec_path.parent, spec)
         vocab_path = saved_file(spec_path.parent, spec["vocab_file"])
         vocab = read_vocab(vocab_path)
         if len(vocab) != spec["num_tokens"]:
             raise UserError(f"{len(vocab)} tokens where {SPEC_FILE} says {spec['num_tokens']}; the file is damaged",
                             path=vocab_path)
-        if max_length is not None:
-            spec = {**spec, "max_length": max_length}
         return TOKENIZERS[spec["type"]].from_saved(spec_path.parent, spec, vocab)
     except KeyError as err:
         raise UserError(f"the field {err} is missing; rebuild the tokenizer", path=spec_path) from None

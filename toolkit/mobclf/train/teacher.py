@@ -4,20 +4,22 @@ per-label thresholds tuned on val."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from mobclf.artifacts import MANIFEST, Artifact
 from mobclf.console import console
-from mobclf.data.dataset import load_dataset
+from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
 from mobclf.models import count_parameters, set_dropout
 from mobclf.models.bert import BertClassifier, bert_config
 from mobclf.text import build_tokenizer, tokenizer_from_vocab
 from mobclf.train.batching import TokenizedTexts
 from mobclf.train.classifier import tune_and_score, val_micro_f1, write_classifier
-from mobclf.stages import TeacherConfig
+from mobclf.stages import LlmTeacherConfig, TeacherConfig
 from mobclf.train import distributed
 from mobclf.train.loop import fit
 from mobclf.train.state import open_state
@@ -41,11 +43,9 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
     ``init`` is a ``pretrained`` artifact (its encoder and tokenizer; it joins the lineage) or a local HF BERT
     checkpoint directory with its ``vocab.txt``.
     """
-    fit_config, device = config.fit, config.device
-    pos_weight_scheme, threshold_objective = config.classifier.pos_weight, config.classifier.threshold_objective
     distributed.claim_output(out, force)
     dataset = load_dataset(data)
-    torch.manual_seed(fit_config.seed)
+    torch.manual_seed(config.fit.seed)
     train_texts = dataset.texts("train")
     parents = [dataset.artifact]
     if init is not None:
@@ -65,10 +65,22 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
         encoder = bert_config(len(tokenizer.vocab), config.layers, config.hidden, config.heads, config.intermediate,
                               config.max_length)
         model = BertClassifier({"bert": encoder, **head_config(config, len(dataset.labels))})
-    run_device = distributed.setup(device)
+    run_device = distributed.setup(config.device)
     set_dropout(model, config.dropout).to(run_device)
     console.log(f"teacher: {count_parameters(model):,} parameters, vocab {len(tokenizer.vocab):,}, on {run_device}")
+    return fit_teacher(model, tokenizer, dataset, config, out, parents, {"init": str(init) if init else None},
+                       run_device, force, init=init)
 
+
+def fit_teacher(model: nn.Module, tokenizer, dataset: Dataset, config: TeacherConfig | LlmTeacherConfig, out: Path,
+                parents: list[Artifact], extra: dict, run_device: torch.device, force: bool,
+                finish: Callable[[nn.Module], nn.Module] = lambda model: model, **inputs) -> Artifact:
+    """Train a teacher ``model`` (on ``run_device``) with label-weighted BCE and early stopping on val micro-F1,
+    ``finish`` it (the LLM teacher merges its adapters), tune per-label thresholds on val and write the ``teacher``
+    artifact; ``inputs`` (besides the dataset) name what a saved training state must have been made from."""
+    fit_config = config.fit
+    pos_weight_scheme, threshold_objective = config.classifier.pos_weight, config.classifier.threshold_objective
+    train_texts = dataset.texts("train")
     encoded = TokenizedTexts(tokenizer, train_texts)
     pos_weight = label_pos_weights(dataset.label_counts("train"), len(train_texts), pos_weight_scheme).to(run_device)
 
@@ -78,18 +90,18 @@ def run(config: TeacherConfig, *, data: Path, out: Path, init: Path | None = Non
         return weighted_bce(model(**batch), targets.to(run_device), pos_weight)
 
     multi = dataset.multi_label  # epochs are scored at threshold 0.5 (val_micro_f1), the artifact at tuned ones
-    state = open_state(out, config, fit_config.restart, data=dataset.artifact.sha256, init=init)
+    state = open_state(out, config, fit_config.restart, data=dataset.artifact.sha256, **inputs)
     result = fit(model, len(train_texts), batch_loss, lambda: val_micro_f1(model, tokenizer, dataset, run_device),
                  fit_config, "teacher", checkpoint=state.checkpoint("teacher"),
                  score_name="val micro-F1 (threshold 0.5)" if multi else "val micro-F1", lengths=encoded.lengths)
+    model = finish(model)
     thresholds, info, metrics, _ = tune_and_score(model, tokenizer, dataset, threshold_objective, run_device)
     scores = f"val micro-F1 {metrics['val']['micro_f1']:.4f}" + (
         f", test micro-F1 {metrics['test']['micro_f1']:.4f}" if "test" in metrics else "")
     console.log(f"teacher: best epoch {result.best_epoch}, " + (
         f"val micro-F1 {result.best_score:.4f} at threshold 0.5; with per-label thresholds tuned on val: {scores}"
         if multi else scores))
-    extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme},
-             "init": str(init) if init else None}
+    extra = {"loss": {"name": "weighted_bce", "pos_weight_scheme": pos_weight_scheme}, **extra}
     artifact = write_classifier(out, "teacher", model, tokenizer, dataset, parents, thresholds, info, metrics,
                                 fit_config, result, extra, force)
     state.finish()
