@@ -36,7 +36,7 @@ from mobclf.protocol import CALL
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 2  # 2: the manifest carries a seal over its own content
 SEAL = "manifest_sha256"
-KINDS = ("dataset", "pretrained", "teacher", "student", "pruned", "quantized", "export", "report")
+KINDS = ("dataset", "pretrained", "teacher", "student", "pruned", "quantized", "export", "cascade", "report")
 _VERSIONED_PACKAGES = ("mobclf", "torch", "transformers", "tokenizers", "jieba", "numpy", "executorch")
 RECIPE_STEP: contextvars.ContextVar[dict | None] = contextvars.ContextVar("recipe_step", default=None)
 # the same, for a step the recipe runs as another process (under torchrun): JSON in this environment variable

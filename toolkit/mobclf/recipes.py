@@ -122,6 +122,7 @@ KINDS: dict[str, Stage | None] = {  # kind → its stage (None: the demo corpus;
     "prune": stages.PRUNE,
     "quantize": stages.QUANTIZE,
     "export": stages.EXPORT,
+    "cascade": stages.CASCADE,
     "bench": stages.BENCH,
 }
 

@@ -551,5 +551,21 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
+@dataclass(frozen=True)
+class CascadeConfig(StageConfig):
+    """A cascade of two export bundles (``cascade.py``): the fast model answers, the accurate one when the fast
+    model is not confident enough."""
+
+    keep: float = setting(0.995, "Share of the accurate model's val micro-F1 the cascade keeps: the threshold is the "
+                          "one of the fewest escalations that keeps it.", min=0, max=1, min_open=True)
+
+
+CASCADE = Stage(("cascade",), CascadeConfig, "mobclf.cascade:run", produces="cascade",
+                inputs=(Input("fast", "Export bundle of the fast model (a TextCNN, say)."),
+                        Input("accurate", "Export bundle of the accurate model (a TinyBERT, say)."),
+                        Input("data", "Dataset artifact: its val split calibrates the threshold, its test split "
+                              "scores the cascade.")),
+                help="Bundle two exported models as a cascade, with its confidence threshold calibrated on val.")
+
 STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, TRAIN_LLM_TEACHER, *DISTILL_TOKEN_STUDENTS.values(), DISTILL_TINYBERT,
-          PRUNE, QUANTIZE, EXPORT, BENCH)
+          PRUNE, QUANTIZE, EXPORT, CASCADE, BENCH)

@@ -1,0 +1,100 @@
+"""mobclf cascade: the confidence rule and its calibration on constructed cases, and a cascade bundle of two tiny
+exported students whose recorded scores the rule reproduces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run
+
+from mobclf.artifacts import load_artifact
+from mobclf.bench.variants import open_model
+from mobclf.cascade import calibrate, confidence, escalated
+from mobclf.data.dataset import load_dataset
+from mobclf.train.metrics import classification_metrics
+
+
+def one_hot(columns: list[int], labels: int = 3) -> np.ndarray:
+    out = np.zeros((len(columns), labels), np.uint8)
+    out[np.arange(len(columns)), columns] = 1
+    return out
+
+
+def test_confidence_is_the_distance_from_changing_the_decision():
+    probs = np.array([[0.9, 0.05, 0.3], [0.4, 0.45, 0.1]])
+    assert confidence(probs, np.full(3, 0.5), single_label=True) == pytest.approx([0.6, 0.05])
+    # multi-label: the label nearest its own threshold decides
+    assert confidence(probs, np.array([0.5, 0.5, 0.35]), single_label=False) == pytest.approx([0.05, 0.05])
+    assert confidence(probs, np.array([0.2, 0.9, 0.2]), single_label=False) == pytest.approx([0.1, 0.1])
+
+
+def test_calibration_escalates_the_fewest_texts_that_keep_the_accurate_models_f1():
+    gold = one_hot([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    accurate = gold.copy()
+    fast = gold.copy()
+    fast[[0, 1, 2]] = one_hot([1, 2, 0])  # the fast model is wrong on its three least confident texts
+    confidences = np.array([0.01, 0.02, 0.03, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    full = calibrate(confidences, fast, accurate, gold, keep=1.0)
+    assert (full.escalation_rate, full.micro_f1, full.fast_micro_f1, full.accurate_micro_f1) == (0.3, 1.0, 0.7, 1.0)
+    assert escalated(confidences, full.threshold).tolist() == [True] * 3 + [False] * 7
+    assert (0.3, 1.0) in full.curve and full.curve[0] == (0.0, 0.7) and full.curve[-1] == (1.0, 1.0)
+    # keeping 80% of the accurate model's F1 needs one escalation: 8 of 10 right
+    assert calibrate(confidences, fast, accurate, gold, keep=0.8).escalation_rate == 0.1
+    assert calibrate(confidences, fast, accurate, gold, keep=0.7).escalation_rate == 0.0
+    # texts of equal confidence go together: no threshold splits them
+    tied = confidences.copy()
+    tied[2] = tied[3]
+    with_tie = calibrate(tied, fast, accurate, gold, keep=1.0)
+    assert with_tie.escalation_rate == 0.4 and escalated(tied, with_tie.threshold).sum() == 4
+
+
+@pytest.fixture(scope="module")
+def bundles(students):
+    for name in ("textcnn", "tinybert"):
+        result = run("export", "--from", students / name, "--target", "all", "--out", students / f"cascade-{name}",
+                     "--parity-texts", "30")
+        assert result.exit_code == 0, result.output
+    return students
+
+
+def test_a_cascade_bundle_holds_both_bundles_and_a_rule_that_reproduces_its_scores(bundles, tmp_path):
+    out = tmp_path / "cascade"
+    result = run("cascade", "--fast", bundles / "cascade-textcnn", "--accurate", bundles / "cascade-tinybert",
+                 "--data", bundles / "data", "--out", out, "--keep", "0.98")
+    assert result.exit_code == 0, result.output
+    cascade = load_artifact(out, kind="cascade")
+    rule = json.loads(cascade.file("cascade.json").read_text("utf-8"))
+    assert rule["confidence"] == "threshold_distance" and set(rule["runtimes"]) == {"executorch", "onnxruntime"}
+    assert cascade.file("calibration.png").stat().st_size > 0
+    dataset = load_dataset(bundles / "data")
+    for runtime, chosen in rule["runtimes"].items():
+        assert chosen["val"]["micro_f1"] >= 0.98 * chosen["val"]["accurate_micro_f1"] - 1e-9
+        # the sub-bundles are the exported bundles, intact, and the rule applied to them gives the recorded scores
+        fast = open_model(load_artifact(out / "fast", kind="export"), chosen["fast"].removeprefix("fast/"))
+        accurate = open_model(load_artifact(out / "accurate", kind="export"),
+                              chosen["accurate"].removeprefix("accurate/"))
+        texts = dataset.texts("test")
+        fast_probs = fast.probs(texts)
+        sent = escalated(confidence(fast_probs, fast.thresholds, fast.single_label), chosen["threshold"])
+        choices = np.where(sent[:, None], accurate.decide(accurate.probs(texts)), fast.decide(fast_probs))
+        metrics = classification_metrics(dataset.targets("test", np.uint8), choices, dataset.labels)
+        assert metrics["micro_f1"] == pytest.approx(chosen["test"]["micro_f1"])
+        assert sent.mean() == pytest.approx(chosen["test"]["escalation_rate"])
+    assert [parent["kind"] for parent in cascade.manifest["lineage"]["parents"]] == ["export", "export", "dataset"]
+
+
+def test_what_cannot_make_a_cascade_is_one_line(bundles, tmp_path):
+    android = tmp_path / "android-only"
+    assert run("export", "--from", bundles / "tinybert", "--target", "android", "--out", android,
+               "--parity-texts", "10").exit_code == 0
+    onnx = tmp_path / "onnx-only"
+    assert run("export", "--from", bundles / "textcnn", "--target", "onnx", "--out", onnx,
+               "--parity-texts", "10").exit_code == 0
+    cases = [(["--fast", onnx, "--accurate", android], "the bundles share no runtime"),
+             (["--fast", bundles / "textcnn", "--accurate", android], "but an export artifact is needed")]
+    for args, message in cases:
+        result = run("cascade", *args, "--data", bundles / "data", "--out", tmp_path / "c")
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+        assert not (tmp_path / "c").exists()
