@@ -11,9 +11,14 @@ from conftest import run
 
 from mobclf.artifacts import load_artifact
 from mobclf.bench.variants import open_model
-from mobclf.cascade import calibrate, confidence, escalated
+from mobclf.cascade import calibrate, confidence, escalated, open_cascade
 from mobclf.data.dataset import load_dataset
 from mobclf.train.metrics import classification_metrics
+
+
+def write_lines(path, texts: list[str]):
+    path.write_text("".join(text + "\n" for text in texts), encoding="utf-8")
+    return path
 
 
 def one_hot(columns: list[int], labels: int = 3) -> np.ndarray:
@@ -83,6 +88,23 @@ def test_a_cascade_bundle_holds_both_bundles_and_a_rule_that_reproduces_its_scor
         assert metrics["micro_f1"] == pytest.approx(chosen["test"]["micro_f1"])
         assert sent.mean() == pytest.approx(chosen["test"]["escalation_rate"])
     assert [parent["kind"] for parent in cascade.manifest["lineage"]["parents"]] == ["export", "export", "dataset"]
+    # eval and predict run the same rule, in the runtime asked for
+    result = run("eval", "--model", out, "--data", bundles / "data", "--bundle-file", "onnxruntime", "--json",
+                 tmp_path / "eval.json")
+    assert result.exit_code == 0, result.output
+    evaluated, tested = json.loads((tmp_path / "eval.json").read_text("utf-8")), rule["runtimes"]["onnxruntime"]["test"]
+    assert evaluated["micro_f1"] == pytest.approx(tested["micro_f1"])
+    assert evaluated["escalation_rate"] == pytest.approx(tested["escalation_rate"])
+    texts = dataset.texts("test")[:40]
+    result = run("predict", "--model", out, "--input", write_lines(tmp_path / "texts.txt", texts), "--output",
+                 tmp_path / "answers.jsonl")
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text("utf-8").splitlines()]
+    executorch = open_cascade(cascade, "executorch").answer(texts)
+    assert [answer["answered_by"] == "accurate" for answer in answers] == executorch.escalated.tolist()
+    assert [answer["labels"] for answer in answers] == [
+        [dataset.labels[index] for index in np.argsort(-probs, kind="stable") if chosen[index]]
+        for probs, chosen in zip(executorch.probs, executorch.choices)]
 
 
 def test_what_cannot_make_a_cascade_is_one_line(bundles, tmp_path):

@@ -148,8 +148,8 @@ def _bad_eval_cases(students, kinds):
         "bundle-file-not-in-bundle": (["eval", "--model", kinds["web"], "--data", students / "data", "--bundle-file",
                                        "model.pte"], None, None, "choose one of model.onnx"),
         "a-dataset-as-the-model": (["eval", "--model", students / "data", "--data", students / "data"], None, None,
-                                   "is a dataset artifact, but a teacher, student, pruned, quantized or export "
-                                   "artifact is needed here"),
+                                   "is a dataset artifact, but a teacher, student, pruned, quantized, export or "
+                                   "cascade artifact is needed here"),
         "bench-unknown-label": (["bench", "--model", student, "--file", "alien.jsonl", "--out", "report"],
                                 "alien.jsonl", 1, "--ignore-unknown-labels"),
     }

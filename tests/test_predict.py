@@ -235,7 +235,7 @@ def test_bad_predict_input_is_one_line_naming_file_and_line(model_kinds, tmp_pat
 def test_a_model_predict_cannot_open_is_refused(students, model_kinds, tmp_path):
     Refusal(["predict", "--model", "nowhere", "text"], where="nowhere").check(tmp_path)
     Refusal(["predict", "--model", students / "data", "text"], says="is a dataset artifact, but a teacher, student, "
-            "pruned, quantized or export artifact is needed here").check(tmp_path)
+            "pruned, quantized, export or cascade artifact is needed here").check(tmp_path)
     Refusal(["predict", "--model", model_kinds["student"], "--bundle-file", "model.pte", "text"],
             says="export bundles").check(tmp_path)
     Refusal(["predict", "--model", model_kinds["web"], "--bundle-file", "model.pte", "text"],

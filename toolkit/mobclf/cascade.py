@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mobclf.artifacts import MANIFEST, Artifact, lineage, load_artifact, write_artifact
-from mobclf.bench.variants import open_model, variants_of
+from mobclf.bench.variants import Answers, Predictor, open_model, variants_of
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
@@ -146,6 +146,50 @@ def _plot(curves: dict[str, Calibration], keep: float, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+@dataclass
+class CascadePredictor:
+    """A cascade bundle in one runtime, as an app uses it: the fast model answers every text, the accurate model
+    those whose confidence is below the threshold (``answer``)."""
+
+    name: str
+    runtime: str
+    fast: Predictor
+    accurate: Predictor
+    threshold: float
+
+    @property
+    def labels(self) -> list[str]:
+        return self.fast.labels
+
+    @property
+    def description(self) -> str:
+        return (f"cascade {self.name} ({self.runtime}: {self.fast.variant.name} → {self.accurate.variant.name} "
+                f"below confidence {self.threshold:.4f})")
+
+    def answer(self, texts: list[str], batch_size: int = 128, description: str | None = None) -> Answers:
+        fast = self.fast.answer(texts, batch_size, description and f"{description}: fast")
+        sent = escalated(confidence(fast.probs, self.fast.thresholds, self.fast.single_label), self.threshold)
+        hard = [text for text, send in zip(texts, sent) if send]
+        accurate = self.accurate.answer(hard, batch_size, description and f"{description}: accurate")
+        probs, choices = fast.probs.copy(), fast.choices.copy()
+        probs[sent], choices[sent] = accurate.probs, accurate.choices
+        return Answers(probs, choices, sent)
+
+
+def open_cascade(artifact: Artifact, runtime: str | None = None) -> CascadePredictor:
+    """A cascade artifact's rule and models in ``runtime`` (default: the first the rule has)."""
+    rule = json.loads(artifact.file(artifact.manifest["cascade"]).read_text(encoding="utf-8"))["runtimes"]
+    runtime = runtime or next(iter(rule))
+    if runtime not in rule:
+        raise UserError(f"the cascade has no {runtime!r} models; choose one of {', '.join(rule)}", path=artifact.path)
+    models = {}
+    for role in ("fast", "accurate"):
+        folder, file = rule[runtime][role].split("/", 1)
+        models[role] = open_model(load_artifact(artifact.file(folder), kind="export"), file)
+    return CascadePredictor(artifact.path.name, runtime, models["fast"], models["accurate"],
+                            rule[runtime]["threshold"])
 
 
 def run(config: CascadeConfig, *, fast: Path, accurate: Path, data: Path, out: Path,

@@ -41,14 +41,15 @@ def run(config: PredictConfig, model_dir: Path, texts: list[str], progress: bool
     from mobclf.bench.variants import open_model
 
     model = open_model(model_dir, config.file, config.device)
-    probs = model.probs(list(texts), config.batch_size, description="predicting" if progress else None)
-    chosen = model.decide(probs)
+    answers = model.answer(list(texts), config.batch_size, description="predicting" if progress else None)
     records = []
-    for text, row, picks in zip(texts, probs, chosen):
+    for number, (text, row, picks) in enumerate(zip(texts, answers.probs, answers.choices)):
         order = sorted(range(len(model.labels)), key=lambda index: -row[index])
         records.append({"text": text, "labels": [model.labels[index] for index in order if picks[index]],
                         "probabilities": {model.labels[index]: round(float(row[index]), 6)
                                           for index in order[:config.top_k]}})
+        if answers.escalated is not None:
+            records[-1]["answered_by"] = "accurate" if answers.escalated[number] else "fast"
     return records
 
 

@@ -114,8 +114,8 @@ class EvalConfig(StageConfig):
     which file of a bundle runs, where an eager model runs. It writes no artifact."""
 
     split: str = setting("test", "Split of --data (a --file is scored whole).", choices=("train", "val", "test"))
-    bundle_file: str | None = setting(None, "A bundle's model file, e.g. model.onnx [default: its first].",
-                                      metavar="NAME")
+    bundle_file: str | None = setting(None, "A bundle's model file, e.g. model.onnx, or a cascade's runtime, "
+                                      "executorch or onnxruntime [default: its first].", metavar="NAME")
     batch_size: int = setting(128, "Texts per model call (eager models and onnxruntime).", min=1)
     device: str = setting("auto", DEVICE)
     reading: LabelledFileOptions = field(default_factory=LabelledFileOptions)
@@ -129,8 +129,8 @@ class PredictConfig(StageConfig):
     top_k: int | None = setting(None, "Keep the K most probable labels' probabilities [default: every label's].",
                                 min=1)
     batch_size: int = setting(64, "Texts per model call.", min=1)
-    file: str | None = setting(None, "A bundle's model file, e.g. model.pte or model.onnx [default: its first].",
-                               flag="bundle-file", metavar="NAME")
+    file: str | None = setting(None, "A bundle's model file, e.g. model.pte or model.onnx, or a cascade's runtime, "
+                               "executorch or onnxruntime [default: its first].", flag="bundle-file", metavar="NAME")
     device: str = setting("auto", DEVICE)
 
 

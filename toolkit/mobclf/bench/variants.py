@@ -34,7 +34,8 @@ from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.train.classifier import predict_probs
 from mobclf.train.thresholds import predict_labels
 
-KINDS = ("teacher", "student", "pruned", "quantized", "export")
+KINDS = ("teacher", "student", "pruned", "quantized", "export")  # what bench compares
+ANSWERING_KINDS = (*KINDS, "cascade")  # what eval and predict run (open_model)
 
 
 @dataclass
@@ -177,13 +178,37 @@ class Predictor:
         or above its threshold, the most probable one when none is."""
         return predict_labels(probs, self.thresholds, self.single_label)
 
+    def answer(self, texts: list[str], batch_size: int = 128, description: str | None = None) -> Answers:
+        """What the app shows for ``texts``: the probabilities and the labels chosen from them."""
+        probs = self.probs(texts, batch_size, description)
+        return Answers(probs, self.decide(probs))
+
+    @property
+    def description(self) -> str:
+        return f"{self.variant.kind} {self.variant.name} ({self.variant.runtime} {self.variant.precision})"
+
+
+@dataclass
+class Answers:
+    """A model's answers for N texts: probabilities and chosen labels ``[N, labels]``; for a cascade (``cascade.py``)
+    also which texts the accurate model answered ``[N]`` (the probabilities and labels are that model's there)."""
+
+    probs: np.ndarray
+    choices: np.ndarray
+    escalated: np.ndarray | None = None
+
 
 def open_model(model: Path | Artifact, file: str | None = None, device: str = "auto",
-               kinds: tuple[str, ...] = KINDS) -> Predictor:
+               kinds: tuple[str, ...] = ANSWERING_KINDS) -> Predictor:
     """Any model artifact (teacher, student, pruned, quantized) or export bundle (a directory, or an artifact loaded
     already) as a ``Predictor`` in its runtime: eager (on ``device``; auto: CUDA for a teacher when there is one),
-    ExecuTorch or onnxruntime. ``file`` chooses a bundle's file (default its first)."""
+    ExecuTorch or onnxruntime. ``file`` chooses a bundle's file (default its first). A cascade bundle opens as a
+    ``CascadePredictor``, ``file`` choosing its runtime."""
     artifact = model if isinstance(model, Artifact) else load_artifact(Path(model), kind=kinds)
+    if artifact.kind == "cascade":
+        from mobclf.cascade import open_cascade
+
+        return open_cascade(artifact, file)
     variant = choose_variant(artifact, file)
     if variant.runtime == "eager" and device != "auto":
         from mobclf.models import resolve_device

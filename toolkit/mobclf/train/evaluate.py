@@ -92,23 +92,23 @@ def run(config: EvalConfig, model_dir: Path, data: Path | None = None, file: Pat
     model artifact or bundle, in its runtime, with its own thresholds and decision rule) on ``config.split`` of the
     dataset artifact ``data`` or on the labelled ``file`` (exactly one of them)."""
     from mobclf.artifacts import load_artifact
-    from mobclf.bench.variants import KINDS, open_model
+    from mobclf.bench.variants import ANSWERING_KINDS, open_model
 
     if (data is None) == (file is None):
         raise UserError("give the examples either as --data DIR (a dataset artifact) or as --file FILE (a labelled "
                         "file), not both or neither")
-    artifact = load_artifact(model_dir, kind=KINDS)
+    artifact = load_artifact(model_dir, kind=ANSWERING_KINDS)
     examples = (labelled_split(data, config.split, artifact) if data is not None
                 else labelled_file(file, artifact.labels, config.reading))
     model = open_model(artifact, config.bundle_file, config.device)
-    probs = model.probs(examples.texts, config.batch_size, description=f"eval {Path(examples.source).name}"
-                        if file is not None else f"eval {config.split}")
-    metrics = classification_metrics(examples.targets, model.decide(probs), examples.labels)
+    answers = model.answer(examples.texts, config.batch_size, description=f"eval {Path(examples.source).name}"
+                           if file is not None else f"eval {config.split}")
+    metrics = classification_metrics(examples.targets, answers.choices, examples.labels)
+    if answers.escalated is not None:
+        metrics["escalation_rate"] = float(answers.escalated.mean()) if len(answers.escalated) else 0.0
     if examples.dropped:
         metrics["dropped_unknown_labels"] = examples.dropped
-    variant = model.variant
-    _print_metrics(metrics, f"{variant.kind} {variant.name} ({variant.runtime} {variant.precision}) on "
-                            f"{examples.source} ({len(examples.texts)} texts)")
+    _print_metrics(metrics, f"{model.description} on {examples.source} ({len(examples.texts)} texts)")
     return metrics
 
 
