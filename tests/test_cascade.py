@@ -4,16 +4,23 @@ exported students whose recorded scores the rule reproduces."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
+import torch
 from conftest import run
+from device_texts import device_texts, write_jsonl
 
 from mobclf.artifacts import load_artifact
 from mobclf.bench.variants import open_model
 from mobclf.cascade import calibrate, confidence, escalated, open_cascade
 from mobclf.data.dataset import load_dataset
+from mobclf.native.jvm import ANDROID_DEMO
 from mobclf.train.metrics import classification_metrics
+
+WEB = ANDROID_DEMO / "web"
 
 
 def write_lines(path, texts: list[str]):
@@ -64,11 +71,17 @@ def bundles(students):
     return students
 
 
-def test_a_cascade_bundle_holds_both_bundles_and_a_rule_that_reproduces_its_scores(bundles, tmp_path):
-    out = tmp_path / "cascade"
+@pytest.fixture(scope="module")
+def cascade_dir(bundles):
+    out = bundles / "cascade"
     result = run("cascade", "--fast", bundles / "cascade-textcnn", "--accurate", bundles / "cascade-tinybert",
                  "--data", bundles / "data", "--out", out, "--keep", "0.98")
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_cascade_bundle_holds_both_bundles_and_a_rule_that_reproduces_its_scores(bundles, cascade_dir, tmp_path):
+    out = cascade_dir
     cascade = load_artifact(out, kind="cascade")
     rule = json.loads(cascade.file("cascade.json").read_text("utf-8"))
     assert rule["confidence"] == "threshold_distance" and set(rule["runtimes"]) == {"executorch", "onnxruntime"}
@@ -120,3 +133,41 @@ def test_what_cannot_make_a_cascade_is_one_line(bundles, tmp_path):
         result = run("cascade", *args, "--data", bundles / "data", "--out", tmp_path / "c")
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
         assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("decision", ["threshold", "argmax"])
+def test_java_and_javascript_escalate_the_texts_python_escalates(cascade_dir, device_cli, tmp_path, decision):
+    """The rule on the phone (Java) and in the browser (JavaScript) against Python's, on the fast model's logits of
+    the device texts (6,000 real headlines and articles and the tricky ones): the same texts escalated. The
+    threshold is set between two texts' confidences near the median, so half the texts go each way; "argmax" is the
+    single-label rule (the margin), on the same bundle with its decision switched."""
+    copy = tmp_path / "cascade"
+    shutil.copytree(cascade_dir, copy)
+    fast_bundle = json.loads((copy / "fast" / "bundle.json").read_text("utf-8"))
+    fast_bundle["output"]["decision"] = decision
+    (copy / "fast" / "bundle.json").write_text(json.dumps(fast_bundle), encoding="utf-8")
+    fast = open_model(load_artifact(cascade_dir / "fast", kind="export"), "model.pte")
+    texts = device_texts()
+    encoded = fast.tokenizer.encode_batch(texts)
+    logits = fast.forward(encoded["input_ids"], encoded["attention_mask"]).float()
+    probs = torch.sigmoid(logits).numpy()
+    confidences = confidence(probs, fast.thresholds, decision == "argmax")
+    middle = np.unique(confidences)[len(np.unique(confidences)) // 2 - 1:][:2]
+    rule = json.loads((copy / "cascade.json").read_text("utf-8"))
+    for chosen in rule["runtimes"].values():
+        chosen["threshold"] = float(middle.mean())
+    (copy / "cascade.json").write_text(json.dumps(rule), encoding="utf-8")
+    python = escalated(confidences, float(middle.mean())).tolist()
+    assert 0.3 < np.mean(python) < 0.7
+    logits_file = tmp_path / "logits.jsonl"
+    write_jsonl(logits_file, [{"logits": row} for row in logits.numpy().tolist()])
+    node = shutil.which("node")
+    assert node, "node: run android-demo/tools/install-test-tools.sh"
+    javascript = subprocess.run([node, WEB / "cascade-cli.mjs", copy, logits_file], capture_output=True, text=True,
+                                encoding="utf-8")
+    assert javascript.returncode == 0, javascript.stderr
+    for port, lines in (("java", device_cli("escalate", copy, logits_file)),
+                        ("javascript", javascript.stdout.split("\n")[:-1])):
+        decisions = [json.loads(line) for line in lines]
+        assert [decision["escalate"] for decision in decisions] == python, port
+        assert [decision["confidence"] for decision in decisions] == pytest.approx(confidences.tolist(), abs=1e-6)

@@ -35,6 +35,27 @@ export function decide(probs, thresholds, decision) {
   return predicted.length ? { predicted, fallback: false } : { predicted: [top], fallback: true };
 }
 
+/**
+ * How far a model's probabilities are from changing its decision (toolkit/mobclf/cascade.py confidence): for
+ * "argmax" bundles the margin between the two most probable labels, else the least distance of a label from its
+ * threshold. The probabilities are rounded to float32 first, as Python and Java hold them.
+ */
+export function confidence(probs, thresholds, decision) {
+  const held = probs.map(Math.fround);
+  if (decision === "argmax") {
+    if (held.length < 2) return 1;
+    const [first, second] = [...held].sort((a, b) => b - a);
+    return first - second;
+  }
+  return Math.min(...held.map((p, i) => Math.abs(p - thresholds[i])));
+}
+
+/** Whether a cascade (cascade.json's rule for one runtime) sends a text to its accurate model. */
+export function escalates(fastProbs, fastBundle, rule) {
+  const decision = fastBundle.output.decision === "argmax" ? "argmax" : "threshold";
+  return confidence(fastProbs, fastBundle.thresholds, decision) < rule.threshold;
+}
+
 export class BundleClassifier {
   /** Load the bundle directory at `baseUrl` (ending in "/"). */
   static async load(ort, baseUrl) {
@@ -85,5 +106,33 @@ export class BundleClassifier {
       ids, probs, ...decide(probs, this.thresholds, decision),
       tokenizeMs: tokenized - started, inferenceMs: finished - tokenized,
     };
+  }
+}
+
+/** A cascade made by `mobclf cascade`: the fast bundle answers, the accurate bundle when the fast one is unsure. */
+export class CascadeClassifier {
+  /** Load the cascade directory at `baseUrl` (ending in "/"): cascade.json and its two bundles' ONNX models. */
+  static async load(ort, baseUrl) {
+    const rule = (await (await fetchOk(new URL("cascade.json", baseUrl))).json()).runtimes.onnxruntime;
+    if (!rule) throw new Error(`${baseUrl}cascade.json has no ONNX models; cascade bundles exported with --target web`);
+    const folder = (file) => new URL(`${file.split("/")[0]}/`, baseUrl);
+    const [fast, accurate] = await Promise.all([BundleClassifier.load(ort, folder(rule.fast)),
+                                                BundleClassifier.load(ort, folder(rule.accurate))]);
+    return new CascadeClassifier(rule, fast, accurate);
+  }
+
+  constructor(rule, fast, accurate) {
+    Object.assign(this, { rule, fast, accurate });
+    this.labels = fast.labels;
+    this.modelBytes = fast.modelBytes + accurate.modelBytes;
+  }
+
+  /** Classify one text as the fast model, or as the accurate one when the rule escalates it; says which answered. */
+  async classify(text) {
+    const fast = await this.fast.classify(text);
+    if (!escalates(fast.probs, this.fast.bundle, this.rule)) return { ...fast, answeredBy: "fast" };
+    const accurate = await this.accurate.classify(text);
+    return { ...accurate, answeredBy: "accurate", tokenizeMs: fast.tokenizeMs + accurate.tokenizeMs,
+             inferenceMs: fast.inferenceMs + accurate.inferenceMs };
   }
 }

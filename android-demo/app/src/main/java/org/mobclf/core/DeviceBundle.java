@@ -131,16 +131,50 @@ public final class DeviceBundle {
         return new long[][] {inputIds, attentionMask};
     }
 
+    /** The probabilities of the model's logits, with the bundle's activation (sigmoid or softmax). */
+    public float[] probabilities(float[] logits) {
+        if (logits.length != labels.size()) {
+            throw new IllegalArgumentException(logits.length + " logits for " + labels.size() + " labels");
+        }
+        return sigmoid ? Activations.sigmoid(logits) : Activations.softmax(logits);
+    }
+
+    /**
+     * How far the model's probabilities are from changing its decision, as {@code mobclf.cascade.confidence}: for
+     * "argmax" (single-label) the margin between the two most probable labels, else the least distance of a label
+     * from its threshold. Computed in double from the float probabilities, as Python does.
+     */
+    public double confidence(float[] probabilities) {
+        if (argmax) {
+            if (probabilities.length < 2) {
+                return 1.0;
+            }
+            double first = Double.NEGATIVE_INFINITY;
+            double second = Double.NEGATIVE_INFINITY;
+            for (float probability : probabilities) {
+                if (probability > first) {
+                    second = first;
+                    first = probability;
+                } else if (probability > second) {
+                    second = probability;
+                }
+            }
+            return first - second;
+        }
+        double nearest = Double.POSITIVE_INFINITY;
+        for (int i = 0; i < probabilities.length; i++) {
+            nearest = Math.min(nearest, Math.abs((double) probabilities[i] - thresholds[i]));
+        }
+        return nearest;
+    }
+
     /**
      * Labels from the model's logits, with the bundle's activation (sigmoid or softmax) and decision, as
      * {@code mobclf.train.thresholds.predict_labels}: "argmax" (single-label) takes the most probable label; else
      * (multi-label) every label at or above its threshold, or the most probable one when none passes.
      */
     public Classification classify(float[] logits) {
-        if (logits.length != labels.size()) {
-            throw new IllegalArgumentException(logits.length + " logits for " + labels.size() + " labels");
-        }
-        float[] probabilities = sigmoid ? Activations.sigmoid(logits) : Activations.softmax(logits);
+        float[] probabilities = probabilities(logits);
         int best = 0;
         for (int i = 1; i < probabilities.length; i++) {
             if (probabilities[i] > probabilities[best]) {

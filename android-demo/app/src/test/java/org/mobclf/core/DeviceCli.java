@@ -23,6 +23,8 @@ import org.json.JSONObject;
  * tokenize TOKENIZER_DIR TEXTS.jsonl   one line of space-separated ids per {"text": ...} line
  * encode   BUNDLE_DIR    TEXTS.jsonl   one {"input_ids": [...], "attention_mask": [...]} line per text
  * classify BUNDLE_DIR    LOGITS.jsonl  one JSON array of predicted labels per {"logits": [...]} line
+ * escalate CASCADE_DIR   LOGITS.jsonl  per line of the fast model's {"logits": [...]}, whether the cascade sends
+ *                                      the text to its accurate model ({"escalate": true|false, "confidence": c})
  * time     TOKENIZER_DIR TEXTS.jsonl   {"ms": [...]}: each text's encode time, warm (after 3 s and 20 rounds),
  *                                      the median of 9 encodes
  * </pre>
@@ -36,7 +38,7 @@ public final class DeviceCli {
 
     public static void main(String[] args) throws IOException, JSONException {
         if (args.length != 3) {
-            System.err.println("usage: DeviceCli tokenize|encode|classify|time DIR INPUT.jsonl");
+            System.err.println("usage: DeviceCli tokenize|encode|classify|escalate|time DIR INPUT.jsonl");
             System.exit(2);
         }
         if (args[0].equals("time")) {
@@ -48,7 +50,9 @@ public final class DeviceCli {
         File directory = new File(args[1]);
         String command = args[0];
         Tokenizer tokenizer = command.equals("tokenize") ? Tokenizer.load(directory) : null;
-        DeviceBundle bundle = command.equals("tokenize") ? null : DeviceBundle.load(directory);
+        Cascade cascade = command.equals("escalate") ? Cascade.load(directory) : null;
+        DeviceBundle bundle = command.equals("tokenize") ? null : cascade != null ? cascade.fast()
+                : DeviceBundle.load(directory);
         for (String line; (line = lines.readLine()) != null; ) {
             JSONObject item = new JSONObject(line);
             if (command.equals("tokenize")) {
@@ -64,12 +68,14 @@ public final class DeviceCli {
                 encoded.put("input_ids", toJson(inputs[0]));
                 encoded.put("attention_mask", toJson(inputs[1]));
                 out.write(encoded.toString() + "\n");
+            } else if (command.equals("escalate")) {
+                float[] logits = toFloats(item.getJSONArray("logits"));
+                JSONObject decision = new JSONObject();
+                decision.put("escalate", cascade.escalates(logits));
+                decision.put("confidence", bundle.confidence(bundle.probabilities(logits)));
+                out.write(decision.toString() + "\n");
             } else {
-                JSONArray values = item.getJSONArray("logits");
-                float[] logits = new float[values.length()];
-                for (int i = 0; i < logits.length; i++) {
-                    logits[i] = (float) values.getDouble(i);
-                }
+                float[] logits = toFloats(item.getJSONArray("logits"));
                 JSONArray predicted = new JSONArray();
                 for (LabelScore score : bundle.classify(logits).predicted()) {
                     predicted.put(score.label);
@@ -111,6 +117,14 @@ public final class DeviceCli {
             ms.put(nanos[REPEATS / 2] / 1e6);
         }
         return new JSONObject().put("ms", ms).put("tokens", checksum).toString();  // tokens: keeps the work used
+    }
+
+    private static float[] toFloats(JSONArray values) throws JSONException {
+        float[] floats = new float[values.length()];
+        for (int i = 0; i < floats.length; i++) {
+            floats[i] = (float) values.getDouble(i);
+        }
+        return floats;
     }
 
     private static JSONArray toJson(long[] values) {
