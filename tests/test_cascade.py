@@ -120,6 +120,28 @@ def test_a_cascade_bundle_holds_both_bundles_and_a_rule_that_reproduces_its_scor
         for probs, chosen in zip(executorch.probs, executorch.choices)]
 
 
+def test_bench_gives_a_cascade_a_row_per_runtime_from_its_parts(bundles, cascade_dir, tmp_path):
+    """The cascade's parts are measured as any bundle file; its row applies the rule to their answers (the same
+    scores cascade.json recorded on test) and adds the accurate part's time to the fast part's on escalated texts."""
+    out = tmp_path / "report"
+    result = run("bench", "--model", cascade_dir, "--data", bundles / "data", "--out", out, "--latency-texts", "12",
+                 "--no-native", "--no-tfidf")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads((out / "report.json").read_text("utf-8"))["rows"]}
+    rules = json.loads((cascade_dir / "cascade.json").read_text("utf-8"))["runtimes"]
+    assert list(rows) == ["cascade/fast/model.pte", "cascade/fast/model.onnx", "cascade/accurate/model.pte",
+                          "cascade/accurate/model.onnx", "cascade (executorch)", "cascade (onnxruntime)"]
+    for runtime, rule in rules.items():
+        row = rows[f"cascade ({runtime})"]
+        fast, accurate = rows[f"cascade/{rule['fast']}"], rows[f"cascade/{rule['accurate']}"]
+        assert row["kind"] == "cascade" and row["runtime"] == runtime
+        assert row["micro_f1"] == pytest.approx(rule["test"]["micro_f1"])
+        assert row["escalation_rate"] == pytest.approx(rule["test"]["escalation_rate"])
+        assert row["size_bytes"] == fast["size_bytes"] + accurate["size_bytes"]
+        assert fast["latency_ms_p50"] <= row["latency_ms_p95"] and row["latency_ms_mean"] > 0
+    assert "% escalated, mean" in (out / "report.md").read_text("utf-8")
+
+
 def test_what_cannot_make_a_cascade_is_one_line(bundles, tmp_path):
     android = tmp_path / "android-only"
     assert run("export", "--from", bundles / "tinybert", "--target", "android", "--out", android,

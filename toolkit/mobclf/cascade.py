@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from mobclf.artifacts import MANIFEST, Artifact, lineage, load_artifact, write_artifact
-from mobclf.bench.variants import Answers, Predictor, open_model, variants_of
+from mobclf.bench.variants import Answers, Predictor, Variant, open_model, variants_of
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
@@ -178,9 +178,26 @@ class CascadePredictor:
         return Answers(probs, choices, sent)
 
 
+def cascade_rules(artifact: Artifact) -> dict[str, dict]:
+    """runtime → its rule (``fast`` and ``accurate`` files, ``threshold``, scores) of a cascade artifact."""
+    return json.loads(artifact.file(artifact.manifest["cascade"]).read_text(encoding="utf-8"))["runtimes"]
+
+
+def part_variants(artifact: Artifact) -> list[Variant]:
+    """The model files a cascade's rules use, as ``bench`` variants named ``<cascade>/fast/<file>`` and
+    ``<cascade>/accurate/<file>``."""
+    files = {path for rule in cascade_rules(artifact).values() for path in (rule["fast"], rule["accurate"])}
+    parts = []
+    for folder in ("fast", "accurate"):
+        for variant in variants_of(load_artifact(artifact.file(folder), kind="export")):
+            if f"{folder}/{variant.file}" in files:
+                parts.append(replace(variant, name=f"{artifact.path.name}/{folder}/{variant.file}"))
+    return parts
+
+
 def open_cascade(artifact: Artifact, runtime: str | None = None) -> CascadePredictor:
     """A cascade artifact's rule and models in ``runtime`` (default: the first the rule has)."""
-    rule = json.loads(artifact.file(artifact.manifest["cascade"]).read_text(encoding="utf-8"))["runtimes"]
+    rule = cascade_rules(artifact)
     runtime = runtime or next(iter(rule))
     if runtime not in rule:
         raise UserError(f"the cascade has no {runtime!r} models; choose one of {', '.join(rule)}", path=artifact.path)

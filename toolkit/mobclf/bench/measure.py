@@ -78,7 +78,8 @@ def measure(variant: Variant, threads: int, latency_texts: list[str], throughput
     throughput = len(throughput_texts) / (_synchronized(variant) - start)
     result = {"threads": threads, "latency_ms": {"model": percentiles_ms(np.asarray(model_only) * 1000),
                                                  "with_tokenization": percentiles_ms(np.asarray(end_to_end) * 1000)},
-              "throughput_per_s": round(throughput, 1), "throughput_batch": batch_size}
+              "throughput_per_s": round(throughput, 1), "throughput_batch": batch_size,
+              "per_text_ms": [round(seconds * 1000, 4) for seconds in end_to_end]}  # a cascade's parts add up
     if split_texts is not None:
         result["probs"] = predict_probs(predict, tokenizer, split_texts, description=f"{variant.name}: predicting")
     peak = _memory_mb("VmHWM")

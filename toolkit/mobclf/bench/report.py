@@ -31,6 +31,7 @@ from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact,
 from mobclf.bench import table
 from mobclf.bench.measure import OtherProcesses, measure_in_subprocess, measure_native, percentiles_ms
 from mobclf.bench.variants import KINDS, Variant, variants_of
+from mobclf.cascade import cascade_rules, confidence, escalated
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.distill.teacher_cache import teacher_outputs
@@ -78,7 +79,7 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
     timing_texts = texts[:config.latency_texts]
     throughput_texts = (texts * THROUGHPUT_TEXTS)[:THROUGHPUT_TEXTS]
 
-    rows, predictions = [], {}
+    rows, predictions, probabilities, per_text_ms = [], {}, {}, {}
     for variant in variants:
         console.log(f"{variant.name}: {variant.runtime} {variant.precision} on {variant.device}")
         if variant.parity_passed is False:
@@ -90,9 +91,14 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
                                              None if eager_probs is not None or threads != all_threads[-1] else texts)
                        for threads in all_threads]
         probs = eager_probs if eager_probs is not None else timings[-1].pop("probs")
+        per_text_ms[variant.name] = [timing.pop("per_text_ms") for timing in timings][-1]
+        probabilities[variant.name] = probs
         predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), variant.single_label)
         rows.append(_row(variant, examples, predictions[variant.name], timings))
         rows[-1]["others_cpu_share"] = others.cpu_share
+    cascades = [artifact for artifact in artifacts.values() if artifact.kind == "cascade"]
+    rows += [_cascade_row(cascade, runtime, variants, examples, probabilities, predictions, per_text_ms)
+             for cascade in cascades for runtime in cascade_rules(cascade)]
     if config.tfidf and training is not None:
         rows += _tfidf_rows(training, examples, timing_texts, throughput_texts, predictions)
     programs = [variant for variant in variants if variant.runtime == "executorch"]
@@ -197,6 +203,31 @@ def _row(variant: Variant, examples: Labelled, predicted: np.ndarray, timings: l
         throughput_per_s=main_timing["throughput_per_s"], peak_rss_mb=main_timing["peak_rss_mb"],
         peak_rss_over_baseline_mb=main_timing["peak_rss_over_baseline_mb"], timings=timings,
         per_label_f1=[label["f1"] for label in metrics["per_label"]])
+
+
+def _cascade_row(cascade: Artifact, runtime: str, variants: list[Variant], examples: Labelled,
+                 probabilities: dict, predictions: dict, per_text_ms: dict) -> dict:
+    """A cascade's row in one runtime, from its parts' rows: its rule's decisions on every text, and on each timed
+    text the fast part's time plus the accurate part's when the rule escalates it (what the app waits for); both
+    files' size; the share escalated and the mean latency (a cascade's point: most texts take the fast path)."""
+    rule = cascade_rules(cascade)[runtime]
+    parts = {variant.name: variant for variant in variants}
+    fast, accurate = (parts[f"{cascade.path.name}/{rule[role]}"] for role in ("fast", "accurate"))
+    sent = escalated(confidence(probabilities[fast.name], np.asarray(fast.thresholds), fast.single_label),
+                     rule["threshold"])
+    name = f"{cascade.path.name} ({runtime})"
+    predictions[name] = np.where(sent[:, None], predictions[accurate.name], predictions[fast.name])
+    metrics = classification_metrics(examples.targets, predictions[name], examples.labels)
+    timed = np.asarray(per_text_ms[fast.name])
+    ms = timed + sent[:len(timed)] * np.asarray(per_text_ms[accurate.name])
+    latency = percentiles_ms(ms)
+    return table.result_row(
+        name, "cascade", f"{fast.arch}→{accurate.arch}", fast.runtime, f"{fast.precision}+{accurate.precision}",
+        metrics, device="cpu", parity_passed=fast.parity_passed and accurate.parity_passed,
+        size_bytes=fast.size_bytes + accurate.size_bytes, params=fast.params + accurate.params,
+        latency_ms_p50=latency["p50"], latency_ms_p95=latency["p95"], latency_ms_mean=round(float(ms.mean()), 4),
+        escalation_rate=float(sent.mean()), throughput_per_s=None, peak_rss_mb=None, peak_rss_over_baseline_mb=None,
+        timings=[], per_label_f1=[label["f1"] for label in metrics["per_label"]])
 
 
 def _tfidf_rows(dataset: Dataset, examples: Labelled, timing_texts: list[str], throughput_texts: list[str],

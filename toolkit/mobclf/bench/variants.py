@@ -3,7 +3,8 @@
 - a teacher: fp32 eager (on CUDA when there is one, as a server would run it; otherwise CPU);
 - a student or pruned model: fp32 eager on CPU;
 - a quantized artifact: its ``model.pte`` in the ExecuTorch runtime or ``model.onnx`` in onnxruntime;
-- an export bundle: each of its files in its runtime.
+- an export bundle: each of its files in its runtime;
+- a cascade: the files its rules use (``bench`` adds a row for each rule, from theirs).
 
 A ``Variant`` is plain data (it crosses into the measuring subprocess); ``open_predictor`` turns it into a callable
 ``(input_ids, attention_mask) → logits`` and its tokenizer there. ``open_model`` is the same thing for one process
@@ -34,8 +35,7 @@ from mobclf.train.batching import TokenizedTexts, batch_indices
 from mobclf.train.classifier import predict_probs
 from mobclf.train.thresholds import predict_labels
 
-KINDS = ("teacher", "student", "pruned", "quantized", "export")  # what bench compares
-ANSWERING_KINDS = (*KINDS, "cascade")  # what eval and predict run (open_model)
+KINDS = ("teacher", "student", "pruned", "quantized", "export", "cascade")
 
 
 @dataclass
@@ -60,6 +60,10 @@ def variants_of(artifact: Artifact) -> list[Variant]:
     """The variants one artifact (loaded with ``kind=KINDS``) offers, named after its directory (plus the file for
     bundles)."""
     manifest, name = artifact.manifest, artifact.path.name
+    if artifact.kind == "cascade":
+        from mobclf.cascade import part_variants
+
+        return part_variants(artifact)
     if artifact.kind in ("teacher", "student", "pruned"):
         device = "cuda" if artifact.kind == "teacher" and torch.cuda.is_available() else "cpu"
         return [_variant(artifact, name, artifact.kind, manifest["architecture"]["name"], "eager", "fp32", WEIGHTS,
@@ -199,7 +203,7 @@ class Answers:
 
 
 def open_model(model: Path | Artifact, file: str | None = None, device: str = "auto",
-               kinds: tuple[str, ...] = ANSWERING_KINDS) -> Predictor:
+               kinds: tuple[str, ...] = KINDS) -> Predictor:
     """Any model artifact (teacher, student, pruned, quantized) or export bundle (a directory, or an artifact loaded
     already) as a ``Predictor`` in its runtime: eager (on ``device``; auto: CUDA for a teacher when there is one),
     ExecuTorch or onnxruntime. ``file`` chooses a bundle's file (default its first). A cascade bundle opens as a

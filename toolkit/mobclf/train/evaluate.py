@@ -92,12 +92,12 @@ def run(config: EvalConfig, model_dir: Path, data: Path | None = None, file: Pat
     model artifact or bundle, in its runtime, with its own thresholds and decision rule) on ``config.split`` of the
     dataset artifact ``data`` or on the labelled ``file`` (exactly one of them)."""
     from mobclf.artifacts import load_artifact
-    from mobclf.bench.variants import ANSWERING_KINDS, open_model
+    from mobclf.bench.variants import KINDS, open_model
 
     if (data is None) == (file is None):
         raise UserError("give the examples either as --data DIR (a dataset artifact) or as --file FILE (a labelled "
                         "file), not both or neither")
-    artifact = load_artifact(model_dir, kind=ANSWERING_KINDS)
+    artifact = load_artifact(model_dir, kind=KINDS)
     examples = (labelled_split(data, config.split, artifact) if data is not None
                 else labelled_file(file, artifact.labels, config.reading))
     model = open_model(artifact, config.bundle_file, config.device)
