@@ -37,7 +37,7 @@ from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
 from mobclf.stages import CascadeConfig
-from mobclf.train.metrics import f1_from_counts
+from mobclf.train.metrics import classification_metrics, f1_from_counts
 
 RULE_FILE = "cascade.json"
 PLOT_FILE = "calibration.png"
@@ -242,7 +242,7 @@ def run(config: CascadeConfig, *, fast: Path, accurate: Path, data: Path, out: P
             confidences, fast_choices, accurate_choices, gold = scored["test"]
             sent = escalated(confidences, calibration.threshold)
             choices = np.where(sent[:, None], accurate_choices, fast_choices)
-            rule[runtime]["test"] = {name: float(f1_from_counts(*_counts(chosen, gold).sum(0)))
+            rule[runtime]["test"] = {name: classification_metrics(gold, chosen, dataset.labels)["micro_f1"]
                                      for name, chosen in (("micro_f1", choices), ("fast_micro_f1", fast_choices),
                                                           ("accurate_micro_f1", accurate_choices))}
             rule[runtime]["test"]["escalation_rate"] = float(sent.mean())

@@ -91,7 +91,7 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
                                              None if eager_probs is not None or threads != all_threads[-1] else texts)
                        for threads in all_threads]
         probs = eager_probs if eager_probs is not None else timings[-1].pop("probs")
-        per_text_ms[variant.name] = [timing.pop("per_text_ms") for timing in timings][-1]
+        per_text_ms[variant.name] = [timing.pop("per_text_ms") for timing in timings][-1]  # all threads; not kept
         probabilities[variant.name] = probs
         predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), variant.single_label)
         rows.append(_row(variant, examples, predictions[variant.name], timings))
