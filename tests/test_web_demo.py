@@ -1,5 +1,6 @@
 """The browser demo (android-demo/web), run in headless Chromium with a phone viewport, shows the labels mobclf
-predicts for the same bundle. (Its JavaScript tokenizers are proven in test_device_tokenizers.py.)
+predicts for the same bundle, and for a cascade the model mobclf's rule picks. (Its JavaScript tokenizers are
+proven in test_device_tokenizers.py.)
 
 Needs Node, Debian ``chromium`` and the page's npm packages: run ``android-demo/tools/install-browser.sh`` first.
 """
@@ -9,9 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pytest
+
+from mobclf.cascade import confidence
 
 WEB = Path(__file__).resolve().parents[1] / "android-demo" / "web"
 INSTALL = "run android-demo/tools/install-browser.sh (it installs Debian chromium and the page's npm packages)"
@@ -32,18 +38,20 @@ def node_module(name: str) -> Path:
     return path
 
 
+PLAIN = {"TextCNN": "textcnn", "TinyBERT": "tinybert"}  # model switcher name → bundle directory
+CASCADE = "Cascade"
 PAGE_FILES = ("index.html", "app.js", "classifier.js", "tokenizers.js", "bert-unicode.js", "style.css")
 
 
-@pytest.fixture
-def web_server(tmp_path):
-    """A copy of the page under ``tmp_path / "site"``, served on 127.0.0.1 (a free port) while the test runs,
-    with onnxruntime-web's dist files from android-demo/web/node_modules linked in."""
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory):
+    """A copy of the page in a temporary ``site`` directory, served on 127.0.0.1 (a free port) while this module's
+    tests run, with onnxruntime-web's dist files from android-demo/web/node_modules linked in."""
     import functools
     import http.server
     import threading
 
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("web") / "site"
     (site / "node_modules" / "onnxruntime-web").mkdir(parents=True)
     for name in PAGE_FILES:
         shutil.copyfile(WEB / name, site / name)
@@ -83,46 +91,131 @@ def python_labels(bundle_dir: Path, texts: list[str]) -> tuple[list[list[str]], 
     return [[bundle["labels"][i] for i in np.flatnonzero(row)] for row in predicted], probs
 
 
-def test_browser_demo_shows_pythons_labels_in_chromium(students, web_server, tmp_path):
+def splitting_threshold(confidences: np.ndarray) -> float:
+    """A threshold that escalates at least two of ``confidences`` and keeps at least two: the middle of the widest
+    gap between them, so that the browser's float32 probabilities fall on the same side as Python's."""
+    ordered = np.sort(confidences)
+    gap = 1 + int(np.argmax(np.diff(ordered[1:-1])))
+    assert ordered[gap + 1] - ordered[gap] > 1e-3, ordered
+    return float((ordered[gap] + ordered[gap + 1]) / 2)
+
+
+class PageRun(NamedTuple):
+    texts: list[str]
+    shown: dict  # browser-check.mjs's JSON
+    cascade: object  # the Python CascadePredictor, with the served threshold
+    answers: object  # its Answers for the texts
+    confidences: np.ndarray  # its fast model's confidence of each text
+
+
+@pytest.fixture(scope="module")
+def page(students, web_server, tmp_path_factory):
+    """The page, in one headless Chromium run, on the tiny TextCNN and TinyBERT exported with ``--target web`` and on
+    their cascade (``mobclf cascade``), for the same texts. The served cascade's threshold is moved between the fast
+    model's confidences of those texts, so that some escalate and some do not. Returns the texts, browser-check's
+    JSON, and what Python's cascade makes of them (``PageRun``)."""
     from conftest import run
 
+    from mobclf.artifacts import load_artifact
+    from mobclf.cascade import open_cascade
     from mobclf.data.dataset import load_dataset
 
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing; {INSTALL}")
     node_module("playwright-core")
     site, url = web_server
-    models = {"TextCNN": "textcnn", "TinyBERT": "tinybert"}
-    for artifact in models.values():
+    work = tmp_path_factory.mktemp("web-demo")
+    for artifact in PLAIN.values():
         result = run("export", "--from", students / artifact, "--target", "web", "--out", site / "bundles" / artifact,
                      "--parity-texts", "20")
         assert result.exit_code == 0, result.output
+    result = run("cascade", "--fast", site / "bundles" / "textcnn", "--accurate", site / "bundles" / "tinybert",
+                 "--data", students / "data", "--out", work / "cascade", "--keep", "0.98")
+    assert result.exit_code == 0, result.output
     headlines = load_dataset(students / "data").texts("test")[:6]
     texts = ["", "iPhone15发布，售价5999元起😀", *headlines]  # the screenshots show the last one
-    (site / "bundles.json").write_text(json.dumps(
-        {"bundles": [{"name": name, "path": f"bundles/{artifact}/"} for name, artifact in models.items()],
-         "samples": headlines}, ensure_ascii=False), encoding="utf-8")
-    cases = tmp_path / "cases.json"
-    cases.write_text(json.dumps({"models": list(models), "texts": texts}, ensure_ascii=False), encoding="utf-8")
 
+    cascade = open_cascade(load_artifact(work / "cascade", kind="cascade"), "onnxruntime")
+    fast = cascade.fast
+    confidences = confidence(fast.probs(texts), fast.thresholds, fast.single_label)
+    threshold = splitting_threshold(confidences)
+    cascade = replace(cascade, threshold=threshold)
+    served = site / "bundles" / "cascade"
+    shutil.copytree(work / "cascade", served)
+    rule = json.loads((served / "cascade.json").read_text("utf-8"))
+    rule["runtimes"]["onnxruntime"]["threshold"] = threshold
+    (served / "cascade.json").write_text(json.dumps(rule), encoding="utf-8")
+
+    paths = {**PLAIN, CASCADE: "cascade"}
+    (site / "bundles.json").write_text(json.dumps(
+        {"bundles": [{"name": name, "path": f"bundles/{path}/"} for name, path in paths.items()],
+         "samples": headlines}, ensure_ascii=False), encoding="utf-8")
+    cases = work / "cases.json"
+    cases.write_text(json.dumps({"models": list(paths), "texts": texts}, ensure_ascii=False), encoding="utf-8")
     result = subprocess.run([node(), WEB / "tools" / "browser-check.mjs", url + "index.html", cases,
-                             tmp_path / "screenshots"], capture_output=True, text=True, encoding="utf-8",
-                            timeout=240, cwd=WEB)
+                             work / "screenshots"], capture_output=True, text=True, encoding="utf-8",
+                            timeout=360, cwd=WEB)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     shown = json.loads(result.stdout)
     problems = [message for message in shown["console"] if message.startswith(("error", "pageerror", "request"))]
     assert not problems, problems
-    for name, artifact in models.items():
-        expected, probs = python_labels(site / "bundles" / artifact, texts)
-        labels = json.loads((site / "bundles" / artifact / "bundle.json").read_text("utf-8"))["labels"]
-        for text, row, ours, theirs in zip(texts, probs, expected, shown["results"][name]):
-            assert theirs["state"] == "done", theirs["error"]
-            assert theirs["text"] == text
-            assert sorted(theirs["labels"]) == sorted(ours), f"{name}: {text!r}"
-            shown_probs = [*zip(theirs["labels"], theirs["probs"]), *((e["label"], e["prob"]) for e in theirs["below"])]
-            for label, prob in shown_probs:
-                assert abs(prob - row[labels.index(label)]) < 1e-4, (name, text, label, prob)
-            assert theirs["inference_ms"] > 0
     for screenshot in shown["screenshots"]:
         assert Path(screenshot).stat().st_size > 10_000
         print(f"screenshot: {screenshot}")
+    return PageRun(texts, shown, cascade, cascade.answer(texts), confidences)
+
+
+def assert_shows(theirs: dict, labels: list[str], chosen: np.ndarray, probs: np.ndarray, what: str):
+    """The page's answer to one text shows the labels ``chosen`` and, for them and those below, ``probs``."""
+    assert theirs["state"] == "done", theirs["error"]
+    assert sorted(theirs["labels"]) == sorted(labels[i] for i in np.flatnonzero(chosen)), what
+    shown_probs = [*zip(theirs["labels"], theirs["probs"]), *((e["label"], e["prob"]) for e in theirs["below"])]
+    for label, prob in shown_probs:
+        assert abs(prob - probs[labels.index(label)]) < 1e-4, (what, label, prob)
+    assert theirs["inference_ms"] > 0
+
+
+def read_bundle(directory: Path) -> dict:
+    return json.loads((directory / "bundle.json").read_text("utf-8"))
+
+
+def model_line(bundle: dict) -> str:
+    """How the page's model line starts describing ``bundle``: "textcnn, fp32"."""
+    return f"{bundle['model']['architecture']}, {bundle['model']['files']['onnx']['precision']}"
+
+
+def test_browser_demo_shows_pythons_labels_in_chromium(page, web_server):
+    """Each plain bundle's page shows the labels and probabilities mobclf predicts in Python, and no cascade note."""
+    site, _ = web_server
+    for name, artifact in PLAIN.items():
+        expected, probs = python_labels(site / "bundles" / artifact, page.texts)
+        bundle = read_bundle(site / "bundles" / artifact)
+        for text, row, ours, theirs in zip(page.texts, probs, expected, page.shown["results"][name]):
+            assert theirs["text"] == text
+            assert_shows(theirs, bundle["labels"], np.isin(bundle["labels"], ours), row, f"{name}: {text!r}")
+            assert theirs["answered_by"] is None and theirs["answer_note"] is None
+        assert page.shown["info"][name].startswith(f"{name}: {model_line(bundle)}, ")
+
+
+def test_browser_demo_shows_which_model_of_a_cascade_answered(page, web_server):
+    """Each text is answered by the model Python's cascade picks (both kinds occur), with that model's labels and
+    probabilities; the page names the model, and shows the fast model's confidence and each model's time."""
+    cascade, answers = page.cascade, page.answers
+    site, _ = web_server
+    parts = {role: read_bundle(site / "bundles" / "cascade" / role) for role in ("fast", "accurate")}
+    results = page.shown["results"][CASCADE]
+    assert {theirs["answered_by"] for theirs in results} == {"fast", "accurate"}
+    for text, sent, sure, probs, chosen, theirs in zip(page.texts, answers.escalated, page.confidences,
+                                                        answers.probs, answers.choices, results):
+        role = "accurate" if sent else "fast"
+        assert theirs["text"] == text
+        assert theirs["answered_by"] == role, text
+        assert_shows(theirs, cascade.labels, chosen, probs, f"cascade: {text!r}")
+        assert theirs["fast_confidence"] == pytest.approx(sure, abs=1e-4)
+        assert f"the {role} model ({parts[role]['model']['architecture']})" in theirs["answer_note"]
+        assert ("ms fast + " in theirs["timing"]) == sent and "ms fast" in theirs["timing"]
+    rate = json.loads((site / "bundles" / "cascade" / "cascade.json").read_text("utf-8"))[
+        "runtimes"]["onnxruntime"]["val"]["escalation_rate"]
+    info = page.shown["info"][CASCADE]
+    assert f"fast {model_line(parts['fast'])}" in info and f"accurate {model_line(parts['accurate'])}" in info
+    assert f"below confidence {cascade.threshold:#.3g}" in info and f"({100 * rate:.1f}% of val texts)" in info

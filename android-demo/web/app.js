@@ -4,10 +4,13 @@
 //   index.html                              the bundles listed in bundles.json next to the page:
 //                                           {"bundles": [{"name": "TinyBERT", "path": "bundles/tinybert/"}, ...],
 //                                            "samples": ["optional headlines", ...]}
+//
+// A directory may also be a cascade (`mobclf cascade`, its manifest.json says so): the page then shows which of
+// its two models answered each text.
 
 import * as ort from "./node_modules/onnxruntime-web/dist/ort.wasm.min.mjs";
 
-import { BundleClassifier } from "./classifier.js";
+import { BundleClassifier, CascadeClassifier, confidence } from "./classifier.js";
 
 // onnxruntime-web fetches its .wasm from here; it must be an absolute URL. One thread: a plain static server
 // sends no COOP/COEP headers, so the page cannot use SharedArrayBuffer.
@@ -66,6 +69,9 @@ function renderSamples(samples) {
   }));
 }
 
+/** The confidence rule's name for a bundle's decision (classifier.js `confidence`). */
+const decisionOf = (bundle) => (bundle.output.decision === "argmax" ? "argmax" : "threshold");
+
 function labelItem(classifier, index, prob, kind) {
   const item = document.createElement("li");
   item.className = `label ${kind}`;
@@ -96,6 +102,41 @@ function labelItem(classifier, index, prob, kind) {
   return item;
 }
 
+/**
+ * For a cascade: which model answered and the fast model's confidence against the threshold, shown and on #result
+ * as data-answered-by and data-fast-confidence. A plain bundle hides and clears them.
+ */
+function showAnswerer(classifier, { answeredBy, fastAnswer }) {
+  const result = $("result");
+  const note = $("answered-by");
+  note.hidden = !answeredBy;
+  if (!answeredBy) {
+    delete result.dataset.answeredBy;
+    delete result.dataset.fastConfidence;
+    return;
+  }
+  const { fast, accurate, rule } = classifier;
+  const sure = confidence(fastAnswer.probs, fast.thresholds, decisionOf(fast.bundle));
+  const [shown, threshold] = [sure.toPrecision(3), rule.threshold.toPrecision(3)];
+  note.textContent = answeredBy === "fast"
+    ? `answered by the fast model (${fast.bundle.model.architecture}): confidence ${shown} ≥ threshold ${threshold}`
+    : `escalated to the accurate model (${accurate.bundle.model.architecture}): the fast model's confidence `
+      + `${shown} < threshold ${threshold}`;
+  result.dataset.answeredBy = answeredBy;
+  result.dataset.fastConfidence = String(sure);
+}
+
+/** "1.2 ms model + 0.3 ms tokenizer (12 tokens)"; for a cascade each model's time ("1.2 ms fast + 4.5 ms accurate"). */
+function timing({ answeredBy, fastAnswer, inferenceMs, tokenizeMs, ids }) {
+  let models = `${inferenceMs.toFixed(1)} ms`;
+  if (answeredBy) {
+    const fastMs = fastAnswer.inferenceMs;
+    models = `${fastMs.toFixed(1)} ms fast`
+      + (answeredBy === "accurate" ? ` + ${(inferenceMs - fastMs).toFixed(1)} ms accurate` : "");
+  }
+  return `${models} model + ${tokenizeMs.toFixed(1)} ms tokenizer (${ids.length} tokens)`;
+}
+
 async function classify() {
   const classifier = state.classifier;
   if (!classifier) return;
@@ -103,18 +144,20 @@ async function classify() {
   result.dataset.state = "running";
   try {
     const text = $("text").value;
-    const { probs, predicted, fallback, tokenizeMs, inferenceMs, ids } = await classifier.classify(text);
+    const answer = await classifier.classify(text);
+    const { probs, predicted, fallback, inferenceMs } = answer;
+    const model = answer.answeredBy ? classifier[answer.answeredBy] : classifier; // whose labels and thresholds
     const chosen = new Set(predicted);
     const ranked = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a]);
     $("predicted").replaceChildren(...ranked.filter((i) => chosen.has(i))
-      .map((i) => labelItem(classifier, i, probs[i], fallback ? "predicted fallback" : "predicted")));
+      .map((i) => labelItem(model, i, probs[i], fallback ? "predicted fallback" : "predicted")));
     $("below").replaceChildren(...ranked.filter((i) => !chosen.has(i)).slice(0, BELOW_SHOWN)
-      .map((i) => labelItem(classifier, i, probs[i], "other")));
+      .map((i) => labelItem(model, i, probs[i], "other")));
     $("fallback-note").hidden = !fallback;
-    $("below-heading").textContent = classifier.bundle.output.decision === "argmax" ? "Next most probable"
+    $("below-heading").textContent = model.bundle.output.decision === "argmax" ? "Next most probable"
       : "Top labels below threshold";
-    $("timing").textContent = `${inferenceMs.toFixed(1)} ms model + ${tokenizeMs.toFixed(1)} ms tokenizer `
-      + `(${ids.length} tokens)`;
+    showAnswerer(classifier, answer);
+    $("timing").textContent = timing(answer);
     result.dataset.inferenceMs = inferenceMs.toFixed(3);
     result.dataset.state = "done";
     showError("");
@@ -124,13 +167,33 @@ async function classify() {
   }
 }
 
+/** "textcnn, int8 (dynamic), 0.05 MB": one bundle's model. */
+function describeModel(classifier) {
+  const onnx = classifier.bundle.model.files.onnx;
+  return `${classifier.bundle.model.architecture}, ${onnx.precision}${onnx.scheme ? ` (${onnx.scheme})` : ""}, `
+    + `${(classifier.modelBytes / 1024 / 1024).toFixed(2)} MB`;
+}
+
 function describe(classifier, name) {
+  if (classifier instanceof CascadeClassifier) {
+    const { fast, accurate, rule } = classifier;
+    return `${name}: cascade of a fast ${describeModel(fast)} and an accurate ${describeModel(accurate)}; `
+      + `escalates below confidence ${rule.threshold.toPrecision(3)} (${(100 * rule.val.escalation_rate).toFixed(1)}% `
+      + `of val texts), ${classifier.labels.length} labels`;
+  }
   const bundle = classifier.bundle;
-  const onnx = bundle.model.files.onnx;
-  const size = (classifier.modelBytes / 1024 / 1024).toFixed(2);
   const rule = bundle.output.decision === "argmax" ? "argmax" : "per-label thresholds";
-  return `${name}: ${bundle.model.architecture}, ${onnx.precision}${onnx.scheme ? ` (${onnx.scheme})` : ""}, `
-    + `${size} MB, ${bundle.labels.length} labels, ${bundle.tokenizer.type} tokenizer, ${rule}`;
+  return `${name}: ${describeModel(classifier)}, ${bundle.labels.length} labels, ${bundle.tokenizer.type} `
+    + `tokenizer, ${rule}`;
+}
+
+/**
+ * Whether the directory at `url` is a cascade: its manifest.json (every directory mobclf writes has one) says so.
+ * A directory without one (bundle files copied by hand) is read as a plain bundle.
+ */
+async function isCascade(url) {
+  const response = await fetch(new URL("manifest.json", url));
+  return response.ok && (await response.json()).kind === "cascade";
 }
 
 async function selectBundle(index) {
@@ -141,7 +204,8 @@ async function selectBundle(index) {
   document.body.dataset.model = "";
   try {
     const started = performance.now();
-    const classifier = await BundleClassifier.load(ort, new URL(path, location.href));
+    const url = new URL(path, location.href);
+    const classifier = await ((await isCascade(url)) ? CascadeClassifier : BundleClassifier).load(ort, url);
     if (state.loading !== loading) return; // another model was picked meanwhile
     state.classifier = classifier;
     $("model-info").textContent = `${describe(classifier, name)} · loaded in `

@@ -127,12 +127,15 @@ export class CascadeClassifier {
     this.modelBytes = fast.modelBytes + accurate.modelBytes;
   }
 
-  /** Classify one text as the fast model, or as the accurate one when the rule escalates it; says which answered. */
+  /**
+   * Classify one text as the fast model, or as the accurate one when the rule escalates it; says which answered
+   * (`answeredBy`) and keeps the fast model's own answer (`fastAnswer`: its confidence and time are shown too).
+   */
   async classify(text) {
     const fast = await this.fast.classify(text);
-    if (!escalates(fast.probs, this.fast.bundle, this.rule)) return { ...fast, answeredBy: "fast" };
+    if (!escalates(fast.probs, this.fast.bundle, this.rule)) return { ...fast, answeredBy: "fast", fastAnswer: fast };
     const accurate = await this.accurate.classify(text);
-    return { ...accurate, answeredBy: "accurate", tokenizeMs: fast.tokenizeMs + accurate.tokenizeMs,
+    return { ...accurate, answeredBy: "accurate", fastAnswer: fast, tokenizeMs: fast.tokenizeMs + accurate.tokenizeMs,
              inferenceMs: fast.inferenceMs + accurate.inferenceMs };
   }
 }

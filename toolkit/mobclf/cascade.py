@@ -30,12 +30,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mobclf.artifacts import MANIFEST, Artifact, lineage, load_artifact, write_artifact
 from mobclf.bench.variants import Answers, Predictor, Variant, open_model, variants_of
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
+from mobclf.models.early_exit import decision_margin
 from mobclf.stages import CascadeConfig
 from mobclf.train.metrics import classification_metrics, f1_from_counts
 
@@ -46,14 +48,10 @@ CURVE_POINTS = 200  # points of the stored calibration curve (the chosen one alw
 
 def confidence(probs: np.ndarray, thresholds: np.ndarray, single_label: bool) -> np.ndarray:
     """How far each text's probabilities ``[N, L]`` are from changing the model's decision: the top-two margin
-    (single-label), or the least distance of a label from its threshold (multi-label); ``[N]``."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if single_label:
-        if probs.shape[1] < 2:
-            return np.ones(len(probs))
-        top_two = np.sort(np.partition(probs, -2, axis=1)[:, -2:], axis=1)
-        return top_two[:, 1] - top_two[:, 0]
-    return np.abs(probs - np.asarray(thresholds, dtype=np.float64)[None, :]).min(axis=1)
+    (single-label), or the least distance of a label from its threshold (multi-label); ``[N]``, in float64. The
+    early exits' rule (``models.early_exit.decision_margin``)."""
+    as_float64 = (torch.as_tensor(np.asarray(values, dtype=np.float64)) for values in (probs, thresholds))
+    return decision_margin(*as_float64, single_label).numpy()
 
 
 def escalated(confidences: np.ndarray, threshold: float) -> np.ndarray:
@@ -71,7 +69,7 @@ class Calibration:
     curve: list[tuple[float, float]]  # (escalation rate, micro-F1) at CURVE_POINTS points and the chosen one
 
 
-def _counts(choices: np.ndarray, gold: np.ndarray) -> np.ndarray:
+def per_text_counts(choices: np.ndarray, gold: np.ndarray) -> np.ndarray:
     """Per text: true positives, false positives, false negatives ``[N, 3]``."""
     choices, gold = choices.astype(bool), gold.astype(bool)
     return np.stack([(choices & gold).sum(1), (choices & ~gold).sum(1), (~choices & gold).sum(1)], axis=1)
@@ -83,7 +81,8 @@ def calibrate(confidences: np.ndarray, fast: np.ndarray, accurate: np.ndarray, g
     fast model's ``confidences`` [N] and both models' multi-hot choices and the ``gold`` labels [N, L]."""
     order = np.argsort(confidences, kind="stable")
     sorted_confidences = np.asarray(confidences, dtype=np.float64)[order]
-    fast_counts, accurate_counts = _counts(fast[order], gold[order]), _counts(accurate[order], gold[order])
+    fast_counts = per_text_counts(fast[order], gold[order])
+    accurate_counts = per_text_counts(accurate[order], gold[order])
     # k escalated (the k least confident): counts = accurate's on the first k, fast's on the rest
     zero = np.zeros((1, 3))
     escalated_part = np.concatenate([zero, np.cumsum(accurate_counts, axis=0)])

@@ -50,6 +50,8 @@ def run(config: PredictConfig, model_dir: Path, texts: list[str], progress: bool
                                           for index in order[:config.top_k]}})
         if answers.escalated is not None:
             records[-1]["answered_by"] = "accurate" if answers.escalated[number] else "fast"
+        if answers.exit_layers is not None:
+            records[-1]["exit_layer"] = int(answers.exit_layers[number])
     return records
 
 

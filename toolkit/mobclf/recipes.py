@@ -120,6 +120,7 @@ KINDS: dict[str, Stage | None] = {  # kind → its stage (None: the demo corpus;
     "llm-teacher": stages.TRAIN_LLM_TEACHER,
     "distill": stages.DISTILL_TOKEN_STUDENTS["textcnn"],
     "prune": stages.PRUNE,
+    "early-exit": stages.EARLY_EXIT,
     "quantize": stages.QUANTIZE,
     "export": stages.EXPORT,
     "cascade": stages.CASCADE,

@@ -379,7 +379,7 @@ class DpcnnDistillConfig(TokenStudentDistillConfig):
     architecture: ClassVar[str] = "dpcnn"
     num_filters: int = setting(128, "Filters of every convolution.", flag="filters", min=1)
     blocks: int = setting(2, "Downsampling blocks (each halves the length; exported programs pad texts to at least "
-                          "4 × 2^blocks tokens).", min=0)
+                          "4 × 2^blocks tokens, and with 2 or more to the max length).", min=0)
 
 
 @dataclass(frozen=True)
@@ -567,5 +567,33 @@ CASCADE = Stage(("cascade",), CascadeConfig, "mobclf.cascade:run", produces="cas
                               "scores the cascade.")),
                 help="Bundle two exported models as a cascade, with its confidence threshold calibrated on val.")
 
+
+@dataclass(frozen=True)
+class EarlyExitConfig(StageConfig):
+    """Exits after every layer of a BERT student, trained by self-distillation and calibrated on val
+    (``distill/early_exit.py``)."""
+
+    keep: float = setting(0.995, "Share of the student's own val micro-F1 the early exits keep: the threshold is the "
+                          "one of the fewest layers run on average that keeps it.", min=0, max=1, min_open=True)
+    losses: dict[str, float] = setting({"soft_kd": 1.0, "hard_bce": 1.0}, "Repeatable NAME=WEIGHT: soft_kd (towards "
+                                       "the last layer's predictions), hard_bce (the gold labels).", flag="loss",
+                                       min=0, metavar="NAME=WEIGHT")
+    temperature: float = setting(2.0, "soft_kd temperature.", min=0, min_open=True)
+    pos_weight: str = setting("sqrt_inverse", "Label weights of the hard_bce loss, from label frequency.",
+                              choices=POS_WEIGHTS)
+    fit: FitConfig = nested(FitConfig, "Training of the exits (the student's own weights stay).",
+                            epochs={"default": 10, "min": 1})
+    device: str = setting("auto", DEVICE)
+
+
+EARLY_EXIT = Stage(("early-exit",), EarlyExitConfig, "mobclf.distill.early_exit:run", produces="student",
+                   inputs=(Input("from", "BERT or TinyBERT student (or teacher) artifact."),
+                           Input("data", "Dataset artifact it was trained on: train teaches the exits, val "
+                                 "calibrates the threshold, test scores it."),
+                           Input("unlabeled", "Unlabelled texts (.jsonl with 'text', or .txt) whose last-layer "
+                                 "predictions teach the exits too.", required=False, file=True)),
+                   help="Give a BERT student an exit after every layer (DeeBERT, FastBERT): texts leave at the first "
+                        "layer sure enough of its answer; the threshold is calibrated on val.")
+
 STAGES = (DATA_PREPARE, PRETRAIN, TRAIN_TEACHER, TRAIN_LLM_TEACHER, *DISTILL_TOKEN_STUDENTS.values(), DISTILL_TINYBERT,
-          PRUNE, QUANTIZE, EXPORT, CASCADE, BENCH)
+          PRUNE, EARLY_EXIT, QUANTIZE, EXPORT, CASCADE, BENCH)

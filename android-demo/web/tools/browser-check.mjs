@@ -3,9 +3,11 @@
 //
 // Opens the demo page in headless Debian Chromium (playwright-core, phone viewport 390x844), and for each model
 // in CASES.json ({"models": ["name in the model switcher", ...], "texts": ["headline", ...]}) selects it, types
-// each text, presses Classify and reads the labels the page shows. Prints JSON
-// {"results": {model: [{"text", "labels", "probs", "below"}]}, "screenshots": [...], "console": [...]} and saves
-// OUT_DIR/<model>.png. Used by tests/test_web_demo.py; also handy by hand against `python3 -m http.server`.
+// each text, presses Classify and reads the labels the page shows (and, for a cascade, which of its models
+// answered: "answered_by" is "fast" or "accurate", null for a plain bundle). Prints JSON
+// {"results": {model: [{"text", "labels", "probs", "below", "answered_by", ...}]}, "info": {model: "model line"},
+// "screenshots": [...], "console": [...]} and saves OUT_DIR/<model>.png. Used by tests/test_web_demo.py; also
+// handy by hand against `python3 -m http.server`.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,11 +43,13 @@ try {
   await page.goto(pageUrl);
 
   const results = {};
+  const info = {};
   const screenshots = [];
   for (const model of cases.models) {
     await page.waitForSelector("body[data-model]:not([data-model=''])", { timeout: 60_000 }); // first model loaded
     if (await page.getAttribute("body", "data-model") !== model) await page.selectOption("#model", { label: model });
     await page.waitForSelector(`body[data-model="${model}"]`, { timeout: 60_000 });
+    info[model] = await page.textContent("#model-info");
     results[model] = [];
     for (const text of cases.texts) {
       await page.fill("#text", text);
@@ -56,15 +60,20 @@ try {
         const read = (id) => [...document.querySelectorAll(`#${id} li`)]
           .map((li) => ({ label: li.dataset.label, prob: Number(li.dataset.prob) }));
         const predicted = read("predicted");
+        const result = document.getElementById("result").dataset;
+        const note = document.getElementById("answered-by");
         return {
           text: document.getElementById("text").value,
-          state: document.getElementById("result").dataset.state,
+          state: result.state,
           error: document.getElementById("error").textContent,
           labels: predicted.map((entry) => entry.label),
           probs: predicted.map((entry) => entry.prob),
           below: read("below"),
-          inference_ms: Number(document.getElementById("result").dataset.inferenceMs),
+          inference_ms: Number(result.inferenceMs),
           timing: document.getElementById("timing").textContent,
+          answered_by: result.answeredBy ?? null,
+          fast_confidence: result.fastConfidence === undefined ? null : Number(result.fastConfidence),
+          answer_note: note.hidden ? null : note.textContent,
         };
       }));
     }
@@ -73,7 +82,7 @@ try {
     await page.screenshot({ path: screenshot, fullPage: true });
     screenshots.push(screenshot);
   }
-  process.stdout.write(JSON.stringify({ results, screenshots, console: messages }) + "\n");
+  process.stdout.write(JSON.stringify({ results, info, screenshots, console: messages }) + "\n");
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });

@@ -30,10 +30,11 @@ import torch
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.bench import table
 from mobclf.bench.measure import OtherProcesses, measure_in_subprocess, measure_native, percentiles_ms
-from mobclf.bench.variants import KINDS, Variant, variants_of
+from mobclf.bench.variants import KINDS, Variant, open_model, variants_of
 from mobclf.cascade import cascade_rules, confidence, escalated
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
+from mobclf.distill.early_exit import exit_shares
 from mobclf.distill.teacher_cache import teacher_outputs
 from mobclf.errors import UserError
 from mobclf.models import load_classifier
@@ -85,7 +86,16 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
         if variant.parity_passed is False:
             console.log(f"[yellow]{variant.name}: its export failed the parity check (exported with "
                         "--accept-parity-failure); its row is marked")
-        eager_probs = _eager_probs(variant, artifacts[variant.artifact], texts) if variant.runtime == "eager" else None
+        exit_layers = None
+        if variant.arch == "early_exit_bert":  # its answers, and the layer each text left at
+            artifact = artifacts[variant.artifact]
+            early_exit = open_model(artifact, variant.file if artifact.kind == "export" else None)
+            answers = early_exit.answer(texts, description=f"{variant.name}: predicting")
+            eager_probs, exit_layers, depth = answers.probs, answers.exit_layers, early_exit.model.depth
+        elif variant.runtime == "eager":
+            eager_probs = _eager_probs(variant, artifacts[variant.artifact], texts)
+        else:
+            eager_probs = None
         with OtherProcesses() as others:
             timings = [measure_in_subprocess(variant, threads, timing_texts, throughput_texts,
                                              None if eager_probs is not None or threads != all_threads[-1] else texts)
@@ -96,12 +106,19 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
         predictions[variant.name] = predict_labels(probs, np.asarray(variant.thresholds), variant.single_label)
         rows.append(_row(variant, examples, predictions[variant.name], timings))
         rows[-1]["others_cpu_share"] = others.cpu_share
+        if exit_layers is not None:  # where texts left an early-exit model, and its mean latency (its point)
+            rows[-1].update(latency_ms_mean=round(float(np.mean(per_text_ms[variant.name])), 4),
+                            mean_exit_layer=float(exit_layers.mean()),
+                            exit_shares=exit_shares(exit_layers - 1, depth))
     cascades = [artifact for artifact in artifacts.values() if artifact.kind == "cascade"]
     rows += [_cascade_row(cascade, runtime, variants, examples, probabilities, predictions, per_text_ms)
              for cascade in cascades for runtime in cascade_rules(cascade)]
     if config.tfidf and training is not None:
         rows += _tfidf_rows(training, examples, timing_texts, throughput_texts, predictions)
     programs = [variant for variant in variants if variant.runtime == "executorch"]
+    if any(variant.arch == "early_exit_bert" for variant in programs):
+        console.log("[yellow]early-exit .pte files get no native rows: the native runner runs one method, forward")
+        programs = [variant for variant in programs if variant.arch != "early_exit_bert"]
     native = _native_rows(programs, timing_texts, config.cold_starts) if config.native and programs else []
     baseline = teachers[0].name if teachers else None
     for row in rows:

@@ -42,7 +42,9 @@ def _number(key: str, pattern: str = "{:.4f}") -> Callable[[dict, dict | None], 
 NAME = Column("model", lambda row, baseline: row["name"] + (" ⚠ parity FAILED" if row.get("parity_passed") is False
                                                             else "") + (
     f" ({100 * row['escalation_rate']:.1f}% escalated, mean {row['latency_ms_mean']:.2f} ms)"
-    if row.get("escalation_rate") is not None else ""), numeric=False)
+    if row.get("escalation_rate") is not None else "") + (
+    f" (left after {row['mean_exit_layer']:.2f} layers on average, mean {row['latency_ms_mean']:.2f} ms)"
+    if row.get("mean_exit_layer") is not None else ""), numeric=False)
 RUNTIME = Column("runtime", lambda row, baseline: row["runtime"], numeric=False)
 WEIGHTS = Column("weights", lambda row, baseline: row["precision"], numeric=False)  # fp32, int8: not a metric
 ACCURACY = Column("accuracy", _number("accuracy"))

@@ -31,8 +31,7 @@ from mobclf.errors import UserError
 from mobclf.export.exportable import min_length
 from mobclf.models import WEIGHTS, build_model, load_classifier
 from mobclf.text import load_tokenizer
-from mobclf.train.batching import TokenizedTexts, batch_indices
-from mobclf.train.classifier import predict_probs
+from mobclf.train.batching import TokenizedTexts, batch_indices, predict_logits
 from mobclf.train.thresholds import predict_labels
 
 KINDS = ("teacher", "student", "pruned", "quantized", "export", "cascade")
@@ -111,6 +110,7 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
             with torch.no_grad():
                 logits = model(input_ids.to(variant.device), attention_mask.to(variant.device)).float().cpu()
             return logits
+        predict.model = model  # for a predictor that reads more than the logits (early exit: the exit layers)
         return predict, tokenizer
     if variant.runtime == "executorch":
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
@@ -121,6 +121,12 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         if threads is not None:
             with native_stderr():
                 _unsafe_reset_threadpool(threads)
+        if variant.arch == "early_exit_bert":  # a method per layer, chained (export/early_exit.py)
+            from mobclf.export.early_exit import EarlyExitPteRunner
+
+            rule = json.loads(artifact.file(artifact.manifest["bundle"]).read_text(encoding="utf-8"))["early_exit"]
+            return EarlyExitPteRunner(artifact.file(variant.file), variant.min_length, rule, variant.thresholds,
+                                      variant.single_label), tokenizer
         return PteRunner(artifact.file(variant.file), variant.min_length), tokenizer
     if variant.runtime == "onnxruntime":
         from mobclf.export.onnx import OnnxRunner
@@ -167,15 +173,18 @@ class Predictor:
         """Probabilities ``[N, labels]`` of ``texts``, in batches of ``batch_size``, with a rich progress bar when
         ``description`` is given. A text's answer never depends on the other texts (the runners see to it: an INT8
         ONNX file runs one text at a time, an ExecuTorch program one row at a time)."""
+        return torch.sigmoid(self._rows(self.forward, texts, batch_size, description)).numpy()
+
+    def _rows(self, forward: Callable, texts: list[str], batch_size: int, description: str | None) -> torch.Tensor:
+        """``forward(input_ids, attention_mask)``'s rows for every text, in order ``[N, width]``."""
         if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if description is not None:
-            return predict_probs(self.forward, self.tokenizer, texts, batch_size=batch_size, description=description)
+            return torch.zeros((0, len(self.labels)))
         encoded = TokenizedTexts(self.tokenizer, texts)
+        if description is not None:
+            return predict_logits(forward, encoded, batch_size, description=description)
         with torch.no_grad():
-            logits = torch.cat([self.forward(**encoded.batch(index)).float().cpu()
-                                for index in batch_indices(len(encoded), batch_size)])
-        return torch.sigmoid(logits).numpy()
+            return torch.cat([forward(**encoded.batch(index)).float().cpu()
+                              for index in batch_indices(len(encoded), batch_size)])
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Multi-hot ``[N, labels]`` choices: argmax for a single-label model; for a multi-label one every label at
@@ -195,11 +204,32 @@ class Predictor:
 @dataclass
 class Answers:
     """A model's answers for N texts: probabilities and chosen labels ``[N, labels]``; for a cascade (``cascade.py``)
-    also which texts the accurate model answered ``[N]`` (the probabilities and labels are that model's there)."""
+    also which texts the accurate model answered ``[N]`` (the probabilities and labels are that model's there); for
+    an early-exit model (``models/early_exit.py``) the layer each text left at ``[N]``."""
 
     probs: np.ndarray
     choices: np.ndarray
     escalated: np.ndarray | None = None
+    exit_layers: np.ndarray | None = None
+
+
+@dataclass
+class EarlyExitPredictor(Predictor):
+    """An early-exit model, eager (``EarlyExitBert``) or its ``.pte`` (``EarlyExitPteRunner``): its answers also say
+    at which layer each text left."""
+
+    model: object = None  # its answer(input_ids, attention_mask) gives the logits and the exit layers
+
+    def answer(self, texts: list[str], batch_size: int = 128, description: str | None = None) -> Answers:
+        def logits_and_exit(input_ids, attention_mask):  # the exit layer as one more column
+            with torch.no_grad():
+                logits, layers = self.model.answer(input_ids.to(self.variant.device),
+                                                   attention_mask.to(self.variant.device))
+            return torch.cat([logits.float(), layers[:, None].float().to(logits.device)], dim=1).cpu()
+
+        rows = self._rows(logits_and_exit, texts, batch_size, description)
+        probs = torch.sigmoid(rows[:, :-1]).numpy()
+        return Answers(probs, self.decide(probs), exit_layers=rows[:, -1].numpy().astype(int))
 
 
 def open_model(model: Path | Artifact, file: str | None = None, device: str = "auto",
@@ -219,4 +249,7 @@ def open_model(model: Path | Artifact, file: str | None = None, device: str = "a
 
         variant.device = str(resolve_device(device))
     forward, tokenizer = open_predictor(variant, threads=None, artifact=artifact)
+    if variant.arch == "early_exit_bert":
+        return EarlyExitPredictor(variant, artifact.labels, tokenizer, forward,
+                                  model=forward.model if variant.runtime == "eager" else forward)
     return Predictor(variant, artifact.labels, tokenizer, forward)

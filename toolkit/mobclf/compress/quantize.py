@@ -41,12 +41,13 @@ from mobclf.distill.losses import soft_target_kd
 from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, program_rows, to_pte
-from mobclf.export.exportable import ExportableClassifier, min_length
+from mobclf.export.exportable import EARLY_EXIT_EXPORTS, ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
 from mobclf.models import load_classifier, save_weights
 from mobclf.models.dpcnn import DPCNN, HalvingPool
+from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.fasttext import NgramBuckets
 from mobclf.models.rnn import AdditiveAttention, RecurrentStudent
 from mobclf.models.textcnn import MaskedMaxPool, TextCNN
@@ -298,6 +299,8 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     dataset = load_dataset(data)
     dataset.check_labels_of(parent)
     model = load_classifier(parent)
+    if isinstance(model, EarlyExitBert):
+        raise UserError(EARLY_EXIT_EXPORTS, path=source)
     if config.runtime == "executorch" and config.scheme == "dynamic" and convolutional(model):
         raise UserError(f"dynamic quantization covers linear layers and a {parent.manifest['architecture']['name']} "
                         "is mostly convolutions; use --scheme static for it")

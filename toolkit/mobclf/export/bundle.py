@@ -23,19 +23,23 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
+from mobclf.export.early_exit import EarlyExitPteRunner, exit_rule, to_early_exit_pte
 from mobclf.export.executorch import PteRunner, to_pte
-from mobclf.export.exportable import ExportableClassifier, min_length
+from mobclf.export.exportable import EARLY_EXIT_EXPORTS, ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
-from mobclf.export.parity import Tolerance, certify, enforce, parity_sample
+from mobclf.export.parity import Tolerance, certify, compare, enforce, parity_sample
 from mobclf.stages import ExportConfig
 from mobclf.models import load_classifier
+from mobclf.models.early_exit import EarlyExitBert
 from mobclf.text import load_tokenizer
+from mobclf.train.batching import TokenizedTexts, predict_logits
 from mobclf.train.classifier import predict_probs
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -80,7 +84,8 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
         if runtime == "executorch":
             described |= {"delegated_ops": quantization["delegated_ops"], "portable_ops": quantization["portable_ops"]}
     elif runtime == "executorch":
-        lowered = to_pte(ExportableClassifier(model), max_length)
+        lowered = (to_early_exit_pte(model, max_length) if isinstance(model, EarlyExitBert)
+                   else to_pte(ExportableClassifier(model), max_length))
         path.write_bytes(lowered.pte)
         described = {"precision": "fp32", "delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}
     else:
@@ -102,6 +107,8 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
     dataset = _dataset_of(artifact, data)
     dataset.check_labels_of(artifact)
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
+    if isinstance(model, EarlyExitBert) and target != "android":
+        raise UserError(f"{EARLY_EXIT_EXPORTS} (not --target {target})", path=source)
     texts = parity_sample(dataset.texts("val"), config.parity.texts, config.seed)
     thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
     eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
@@ -115,6 +122,10 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
                 to_ort(bundle.dir / described["file"], bundle.dir / "model.ort")
                 files["onnx-ort"] = {**described, "file": "model.ort", "format": "ort (ONNX Runtime Mobile)"}
         for described in files.values():
+            if isinstance(model, EarlyExitBert):
+                parity.update(_early_exit_parity(model, bundle.dir / described["file"], tokenizer, texts,
+                                                 eager_probs, thresholds, single_label, tolerance))
+                continue
             runner = RUNNERS[described["runtime"]](bundle.dir / described["file"], min_length(model))
             parity[described["file"]] = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label,
                                                 tolerance, f"parity: {described['file']}")
@@ -134,6 +145,30 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
         console.log(f"{name}: label-set agreement {result['label_set_agreement']:.4f}, max |Δprob| "
                     f"{result['max_abs_prob_difference']:.2e} on {result['texts']} val texts")
     return load_artifact(out)
+
+
+def _early_exit_parity(model: EarlyExitBert, pte: Path, tokenizer, texts: list[str], eager_probs: np.ndarray,
+                       thresholds: np.ndarray, single_label: bool, tolerance: Tolerance) -> dict:
+    """The certificate of an early-exit ``.pte``: as the app chains its methods (texts leaving early), and each exit
+    on its own (every method run), against the eager model's."""
+    runner = EarlyExitPteRunner(pte, min_length(model), exit_rule(model), thresholds.tolist(), single_label)
+    certificates = {pte.name: certify(eager_probs, runner, tokenizer, texts, thresholds, single_label, tolerance,
+                                      f"parity: {pte.name}")}
+    def eager_exits(input_ids, attention_mask):  # [B, depth × labels]: one row per text, as predict_logits wants
+        with torch.no_grad():
+            return model.exit_logits(*model.features(input_ids, attention_mask)).transpose(0, 1).flatten(1)
+
+    def runtime_exits(input_ids, attention_mask):
+        return runner.all_exits(input_ids, attention_mask).transpose(0, 1).flatten(1)
+
+    encoded = TokenizedTexts(tokenizer, texts)
+    eager = predict_logits(eager_exits, encoded, description="parity: eager, every exit")
+    ours = predict_logits(runtime_exits, encoded, description=f"parity: {pte.name}, every exit")
+    eager, ours = (torch.sigmoid(logits).reshape(len(texts), model.depth, -1).numpy() for logits in (eager, ours))
+    for number, name in enumerate(exit_rule(model)["methods"]):
+        certificates[f"{pte.name}#{name}"] = compare(ours[:, number], eager[:, number], thresholds, single_label,
+                                                     tolerance)
+    return certificates
 
 
 def _bundle_description(artifact: Artifact, model: nn.Module, tokenizer, target: str, files: dict, parity: dict,
@@ -163,4 +198,5 @@ def _bundle_description(artifact: Artifact, model: nn.Module, tokenizer, target:
                     "teacher_micro_f1": teacher.get("micro_f1")},
         "parity": {"tolerance": {"min_label_set_agreement": tolerance.min_agreement,
                                  "max_abs_prob_difference": tolerance.max_prob_diff}, "files": parity},
+        **({"early_exit": exit_rule(model)} if isinstance(model, EarlyExitBert) else {}),
     }

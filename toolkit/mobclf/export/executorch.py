@@ -12,6 +12,7 @@ inputs are padded to ``min_length`` (see ``exportable.py``). Facts and pitfalls 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +26,15 @@ from mobclf.quiet import native_stderr
 BOOKKEEPING_NODES = ("getitem", "sym_size")  # graph plumbing, not operators that run
 
 
-def export_program(module: nn.Module, shortest: int, max_length: int) -> torch.export.ExportedProgram:
+def export_program(module: nn.Module, shortest: int, max_length: int,
+                   example: tuple[torch.Tensor, ...] | None = None) -> torch.export.ExportedProgram:
     """torch.export of an ``ExportableClassifier`` (or the graph PT2E made of one) at batch 1 with a dynamic
-    sequence length ``shortest..max_length`` (static when they are equal)."""
-    example = (torch.ones(1, shortest, dtype=torch.long), torch.ones(1, shortest, dtype=torch.long))
+    sequence length ``shortest..max_length`` (static when they are equal). ``example``: other inputs ``[1, L, ...]``
+    than ``input_ids`` and ``attention_mask`` (an early-exit layer's states and the mask), each dynamic in dim 1."""
+    example = example or (torch.ones(1, shortest, dtype=torch.long), torch.ones(1, shortest, dtype=torch.long))
     seq = sequence_dim(shortest, max_length)
     with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
-        return torch.export.export(module, example, dynamic_shapes=({1: seq}, {1: seq}))
+        return torch.export.export(module, example, dynamic_shapes=tuple({1: seq} for _ in example))
 
 
 @dataclass
@@ -104,8 +107,9 @@ def check_lengths_kept(exported: torch.export.ExportedProgram, lowered: torch.ex
                             f"toolchain, please report it; a student of max length {bounds.upper} or less exports")
 
 
-def lower(program: torch.export.ExportedProgram) -> Lowered:
-    """XNNPACK lowering and serialisation of an exported (possibly PT2E-quantized) program."""
+def lower(programs: dict[str, torch.export.ExportedProgram]) -> Lowered:
+    """XNNPACK lowering and serialisation of exported (possibly PT2E-quantized) programs, one method of the ``.pte``
+    each (a classifier has one, ``forward``)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.backends.xnnpack.utils.configs import get_transform_passes
     from executorch.devtools.backend_debug import get_delegation_info
@@ -115,14 +119,18 @@ def lower(program: torch.export.ExportedProgram) -> Lowered:
     # writes the dynamic dim of BERT's reshapes as -1
     passes = get_transform_passes([infer_the_dynamic_dim_of_views])
     with torch.backends.mkldnn.flags(enabled=False):  # to_executorch traces the convolutions again, too
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], transform_passes=passes)
+        edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], transform_passes=passes)
         executorch_program = edge.to_executorch()
-    check_lengths_kept(program, executorch_program.exported_program())
-    operators = get_delegation_info(edge.exported_program().graph_module).delegation_by_operator
-    operators = {name: row for name, row in operators.items() if name not in BOOKKEEPING_NODES}
-    return Lowered(executorch_program.buffer,
-                   {name: row.delegated for name, row in operators.items() if row.delegated},
-                   {name: row.non_delegated for name, row in operators.items() if row.non_delegated})
+    delegated, not_delegated = Counter(), Counter()
+    for method, program in programs.items():
+        check_lengths_kept(program, executorch_program.exported_program(method))
+        operators = get_delegation_info(edge.exported_program(method).graph_module).delegation_by_operator
+        for name, row in operators.items():
+            if name not in BOOKKEEPING_NODES:
+                delegated[name] += row.delegated
+                not_delegated[name] += row.non_delegated
+    return Lowered(executorch_program.buffer, {name: count for name, count in delegated.items() if count},
+                   {name: count for name, count in not_delegated.items() if count})
 
 
 def to_pte(exportable: ExportableClassifier, max_length: int, quantizer=None,
@@ -142,7 +150,7 @@ def to_pte(exportable: ExportableClassifier, max_length: int, quantizer=None,
         if train is not None:
             train(prepared)
         program = export_program(convert_pt2e(prepared), shortest, max_length)
-    return lower(program)
+    return lower({"forward": program})
 
 
 class PteRunner:

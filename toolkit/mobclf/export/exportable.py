@@ -11,8 +11,15 @@ import copy
 import torch
 from torch import nn
 
+from mobclf.errors import UserError
 from mobclf.models.bert import BertClassifier
+from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.textcnn import TextCNN
+
+
+EARLY_EXIT_EXPORTS = ("an early-exit model exports as an fp32 .pte with a method per layer (mobclf export --target "
+                      "android); its forward stops at a layer that depends on the text, which one .onnx graph or an "
+                      "INT8 program cannot yet")
 
 
 class ExportableClassifier(nn.Module):
@@ -21,6 +28,8 @@ class ExportableClassifier(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
+        if isinstance(model, EarlyExitBert):
+            raise UserError(EARLY_EXIT_EXPORTS)
         self.model = copy.deepcopy(model).eval()
         if isinstance(self.model, BertClassifier):
             self.model.bert.set_attn_implementation("eager")
@@ -36,6 +45,8 @@ class ExportableClassifier(nn.Module):
 def min_length(model: nn.Module) -> int:
     """Shortest exported sequence: what a model states itself (DPCNN: enough positions after its halvings; a
     recurrent student: its one length); else above the largest conv kernel (export guards L ≠ k), and at least 4."""
+    if isinstance(model, EarlyExitBert):
+        model = model.base
     if hasattr(model, "min_length"):
         return model.min_length()
     kernels = model.config.get("kernel_sizes", []) if isinstance(model, TextCNN) or \

@@ -48,9 +48,15 @@ def enforce(name: str, result: dict, check: ParityCheck, advice: str, path: Path
 def certify(eager_probs: np.ndarray, runner, tokenizer, texts: list[str], thresholds: np.ndarray,
             single_label: bool, tolerance: Tolerance, description: str) -> dict:
     """Compare one exported file (through its ``runner``) with the eager model's probabilities on ``texts``."""
-    probs = predict_probs(runner, tokenizer, texts, description=description)
+    return compare(predict_probs(runner, tokenizer, texts, description=description), eager_probs, thresholds,
+                   single_label, tolerance)
+
+
+def compare(probs: np.ndarray, eager_probs: np.ndarray, thresholds: np.ndarray, single_label: bool,
+            tolerance: Tolerance) -> dict:
+    """``certify``'s verdict on an exported file's probabilities against the eager model's, for the same texts."""
     ours, eager = (predict_labels(p, thresholds, single_label) for p in (probs, eager_probs))
-    result = {"texts": len(texts),
+    result = {"texts": len(probs),
               "max_abs_prob_difference": float(np.abs(probs - eager_probs).max()),
               "top_label_agreement": float((probs.argmax(1) == eager_probs.argmax(1)).mean()),
               "label_set_agreement": agreement(ours, eager)}

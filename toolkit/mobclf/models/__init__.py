@@ -14,13 +14,15 @@ from mobclf.errors import UserError
 from mobclf.models.bert import BertClassifier, TinyBertClassifier
 from mobclf.models.causal_lm import CausalLmClassifier
 from mobclf.models.dpcnn import DPCNN
+from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.fasttext import FastText
 from mobclf.models.rnn import BiLstmAttention, TextRNN
 from mobclf.models.textcnn import TextCNN
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"bert": BertClassifier, "tinybert": TinyBertClassifier, "textcnn": TextCNN,
                                              "dpcnn": DPCNN, "fasttext": FastText, "textrnn": TextRNN,
-                                             "bilstm_attn": BiLstmAttention, "qwen2": CausalLmClassifier}
+                                             "bilstm_attn": BiLstmAttention, "qwen2": CausalLmClassifier,
+                                             "early_exit_bert": EarlyExitBert}
 WEIGHTS = "model.safetensors"
 
 

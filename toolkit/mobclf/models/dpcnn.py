@@ -80,5 +80,8 @@ class DPCNN(TokenStudent):
 
     def min_length(self) -> int:
         """Shortest exported sequence: 4 positions still left after the last halving (export guards a convolution
-        whose input is as short as its kernel)."""
-        return (KERNEL + 1) * 2 ** self.config["blocks"]
+        whose input is as short as its kernel). With two halvings or more the program takes one length, the max
+        length (runtimes pad every text to it, which changes no output): over a range of lengths torch.export cannot
+        prove a guard the INT8 graph puts on the twice-halved length (nested ceil-divisions), and refuses it."""
+        shortest = (KERNEL + 1) * 2 ** self.config["blocks"]
+        return max(shortest, self.config.get("max_length", shortest)) if self.config["blocks"] >= 2 else shortest

@@ -106,6 +106,8 @@ def run(config: EvalConfig, model_dir: Path, data: Path | None = None, file: Pat
     metrics = classification_metrics(examples.targets, answers.choices, examples.labels)
     if answers.escalated is not None:
         metrics["escalation_rate"] = float(answers.escalated.mean()) if len(answers.escalated) else 0.0
+    if answers.exit_layers is not None:
+        metrics["mean_exit_layer"] = float(answers.exit_layers.mean()) if len(answers.exit_layers) else 0.0
     if examples.dropped:
         metrics["dropped_unknown_labels"] = examples.dropped
     _print_metrics(metrics, f"{model.description} on {examples.source} ({len(examples.texts)} texts)")

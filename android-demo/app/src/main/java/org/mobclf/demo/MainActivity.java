@@ -38,13 +38,16 @@ import java.util.Locale;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
+import org.mobclf.core.Cascade;
 import org.mobclf.core.DeviceBundle;
 import org.mobclf.core.LabelScore;
 
 /**
  * The on-phone demo: pick a bundle (shipped in the APK under assets/bundles/NAME/, or pushed to
  * getExternalFilesDir(null)/bundles/NAME/), type or pick a headline, classify it with the bundle's .pte in
- * ExecuTorch and see the labels, their probabilities and the time it took. Plain Android views, no AndroidX.
+ * ExecuTorch and see the labels, their probabilities and the time it took. A directory with a cascade.json (made by
+ * {@code mobclf cascade}) loads both of its models: the fast one answers, the accurate one when {@link Cascade}
+ * escalates the text, and the result says which. Plain Android views, no AndroidX.
  */
 public class MainActivity extends Activity {
 
@@ -87,8 +90,10 @@ public class MainActivity extends Activity {
     private final List<BundleEntry> entries = new ArrayList<BundleEntry>();
 
     // touched only on the worker thread
-    private DeviceBundle bundle;
-    private PteClassifier classifier;
+    private DeviceBundle bundle;  // the bundle, or the cascade's fast one
+    private Cascade cascade;  // null for a plain bundle
+    private PteClassifier classifier;  // runs bundle
+    private PteClassifier accurate;  // runs the cascade's accurate bundle
     private String runtimeError;
 
     private Spinner modelSpinner;
@@ -219,7 +224,10 @@ public class MainActivity extends Activity {
 
     // ---------------------------------------------------------------- bundles
 
-    /** Bundles in the APK (assets/bundles/NAME/bundle.json) and pushed ones (external files dir). */
+    /**
+     * Bundles and cascades in the APK (assets/bundles/NAME/ with bundle.json or cascade.json) and pushed ones
+     * (external files dir).
+     */
     private void findBundles() {
         AssetManager assets = getAssets();
         try {
@@ -228,7 +236,7 @@ public class MainActivity extends Activity {
                 String[] files = assets.list("bundles/" + name);
                 boolean hasDescription = false;
                 for (String file : files == null ? new String[0] : files) {
-                    hasDescription |= file.equals("bundle.json");
+                    hasDescription |= file.equals("bundle.json") || file.equals("cascade.json");
                 }
                 if (hasDescription) {
                     entries.add(new BundleEntry(name, true, new File(new File(getFilesDir(), "bundles"), name)));
@@ -241,7 +249,7 @@ public class MainActivity extends Activity {
         File[] pushed = external == null ? null : new File(external, "bundles").listFiles();
         if (pushed != null) {
             for (File directory : pushed) {
-                if (new File(directory, "bundle.json").isFile()) {
+                if (new File(directory, "bundle.json").isFile() || new File(directory, "cascade.json").isFile()) {
                     entries.add(new BundleEntry(directory.getName(), false, directory));
                 }
             }
@@ -355,31 +363,53 @@ public class MainActivity extends Activity {
         });
     }
 
-    /** On the worker: copy if needed, read the bundle, load its program and warm it up; a line about it. */
+    /**
+     * On the worker: copy if needed, read the bundle (or the cascade and its two bundles), load its programs and
+     * warm them up; a line about it.
+     */
     private CharSequence load(BundleEntry entry) {
         closeClassifier();
         bundle = null;
+        cascade = null;
         runtimeError = null;
         long start = System.nanoTime();
         try {
             if (entry.inApk) {
                 copyFromApk(entry);
             }
-            bundle = DeviceBundle.load(entry.directory);
+            if (new File(entry.directory, "cascade.json").isFile()) {
+                cascade = Cascade.load(entry.directory);
+                bundle = cascade.fast();
+            } else {
+                bundle = DeviceBundle.load(entry.directory);
+            }
         } catch (IOException err) {
             return colored("Cannot read bundle " + entry + ": " + err.getMessage(), COLOR_ERROR);
         } catch (RuntimeException err) {
             return colored("Cannot read bundle " + entry + ": " + err, COLOR_ERROR);
         }
-        String description = String.format(Locale.US, "%s — %s, %s, %d labels, %s", entry.name,
-                bundle.architecture(), bundle.precision(), bundle.labels().size(),
-                entry.inApk ? "shipped in the APK" : entry.directory.getPath());
+        String where = entry.inApk ? "shipped in the APK" : entry.directory.getPath();
+        String description = cascade == null
+                ? String.format(Locale.US, "%s — %s, %s, %d labels, %s", entry.name, bundle.architecture(),
+                        bundle.precision(), bundle.labels().size(), where)
+                : String.format(Locale.US, "%s — cascade of a fast %s (%s) and an accurate %s (%s), escalates below "
+                        + "confidence %.4f, %d labels, %s", entry.name, bundle.architecture(), bundle.precision(),
+                        cascade.accurate().architecture(), cascade.accurate().precision(), cascade.threshold(),
+                        bundle.labels().size(), where);
+        DeviceBundle loading = bundle;
         try {
             classifier = PteClassifier.load(bundle);
             classifier.classify(SAMPLES[0]);  // the first run allocates and initialises kernels: not timed later
+            if (cascade != null) {
+                loading = cascade.accurate();
+                accurate = PteClassifier.load(loading);
+                accurate.classify(SAMPLES[0]);
+            }
         } catch (Throwable err) {  // UnsatisfiedLinkError / NoClassDefFoundError without the ExecuTorch AAR
             closeClassifier();
-            runtimeError = "ExecuTorch cannot run " + bundle.modelFile().getName() + ": " + err
+            String program = cascade == null ? loading.modelFile().getName()
+                    : loading.directory().getName() + "/" + loading.modelFile().getName();
+            runtimeError = "ExecuTorch cannot run " + program + ": " + err
                     + "\n(This build has no ExecuTorch runtime or cannot load this program. Build the app with "
                     + "Gradle, which adds org.pytorch:executorch-android; the tokenizer still runs.)";
             SpannableStringBuilder text = new SpannableStringBuilder(description + "\n");
@@ -394,6 +424,10 @@ public class MainActivity extends Activity {
         if (classifier != null) {
             classifier.close();
             classifier = null;
+        }
+        if (accurate != null) {
+            accurate.close();
+            accurate = null;
         }
     }
 
@@ -434,14 +468,23 @@ public class MainActivity extends Activity {
             return out;
         }
         try {
-            return render(classifier.classify(text));
+            PteClassifier.Result fast = classifier.classify(text);
+            boolean escalated = cascade != null && cascade.escalates(fast.logits);
+            return render(escalated ? accurate.classify(text) : fast, fast);
         } catch (Throwable err) {
             return colored("Inference failed: " + err, COLOR_ERROR);
         }
     }
 
-    private CharSequence render(PteClassifier.Result outcome) {
+    /**
+     * The labels of {@code outcome} and the time; for a cascade also which model answered. {@code fast} is the
+     * first model's run: the outcome itself unless the cascade escalated the text.
+     */
+    private CharSequence render(PteClassifier.Result outcome, PteClassifier.Result fast) {
         SpannableStringBuilder out = new SpannableStringBuilder();
+        if (cascade != null) {
+            appendAnswerer(out, outcome != fast, fast);
+        }
         List<LabelScore> predicted = outcome.classification.predicted();
         appendHeading(out, predicted.size() == 1 ? "Predicted label" : "Predicted labels");
         boolean byThreshold = outcome.classification.byThreshold();
@@ -465,10 +508,35 @@ public class MainActivity extends Activity {
             }
         }
         appendHeading(out, "Inference time");
-        out.append(String.format(Locale.US, "%.1f ms  (tokenize %.2f ms + forward %.1f ms)\n%d tokens, input [1, %d]",
-                outcome.tokenizeMs + outcome.forwardMs, outcome.tokenizeMs, outcome.forwardMs, outcome.tokens,
-                outcome.inputLength));
+        if (cascade == null) {
+            out.append(String.format(Locale.US, "%s\n%d tokens, input [1, %d]", time(outcome), outcome.tokens,
+                    outcome.inputLength));
+        } else {
+            out.append(String.format(Locale.US, "fast %s: %s", cascade.fast().architecture(), time(fast)));
+            if (outcome != fast) {
+                out.append(String.format(Locale.US, "\naccurate %s: %s", cascade.accurate().architecture(),
+                        time(outcome)));
+            }
+        }
         return out;
+    }
+
+    /** "2.3 ms  (tokenize 0.20 ms + forward 2.1 ms)": one model's run. */
+    private static String time(PteClassifier.Result run) {
+        return String.format(Locale.US, "%.1f ms  (tokenize %.2f ms + forward %.1f ms)", run.tokenizeMs + run.forwardMs,
+                run.tokenizeMs, run.forwardMs);
+    }
+
+    /** Which of the cascade's models answered, from the fast model's confidence against the threshold. */
+    private void appendAnswerer(SpannableStringBuilder out, boolean escalated, PteClassifier.Result fast) {
+        DeviceBundle fastBundle = cascade.fast();
+        double confidence = fastBundle.confidence(fastBundle.probabilities(fast.logits));
+        appendHeading(out, "Answered by");
+        out.append(escalated
+                ? String.format(Locale.US, "the accurate model (%s): the fast model's confidence %.4f < threshold %.4f",
+                        cascade.accurate().architecture(), confidence, cascade.threshold())
+                : String.format(Locale.US, "the fast model (%s): confidence %.4f ≥ threshold %.4f",
+                        fastBundle.architecture(), confidence, cascade.threshold()));
     }
 
     private static void appendHeading(SpannableStringBuilder out, String heading) {

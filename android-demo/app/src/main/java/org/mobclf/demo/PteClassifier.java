@@ -16,8 +16,9 @@ import org.pytorch.executorch.Tensor;
  */
 public final class PteClassifier {
 
-    /** The outcome of one text: the labels and where the time went. */
+    /** The outcome of one text: the model's logits, the labels and where the time went. */
     public static final class Result {
+        public final float[] logits;
         public final Classification classification;
         /** Real tokens (attention mask 1) and the model input's length L (with padding). */
         public final int tokens;
@@ -25,7 +26,9 @@ public final class PteClassifier {
         public final double tokenizeMs;
         public final double forwardMs;
 
-        Result(Classification classification, int tokens, int inputLength, double tokenizeMs, double forwardMs) {
+        Result(float[] logits, Classification classification, int tokens, int inputLength, double tokenizeMs,
+               double forwardMs) {
+            this.logits = logits;
             this.classification = classification;
             this.tokens = tokens;
             this.inputLength = inputLength;
@@ -93,7 +96,7 @@ public final class PteClassifier {
         for (long m : encoded[1]) {
             tokens += m != 0 ? 1 : 0;
         }
-        return new Result(bundle.classify(logits), tokens, encoded[0].length, (tokenized - start) / 1e6,
+        return new Result(logits, bundle.classify(logits), tokens, encoded[0].length, (tokenized - start) / 1e6,
                 (done - tokenized) / 1e6);
     }
 

@@ -1,0 +1,177 @@
+"""mobclf early-exit: calibration on a constructed case, and a 3-layer TinyBERT given exits whose forward leaves at the
+layer the rule says, with the base's answers kept exactly at the last one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run
+
+from mobclf.artifacts import load_artifact
+from mobclf.cascade import confidence
+from mobclf.data.dataset import load_dataset
+from mobclf.distill.early_exit import NONE_LEAVE, calibrate, leave_at
+from mobclf.models import load_classifier
+from mobclf.text import load_tokenizer
+
+
+def one_hot(columns: list[int], labels: int = 2) -> np.ndarray:
+    out = np.zeros((len(columns), labels), np.uint8)
+    out[np.arange(len(columns)), columns] = 1
+    return out
+
+
+def test_the_rule_leaves_at_the_first_exit_sure_enough():
+    confidences = np.array([[0.9, 0.1, 0.1, 0.5], [0.0, 0.8, 0.2, 0.5]])  # exits 1 and 2 of a 3-layer model
+    assert leave_at(confidences, 0.5).tolist() == [0, 1, 2, 0]
+    assert leave_at(confidences, 0.0).tolist() == [0, 0, 0, 0]
+    assert leave_at(confidences, NONE_LEAVE).tolist() == [2, 2, 2, 2]
+
+
+def test_calibration_runs_the_fewest_layers_that_keep_the_last_exits_f1():
+    gold = one_hot([0, 1, 0, 1])
+    choices = np.stack([one_hot([0, 0, 1, 1]), one_hot([0, 1, 1, 1]), gold])  # exit 1: texts 0, 3 right; exit 2: 0, 1, 3
+    confidences = np.array([[0.9, 0.1, 0.3, 0.8], [0.5, 0.7, 0.2, 0.6]])
+    full = calibrate(confidences, choices, gold, keep=1.0)
+    # keeping every text right: texts 0 and 3 leave at exit 1 (confidence ≥ 0.75 there), text 1 at exit 2, text 2 never
+    assert (full["micro_f1"], full["student_micro_f1"], full["mean_layers"]) == (1.0, 1.0, (1 + 2 + 3 + 1) / 4)
+    assert leave_at(confidences, full["threshold"]).tolist() == [0, 1, 2, 0]
+    assert full["curve"][-1] == (3.0, 1.0) and (1.75, 1.0) in full["curve"]
+    # keep 0.75: three of four right will do, so text 2 may leave at exit 1, wrongly
+    three = calibrate(confidences, choices, gold, keep=0.75)
+    assert (three["micro_f1"], three["mean_layers"]) == (0.75, 1.25)
+    assert leave_at(confidences, three["threshold"]).tolist() == [0, 1, 0, 0]
+    # keep 0.5: all leave at exit 1, where two of four are right
+    assert calibrate(confidences, choices, gold, keep=0.5)["mean_layers"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def exits(students):
+    """A 3-layer TinyBERT distilled from the tiny teacher, and its early-exit version."""
+    result = run("distill", "tinybert", "--teacher", students / "teacher", "--data", students / "data", "--out",
+                 students / "tinybert3", "--layers", "3", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--epochs", "6", "--lr", "2e-3", "--batch-size", "32")
+    assert result.exit_code == 0, result.output
+    result = run("early-exit", "--from", students / "tinybert3", "--data", students / "data", "--out",
+                 students / "early-exit", "--epochs", "30", "--lr", "5e-3", "--keep", "0.98")
+    assert result.exit_code == 0, result.output
+    return students
+
+
+def encoded_texts(artifact, data, split="test"):
+    texts = load_dataset(data).texts(split)
+    return load_tokenizer(artifact.file("tokenizer")).encode_batch(list(texts))
+
+
+def test_exits_leave_where_the_rule_says_and_the_last_answers_as_the_student(exits):
+    artifact, source = load_artifact(exits / "early-exit"), load_artifact(exits / "tinybert3")
+    assert artifact.kind == "student" and artifact.manifest["architecture"]["name"] == "early_exit_bert"
+    model, student = load_classifier(artifact), load_classifier(source)
+    assert all(torch.equal(value, student.state_dict()[name]) for name, value in model.base.state_dict().items())
+    batch = encoded_texts(artifact, exits / "data")
+    record = artifact.manifest["early_exit"]
+    with torch.no_grad():
+        every_exit = model.exit_logits(*model.features(batch["input_ids"], batch["attention_mask"]))
+        assert (every_exit[-1] - student(batch["input_ids"], batch["attention_mask"])).abs().max() < 1e-5
+        expected = leave_at(np.stack([confidence(torch.sigmoid(logits).numpy(), np.asarray(artifact.manifest[
+            "thresholds"]), False) for logits in every_exit[:-1]]), record["threshold"])
+        logits, layers = model.answer(batch["input_ids"], batch["attention_mask"])
+        assert 0 < (layers < 3).sum() and (layers - 1).tolist() == expected.tolist()
+        assert (logits - every_exit[expected, np.arange(len(expected))]).abs().max() < 1e-5
+        one_by_one = [model.answer(batch["input_ids"][i:i + 1], batch["attention_mask"][i:i + 1])[1].item()
+                      for i in range(len(layers))]
+        assert one_by_one == layers.tolist()  # a text's exit does not depend on its batch
+        for threshold, layer in ((0.0, 1), (NONE_LEAVE, 3)):
+            model.config["threshold"] = threshold
+            logits, layers = model.answer(batch["input_ids"], batch["attention_mask"])
+            assert set(layers.tolist()) == {layer}
+            assert (logits - every_exit[layer - 1]).abs().max() < 1e-5
+    val = record["val"]
+    assert val["micro_f1"] >= 0.98 * val["exit_micro_f1"][-1] - 1e-9 and abs(sum(val["exit_shares"]) - 1) < 1e-9
+    assert record["test"]["mean_layers"] == pytest.approx(1 + expected.mean())
+
+
+def test_eval_and_predict_report_where_texts_left(exits, tmp_path):
+    artifact = load_artifact(exits / "early-exit")
+    record = artifact.manifest["early_exit"]["test"]
+    result = run("eval", "--model", exits / "early-exit", "--data", exits / "data", "--json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["micro_f1"] == pytest.approx(artifact.manifest["metrics"]["test"]["micro_f1"])
+    assert metrics["micro_f1"] == pytest.approx(record["micro_f1"])
+    assert metrics["mean_exit_layer"] == pytest.approx(record["mean_layers"])
+    texts = list(load_dataset(exits / "data").texts("test"))[:5]
+    result = run("predict", "--model", exits / "early-exit", *texts)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert len(records) == 5 and all(record["exit_layer"] in (1, 2, 3) for record in records)
+
+
+@pytest.mark.parametrize("case", ["textcnn", "one-layer", "early-exit", "loss"])
+def test_what_cannot_get_exits_is_one_line(exits, tmp_path, case):
+    source = {"textcnn": "textcnn", "one-layer": "tinybert", "early-exit": "early-exit", "loss": "tinybert3"}[case]
+    extra = ["--loss", "hint_mse=1"] if case == "loss" else []
+    result = run("early-exit", "--from", exits / source, "--data", exits / "data", "--out", tmp_path / "out", *extra)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def pte_bundle(exits):
+    result = run("export", "--from", exits / "early-exit", "--target", "android", "--out", exits / "early-exit-pte",
+                 "--parity-texts", "40")
+    assert result.exit_code == 0, result.output
+    return exits / "early-exit-pte"
+
+
+def test_the_pte_chains_a_method_per_layer_and_answers_as_the_eager_model(exits, pte_bundle, tmp_path):
+    from mobclf.export.early_exit import EarlyExitPteRunner
+
+    bundle = json.loads((pte_bundle / "bundle.json").read_text())
+    rule = bundle["early_exit"]
+    assert rule["methods"] == ["exit_1", "exit_2", "exit_3"] and rule["leave_when"] == "confidence >= threshold"
+    certificates = bundle["parity"]["files"]
+    assert set(certificates) == {"model.pte", *(f"model.pte#{name}" for name in rule["methods"])}
+    assert all(c["passed"] and c["max_abs_prob_difference"] < 1e-4 for c in certificates.values())
+    artifact = load_artifact(exits / "early-exit")
+    model = load_classifier(artifact)
+    runner = EarlyExitPteRunner(pte_bundle / "model.pte", bundle["inputs"]["min_length"], rule,
+                                bundle["thresholds"], single_label=False)
+    batch = encoded_texts(artifact, exits / "data")
+    with torch.no_grad():
+        eager_logits, eager_layers = model.answer(batch["input_ids"], batch["attention_mask"])
+        every_exit = model.exit_logits(*model.features(batch["input_ids"], batch["attention_mask"]))
+    logits, layers = runner.answer(batch["input_ids"], batch["attention_mask"])
+    assert layers.tolist() == eager_layers.tolist() and (logits - eager_logits).abs().max() < 1e-4
+    assert (runner.all_exits(batch["input_ids"], batch["attention_mask"]) - every_exit).abs().max() < 1e-4
+    result = run("eval", "--model", pte_bundle, "--data", exits / "data", "--json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["mean_exit_layer"] == pytest.approx(float(eager_layers.float().mean()))
+    assert metrics["micro_f1"] == pytest.approx(artifact.manifest["early_exit"]["test"]["micro_f1"])
+
+
+@pytest.mark.parametrize("command", [["export", "--target", "all"], ["export", "--target", "web"], ["quantize"]])
+def test_what_an_early_exit_model_cannot_export_to_is_one_line(exits, tmp_path, command):
+    result = run(*command, "--from", exits / "early-exit", "--data", exits / "data", "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "Traceback" not in result.output and "a method per layer" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_reports_where_texts_left_in_both_runtimes(exits, pte_bundle, tmp_path):
+    record = load_artifact(exits / "early-exit").manifest["early_exit"]["test"]
+    result = run("bench", "--model", exits / "early-exit", "--model", pte_bundle, "--data",
+                 exits / "data", "--out", tmp_path / "report", "--latency-texts", "5", "--no-tfidf")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert len(report["rows"]) == 2 and report["native"] == []  # the native runner runs `forward` only
+    for row in report["rows"]:
+        assert row["mean_exit_layer"] == pytest.approx(record["mean_layers"])
+        assert row["exit_shares"] == pytest.approx(record["exit_shares"])
+        assert row["micro_f1"] == pytest.approx(record["micro_f1"]) and row["latency_ms_mean"] > 0
+    assert "layers on average" in (tmp_path / "report" / "report.md").read_text()

@@ -1,0 +1,112 @@
+"""An early-exit model (``models/early_exit.py``) as one ``.pte`` with a method per layer, which the app chains:
+
+    exit_1(input_ids, attention_mask) → (states [1, L, H], logits [1, labels])
+    exit_k(states, attention_mask)    → (states, logits)                        k = 2 .. depth - 1
+    exit_D(states, attention_mask)    → logits                                  the student's own head
+
+One static graph cannot stop at a layer that depends on the text, so the program is cut where a text may leave: the
+app runs ``exit_1``, and when the confidence of its logits (the cascade's rule: ``cascade.confidence``) reaches the
+threshold it answers with them; otherwise it passes the states on to ``exit_2``, and so on. No layer runs twice.
+bundle.json's ``early_exit`` names the methods, the threshold and the confidence kind.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mobclf.export.executorch import Lowered, export_program, lower, program_rows, with_xnnpack_layer_norms
+from mobclf.export.exportable import min_length
+from mobclf.models.early_exit import EarlyExitBert, exit_confidence
+from mobclf.quiet import native_stderr
+
+
+def method_names(model: EarlyExitBert) -> list[str]:
+    return [f"exit_{number}" for number in range(1, model.depth + 1)]
+
+
+def exit_rule(model: EarlyExitBert) -> dict:
+    """bundle.json's ``early_exit``: what the app needs to chain the methods."""
+    return {"methods": method_names(model), "threshold": model.config["threshold"],
+            "confidence": "margin" if model.config["single_label"] else "threshold_distance",
+            "leave_when": "confidence >= threshold",
+            "states": "each method but the last returns the layer's states [1, L, hidden] (float32) and its exit's "
+                      "logits; the next method takes those states and the same attention_mask"}
+
+
+class ExitSegment(nn.Module):
+    """Layer ``number`` (1-based) of an early-exit model and its exit: one method of the ``.pte``."""
+
+    def __init__(self, model: EarlyExitBert, number: int):
+        super().__init__()
+        self.model, self.number = model, number
+
+    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor):
+        model = self.model
+        states = model.base.bert.embeddings(input_ids=inputs) if self.number == 1 else inputs
+        additive = (1.0 - attention_mask[:, None, None, :].to(states.dtype)) * -1e4  # as ExportableClassifier's
+        states = model.base.bert.encoder.layer[self.number - 1](states, additive)
+        logits = model.exit_head(self.number, states, attention_mask)
+        return logits if self.number == model.depth else (states, logits)
+
+
+def to_early_exit_pte(model: EarlyExitBert, max_length: int) -> Lowered:
+    """Every layer with its exit, exported as its own method (fp32, XNNPACK) of one ``.pte``."""
+    exportable = with_xnnpack_layer_norms(copy.deepcopy(model).eval())
+    exportable.base.bert.set_attn_implementation("eager")  # as ExportableClassifier does for BERTs
+    shortest, hidden = min_length(model), model.base.bert.config.hidden_size
+    programs = {}
+    for number, name in enumerate(method_names(model), start=1):
+        example = None if number == 1 else (torch.zeros(1, shortest, hidden),
+                                            torch.ones(1, shortest, dtype=torch.long))
+        programs[name] = export_program(ExitSegment(exportable, number), shortest, max_length, example)
+    return lower(programs)
+
+
+class EarlyExitPteRunner:
+    """Runs an early-exit ``.pte`` as the app does, one text at a time: method after method until an exit is sure
+    enough (``answer``), or every method (``all_exits``, for parity per exit)."""
+
+    def __init__(self, pte: Path, min_length: int, rule: dict, thresholds: list[float], single_label: bool):
+        from executorch.runtime import Runtime
+
+        self.program = Runtime.get().load_program(Path(pte))  # kept: its methods read it
+        with native_stderr():
+            self.methods = [self.program.load_method(name) for name in rule["methods"]]
+        self.min_length, self.rule = min_length, rule
+        self.thresholds, self.single_label = torch.tensor(thresholds), single_label
+
+    @property
+    def depth(self) -> int:
+        return len(self.methods)
+
+    def _exits(self, ids: torch.Tensor, mask: torch.Tensor, leave: bool) -> list[torch.Tensor]:
+        """One text's exit logits in order, up to the first sure enough one when ``leave``."""
+        logits, inputs = [], ids
+        for number, method in enumerate(self.methods, start=1):
+            outputs = method.execute([inputs, mask])
+            if number == len(self.methods):
+                return [*logits, outputs[0]]
+            inputs = outputs[0]
+            logits.append(outputs[1])
+            sure = exit_confidence(outputs[1], self.thresholds, self.single_label)[0] >= self.rule["threshold"]
+            if leave and sure:
+                return logits
+
+    def answer(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, labels]`` of a padded batch, row by row, and the layer each row left at ``[B]``."""
+        answered = [self._exits(ids, mask, leave=True)
+                    for ids, mask in program_rows(input_ids, attention_mask, self.min_length)]
+        return torch.cat([exits[-1] for exits in answered]), torch.tensor([len(exits) for exits in answered])
+
+    def all_exits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Every exit's logits ``[depth, B, labels]``, every method run."""
+        rows = [torch.cat(self._exits(ids, mask, leave=False))
+                for ids, mask in program_rows(input_ids, attention_mask, self.min_length)]
+        return torch.stack(rows, dim=1)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.answer(input_ids, attention_mask)[0]
