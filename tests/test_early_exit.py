@@ -13,6 +13,7 @@ from conftest import run
 from mobclf.artifacts import load_artifact
 from mobclf.cascade import confidence
 from mobclf.data.dataset import load_dataset
+from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.distill.early_exit import NONE_LEAVE, calibrate, leave_at
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
@@ -50,13 +51,15 @@ def test_calibration_runs_the_fewest_layers_that_keep_the_last_exits_f1():
 
 @pytest.fixture(scope="module")
 def exits(students):
-    """A 3-layer TinyBERT distilled from the tiny teacher, and its early-exit version."""
+    """A 3-layer TinyBERT distilled from the tiny teacher, and its early-exit version (unlabelled texts too)."""
     result = run("distill", "tinybert", "--teacher", students / "teacher", "--data", students / "data", "--out",
                  students / "tinybert3", "--layers", "3", "--hidden", "32", "--heads", "2", "--intermediate", "64",
                  "--epochs", "6", "--lr", "2e-3", "--batch-size", "32")
     assert result.exit_code == 0, result.output
+    generate_demo_corpus(students / "unlabeled.jsonl", n_items=200, seed=5)  # its labels go unread
     result = run("early-exit", "--from", students / "tinybert3", "--data", students / "data", "--out",
-                 students / "early-exit", "--epochs", "30", "--lr", "5e-3", "--keep", "0.98")
+                 students / "early-exit", "--unlabeled", students / "unlabeled.jsonl", "--epochs", "30", "--lr",
+                 "5e-3", "--keep", "0.98")
     assert result.exit_code == 0, result.output
     return students
 
@@ -89,6 +92,7 @@ def test_exits_leave_where_the_rule_says_and_the_last_answers_as_the_student(exi
             logits, layers = model.answer(batch["input_ids"], batch["attention_mask"])
             assert set(layers.tolist()) == {layer}
             assert (logits - every_exit[layer - 1]).abs().max() < 1e-5
+    assert record["training"]["texts"]["unlabeled"] == 200
     val = record["val"]
     assert val["micro_f1"] >= 0.98 * val["exit_micro_f1"][-1] - 1e-9 and abs(sum(val["exit_shares"]) - 1) < 1e-9
     assert record["test"]["mean_layers"] == pytest.approx(1 + expected.mean())

@@ -131,7 +131,7 @@ def run(config: EarlyExitConfig, *, source: Path, data: Path, out: Path, unlabel
     gold = torch.from_numpy(dataset.targets("train", np.float32)).to(device)
     labelled = torch.arange(len(texts), device=device) < len(gold)
     gold = torch.cat([gold, gold.new_zeros(len(texts) - len(gold), gold.shape[1])])
-    pos_weight = label_pos_weights(dataset.label_counts("train"), len(gold), config.pos_weight).to(device)
+    pos_weight = label_pos_weights(dataset.label_counts("train"), int(labelled.sum()), config.pos_weight).to(device)
     val_states, val_logits = (part.to(device) for part in _features(model, tokenizer, dataset.texts("val"), device,
                                                                      "val features"))
     val_gold = dataset.targets("val", np.uint8)
@@ -174,6 +174,7 @@ def run(config: EarlyExitConfig, *, source: Path, data: Path, out: Path, unlabel
         record[split] = {"mean_layers": float(exits.mean() + 1), "exit_shares": exit_shares(exits, model.depth),
                          "exit_micro_f1": [split_metrics(probs, dataset, split, thresholds)["micro_f1"]
                                            for probs in exit_probs]}
+    # scored through the forward itself, as eval, bench and the app run it (texts leaving early)
     metrics = {split: split_metrics(predict_probs(model, tokenizer, dataset.texts(split), device, description=split),
                                     dataset, split, thresholds)
                for split in ("val", "test") if dataset.texts(split)}
@@ -183,7 +184,8 @@ def run(config: EarlyExitConfig, *, source: Path, data: Path, out: Path, unlabel
         f"{split} micro-F1 {record[split]['micro_f1']:.4f} (all {model.depth} layers: "
         f"{record[split]['exit_micro_f1'][-1]:.4f}) with {record[split]['mean_layers']:.2f} layers on average"
         for split in metrics))
-    record["training"] = {"losses": config.losses, "temperature": config.temperature, "config": asdict(config)}
+    record["training"] = {"losses": config.losses, "temperature": config.temperature, "config": asdict(config),
+                          "texts": {"labelled": int(labelled.sum()), "unlabeled": int((~labelled).sum())}}
     extra = {"early_exit": record}
     if "distillation" in artifact.manifest:
         extra["distillation"] = artifact.manifest["distillation"]  # how the student was distilled: its teacher
