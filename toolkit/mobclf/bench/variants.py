@@ -221,6 +221,10 @@ class EarlyExitPredictor(Predictor):
     model: object = None  # its answer(input_ids, attention_mask) gives the logits and the exit layers
 
     def answer(self, texts: list[str], batch_size: int = 128, description: str | None = None) -> Answers:
+        if not texts:
+            probs = np.zeros((0, len(self.labels)), dtype=np.float32)
+            return Answers(probs, self.decide(probs), exit_layers=np.zeros(0, dtype=int))
+
         def logits_and_exit(input_ids, attention_mask):  # the exit layer as one more column
             with torch.no_grad():
                 logits, layers = self.model.answer(input_ids.to(self.variant.device),
