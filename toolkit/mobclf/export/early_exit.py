@@ -20,6 +20,7 @@ from torch import nn
 
 from mobclf.export.executorch import Lowered, export_program, lower, program_rows, with_xnnpack_layer_norms
 from mobclf.export.exportable import min_length
+from mobclf.models.bert import additive_mask
 from mobclf.models.early_exit import EarlyExitBert, exit_confidence
 from mobclf.quiet import native_stderr
 
@@ -47,8 +48,7 @@ class ExitSegment(nn.Module):
     def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor):
         model = self.model
         states = model.base.bert.embeddings(input_ids=inputs) if self.number == 1 else inputs
-        additive = (1.0 - attention_mask[:, None, None, :].to(states.dtype)) * -1e4  # as ExportableClassifier's
-        states = model.base.bert.encoder.layer[self.number - 1](states, additive)
+        states = model.base.bert.encoder.layer[self.number - 1](states, additive_mask(attention_mask, states.dtype))
         logits = model.exit_head(self.number, states, attention_mask)
         return logits if self.number == model.depth else (states, logits)
 
@@ -92,8 +92,7 @@ class EarlyExitPteRunner:
                 return [*logits, outputs[0]]
             inputs = outputs[0]
             logits.append(outputs[1])
-            sure = exit_confidence(outputs[1], self.thresholds, self.single_label)[0] >= self.rule["threshold"]
-            if leave and sure:
+            if leave and exit_confidence(outputs[1], self.thresholds, self.single_label)[0] >= self.rule["threshold"]:
                 return logits
 
     def answer(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mobclf.errors import UserError
-from mobclf.models.bert import BertClassifier
+from mobclf.models.bert import BertClassifier, additive_mask
 from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.textcnn import TextCNN
 
@@ -36,8 +36,8 @@ class ExportableClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if isinstance(self.model, BertClassifier):
-            additive = (1.0 - attention_mask[:, None, None, :].float()) * -1e4
-            states = self.model.bert(input_ids=input_ids, attention_mask=additive).last_hidden_state
+            mask = additive_mask(attention_mask)
+            states = self.model.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
             return self.model.classify(states, attention_mask)
         return self.model(input_ids, attention_mask)
 

@@ -186,6 +186,12 @@ def resize_layers(bert: BertModel, layer_heads: list[int] | None, layer_intermed
             layer.output.dense = nn.Linear(layer_intermediate[index], hidden)
 
 
+def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The ready 4D attention mask [B, 1, 1, L] a BERT layer adds to its scores: 0 on real tokens, -1e4 on padding
+    (passed as it is, transformers builds none: its own integer arithmetic breaks PT2E)."""
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * -1e4
+
+
 def attention_scores(layer: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:
     """Pre-softmax attention scores ``Q Kᵀ / √d`` [B, heads, L, L] of one ``BertLayer``, recomputed from the hidden
     states that enter it (``hidden_states[k - 1]`` for layer k), so they do not depend on the attention kernel

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mobclf.models.bert import BertClassifier, TinyBertClassifier
+from mobclf.models.bert import BertClassifier, TinyBertClassifier, additive_mask
 
 BASES = {"bert": BertClassifier, "tinybert": TinyBertClassifier}
 
@@ -72,7 +72,7 @@ class EarlyExitBert(nn.Module):
     def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The embedding output and the additive attention mask the encoder layers take."""
         states = self.base.bert.embeddings(input_ids=input_ids)
-        return states, (1.0 - attention_mask[:, None, None, :].to(states.dtype)) * -1e4
+        return states, additive_mask(attention_mask, states.dtype)
 
     def exit_head(self, number: int, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The logits of the exit after layer ``number`` (1-based) from that layer's states."""
