@@ -37,7 +37,7 @@ from mobclf.bench.variants import Answers, Predictor, Variant, open_model, varia
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset
 from mobclf.errors import UserError
-from mobclf.models.early_exit import decision_margin
+from mobclf.models.early_exit import confidence_kind, decision_margin
 from mobclf.stages import CascadeConfig
 from mobclf.train.metrics import classification_metrics, f1_from_counts
 
@@ -251,7 +251,7 @@ def run(config: CascadeConfig, *, fast: Path, accurate: Path, data: Path, out: P
                     f"{calibration.escalation_rate:.1%} escalated" + (
                         f"; test {tested['micro_f1']:.4f} with {tested['escalation_rate']:.1%} escalated"
                         if tested else ""))
-    description = {"confidence": "margin" if not dataset.multi_label else "threshold_distance",
+    description = {"confidence": confidence_kind(not dataset.multi_label),
                    "escalate_when": "confidence < threshold", "keep": config.keep, "runtimes": rule}
     with write_artifact(out, kind="cascade", force=force) as bundle:
         _copy_bundle(fast_bundle, bundle.dir / "fast")

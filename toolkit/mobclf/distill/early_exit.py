@@ -28,7 +28,7 @@ from mobclf.distill.losses import Batch, gold_label_bce, soft_target_kd
 from mobclf.errors import UserError
 from mobclf.models import load_classifier, resolve_device
 from mobclf.models.bert import BertClassifier
-from mobclf.models.early_exit import EarlyExitBert
+from mobclf.models.early_exit import EarlyExitBert, confidence_kind
 from mobclf.stages import EarlyExitConfig
 from mobclf.text import load_tokenizer
 from mobclf.train.batching import TokenizedTexts, predict_logits
@@ -157,7 +157,7 @@ def run(config: EarlyExitConfig, *, source: Path, data: Path, out: Path, unlabel
                  score_name="exits' mean val micro-F1")
     model.eval()
 
-    record = {"keep": config.keep, "confidence": "margin" if single_label else "threshold_distance",
+    record = {"keep": config.keep, "confidence": confidence_kind(single_label),
               "leave_when": "confidence >= threshold"}
     for split in [split for split in ("val", "test") if dataset.texts(split)]:
         states, logits = (val_states, val_logits) if split == "val" else (

@@ -151,7 +151,8 @@ def _early_exit_parity(model: EarlyExitBert, pte: Path, tokenizer, texts: list[s
                        thresholds: np.ndarray, single_label: bool, tolerance: Tolerance) -> dict:
     """The certificate of an early-exit ``.pte``: as the app chains its methods (texts leaving early), and each exit
     on its own (every method run), against the eager model's."""
-    runner = EarlyExitPteRunner(pte, min_length(model), exit_rule(model), thresholds.tolist(), single_label)
+    rule = exit_rule(model)
+    runner = EarlyExitPteRunner(pte, min_length(model), rule, thresholds.tolist(), single_label)
     certificates = {pte.name: certify(eager_probs, runner, tokenizer, texts, thresholds, single_label, tolerance,
                                       f"parity: {pte.name}")}
     def eager_exits(input_ids, attention_mask):  # [B, depth × labels]: one row per text, as predict_logits wants
@@ -165,7 +166,7 @@ def _early_exit_parity(model: EarlyExitBert, pte: Path, tokenizer, texts: list[s
     eager = predict_logits(eager_exits, encoded, description="parity: eager, every exit")
     ours = predict_logits(runtime_exits, encoded, description=f"parity: {pte.name}, every exit")
     eager, ours = (torch.sigmoid(logits).reshape(len(texts), model.depth, -1).numpy() for logits in (eager, ours))
-    for number, name in enumerate(exit_rule(model)["methods"]):
+    for number, name in enumerate(rule["methods"]):
         certificates[f"{pte.name}#{name}"] = compare(ours[:, number], eager[:, number], thresholds, single_label,
                                                      tolerance)
     return certificates

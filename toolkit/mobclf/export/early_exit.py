@@ -21,7 +21,7 @@ from torch import nn
 from mobclf.export.executorch import Lowered, export_program, lower, program_rows, with_xnnpack_layer_norms
 from mobclf.export.exportable import min_length
 from mobclf.models.bert import additive_mask
-from mobclf.models.early_exit import EarlyExitBert, exit_confidence
+from mobclf.models.early_exit import EarlyExitBert, confidence_kind, exit_confidence
 from mobclf.quiet import native_stderr
 
 
@@ -32,7 +32,7 @@ def method_names(model: EarlyExitBert) -> list[str]:
 def exit_rule(model: EarlyExitBert) -> dict:
     """bundle.json's ``early_exit``: what the app needs to chain the methods."""
     return {"methods": method_names(model), "threshold": model.config["threshold"],
-            "confidence": "margin" if model.config["single_label"] else "threshold_distance",
+            "confidence": confidence_kind(model.config["single_label"]),
             "leave_when": "confidence >= threshold",
             "states": "each method but the last returns the layer's states [1, L, hidden] (float32) and its exit's "
                       "logits; the next method takes those states and the same attention_mask"}

@@ -33,6 +33,11 @@ def decision_margin(probs: torch.Tensor, thresholds: torch.Tensor, single_label:
     return (probs - thresholds[None, :]).abs().min(dim=1).values
 
 
+def confidence_kind(single_label: bool) -> str:
+    """The name bundles and manifests give ``decision_margin``'s rule for a kind of data."""
+    return "margin" if single_label else "threshold_distance"
+
+
 def exit_confidence(logits: torch.Tensor, thresholds: torch.Tensor, single_label: bool) -> torch.Tensor:
     """An exit's confidence ``[N]`` from its logits ``[N, L]``: float32 probabilities, the margin in float64 (as
     calibration computes it from the probabilities it stores)."""
