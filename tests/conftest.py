@@ -59,6 +59,21 @@ def students(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def exits(students):
+    """A 3-layer TinyBERT distilled from the tiny teacher, and its early-exit version (unlabelled texts too)."""
+    result = run("distill", "tinybert", "--teacher", students / "teacher", "--data", students / "data", "--out",
+                 students / "tinybert3", "--layers", "3", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--epochs", "6", "--lr", "2e-3", "--batch-size", "32")
+    assert result.exit_code == 0, result.output
+    generate_demo_corpus(students / "unlabeled.jsonl", n_items=200, seed=5)  # its labels go unread
+    result = run("early-exit", "--from", students / "tinybert3", "--data", students / "data", "--out",
+                 students / "early-exit", "--unlabeled", students / "unlabeled.jsonl", "--epochs", "30", "--lr",
+                 "5e-3", "--keep", "0.98")
+    assert result.exit_code == 0, result.output
+    return students
+
+
+@pytest.fixture(scope="session")
 def device_tokenizers(tmp_path_factory):
     """Saved char, jieba and wordpiece tokenizers built on real training texts, the parity texts as JSONL
     (``texts.jsonl``, one ``{"text": ...}`` per line) and Python's ids for them: ``{kind: (directory, ids)}``

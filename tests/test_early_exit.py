@@ -1,5 +1,5 @@
-"""mobclf early-exit: calibration on a constructed case, and a 3-layer TinyBERT given exits whose forward leaves at the
-layer the rule says, with the base's answers kept exactly at the last one."""
+"""mobclf early-exit: calibration on a constructed case, and a 3-layer TinyBERT given exits (the ``exits`` fixture of
+conftest.py) whose forward leaves at the layer the rule says, with the base's answers kept exactly at the last one."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from conftest import run
 from mobclf.artifacts import load_artifact
 from mobclf.cascade import confidence
 from mobclf.data.dataset import load_dataset
-from mobclf.data.demo_corpus import generate_demo_corpus
 from mobclf.distill.early_exit import NONE_LEAVE, calibrate, leave_at
 from mobclf.models import load_classifier
 from mobclf.text import load_tokenizer
@@ -34,7 +33,8 @@ def test_the_rule_leaves_at_the_first_exit_sure_enough():
 
 def test_calibration_runs_the_fewest_layers_that_keep_the_last_exits_f1():
     gold = one_hot([0, 1, 0, 1])
-    choices = np.stack([one_hot([0, 0, 1, 1]), one_hot([0, 1, 1, 1]), gold])  # exit 1: texts 0, 3 right; exit 2: 0, 1, 3
+    # exit 1 gets texts 0 and 3 right, exit 2 texts 0, 1 and 3
+    choices = np.stack([one_hot([0, 0, 1, 1]), one_hot([0, 1, 1, 1]), gold])
     confidences = np.array([[0.9, 0.1, 0.3, 0.8], [0.5, 0.7, 0.2, 0.6]])
     full = calibrate(confidences, choices, gold, keep=1.0)
     # keeping every text right: texts 0 and 3 leave at exit 1 (confidence ≥ 0.75 there), text 1 at exit 2, text 2 never
@@ -47,21 +47,6 @@ def test_calibration_runs_the_fewest_layers_that_keep_the_last_exits_f1():
     assert leave_at(confidences, three["threshold"]).tolist() == [0, 1, 0, 0]
     # keep 0.5: all leave at exit 1, where two of four are right
     assert calibrate(confidences, choices, gold, keep=0.5)["mean_layers"] == 1.0
-
-
-@pytest.fixture(scope="module")
-def exits(students):
-    """A 3-layer TinyBERT distilled from the tiny teacher, and its early-exit version (unlabelled texts too)."""
-    result = run("distill", "tinybert", "--teacher", students / "teacher", "--data", students / "data", "--out",
-                 students / "tinybert3", "--layers", "3", "--hidden", "32", "--heads", "2", "--intermediate", "64",
-                 "--epochs", "6", "--lr", "2e-3", "--batch-size", "32")
-    assert result.exit_code == 0, result.output
-    generate_demo_corpus(students / "unlabeled.jsonl", n_items=200, seed=5)  # its labels go unread
-    result = run("early-exit", "--from", students / "tinybert3", "--data", students / "data", "--out",
-                 students / "early-exit", "--unlabeled", students / "unlabeled.jsonl", "--epochs", "30", "--lr",
-                 "5e-3", "--keep", "0.98")
-    assert result.exit_code == 0, result.output
-    return students
 
 
 def encoded_texts(artifact, data, split="test"):
@@ -125,55 +110,90 @@ def test_what_cannot_get_exits_is_one_line(exits, tmp_path, case):
 
 
 @pytest.fixture(scope="module")
-def pte_bundle(exits):
-    result = run("export", "--from", exits / "early-exit", "--target", "android", "--out", exits / "early-exit-pte",
+def bundle(exits):
+    """The early-exit model exported for both runtimes: a .pte with a method per layer and an .onnx graph."""
+    result = run("export", "--from", exits / "early-exit", "--target", "all", "--out", exits / "early-exit-bundle",
                  "--parity-texts", "40")
     assert result.exit_code == 0, result.output
-    return exits / "early-exit-pte"
+    return exits / "early-exit-bundle"
 
 
-def test_the_pte_chains_a_method_per_layer_and_answers_as_the_eager_model(exits, pte_bundle, tmp_path):
-    from mobclf.export.early_exit import EarlyExitPteRunner
-
-    bundle = json.loads((pte_bundle / "bundle.json").read_text())
-    rule = bundle["early_exit"]
-    assert rule["methods"] == ["exit_1", "exit_2", "exit_3"] and rule["leave_when"] == "confidence >= threshold"
-    certificates = bundle["parity"]["files"]
-    assert set(certificates) == {"model.pte", *(f"model.pte#{name}" for name in rule["methods"])}
-    assert all(c["passed"] and c["max_abs_prob_difference"] < 1e-4 for c in certificates.values())
+def eager_answers(exits):
     artifact = load_artifact(exits / "early-exit")
     model = load_classifier(artifact)
-    runner = EarlyExitPteRunner(pte_bundle / "model.pte", bundle["inputs"]["min_length"], rule,
-                                bundle["thresholds"], single_label=False)
     batch = encoded_texts(artifact, exits / "data")
     with torch.no_grad():
-        eager_logits, eager_layers = model.answer(batch["input_ids"], batch["attention_mask"])
+        logits, layers = model.answer(batch["input_ids"], batch["attention_mask"])
         every_exit = model.exit_logits(*model.features(batch["input_ids"], batch["attention_mask"]))
+    return batch, logits, layers, every_exit
+
+
+def test_the_pte_chains_a_method_per_layer_and_answers_as_the_eager_model(exits, bundle, tmp_path):
+    from mobclf.export.early_exit import EarlyExitPteRunner
+
+    description = json.loads((bundle / "bundle.json").read_text())
+    rule = description["early_exit"]
+    assert rule["methods"] == ["exit_1", "exit_2", "exit_3"] and rule["leave_when"] == "confidence >= threshold"
+    certificates = description["parity"]["files"]
+    assert set(certificates) == {"model.pte", "model.onnx", *(f"model.pte#{name}" for name in rule["methods"])}
+    assert all(c["passed"] and c["max_abs_prob_difference"] < 1e-4 for c in certificates.values())
+    assert certificates["model.pte"]["exit_layer_agreement"] == 1.0
+    runner = EarlyExitPteRunner(bundle / "model.pte", description["inputs"]["min_length"], rule,
+                                description["thresholds"], single_label=False)
+    batch, eager_logits, eager_layers, every_exit = eager_answers(exits)
     logits, layers = runner.answer(batch["input_ids"], batch["attention_mask"])
     assert layers.tolist() == eager_layers.tolist() and (logits - eager_logits).abs().max() < 1e-4
     assert (runner.all_exits(batch["input_ids"], batch["attention_mask"]) - every_exit).abs().max() < 1e-4
-    result = run("eval", "--model", pte_bundle, "--data", exits / "data", "--json", tmp_path / "m.json")
+    result = run("eval", "--model", bundle, "--bundle-file", "model.pte", "--data", exits / "data", "--json",
+                 tmp_path / "m.json")
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["mean_exit_layer"] == pytest.approx(float(eager_layers.float().mean()))
-    assert metrics["micro_f1"] == pytest.approx(artifact.manifest["early_exit"]["test"]["micro_f1"])
+    assert metrics["micro_f1"] == pytest.approx(load_artifact(exits / "early-exit").manifest["early_exit"]["test"][
+        "micro_f1"])
 
 
-@pytest.mark.parametrize("command", [["export", "--target", "all"], ["export", "--target", "web"], ["quantize"]])
-def test_what_an_early_exit_model_cannot_export_to_is_one_line(exits, tmp_path, command):
-    result = run(*command, "--from", exits / "early-exit", "--data", exits / "data", "--out", tmp_path / "out")
-    assert result.exit_code != 0 and "Traceback" not in result.output and "a method per layer" in result.output
+def test_the_onnx_graph_stops_at_the_exit_by_itself(exits, bundle, tmp_path):
+    """One .onnx graph, an If node after each exit: same answers and exit layers as the eager model, one call."""
+    import onnx
+    import onnxruntime
+
+    description = json.loads((bundle / "bundle.json").read_text())
+    assert description["parity"]["files"]["model.onnx"]["exit_layer_agreement"] == 1.0
+    graph = onnx.load(str(bundle / "model.onnx")).graph
+    assert [output.name for output in graph.output] == ["logits", "exit_layer"]
+    assert [node.op_type for node in graph.node].count("If") == 1  # the next If sits in its else branch
+    session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch, eager_logits, eager_layers, _ = eager_answers(exits)
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    for row, length in enumerate(lengths):
+        feeds = {"input_ids": batch["input_ids"][row:row + 1, :length].numpy(),
+                 "attention_mask": batch["attention_mask"][row:row + 1, :length].numpy()}
+        logits, layer = session.run(["logits", "exit_layer"], feeds)
+        assert layer.tolist() == [eager_layers[row].item()]
+        assert np.abs(logits[0] - eager_logits[row].numpy()).max() < 1e-4
+    result = run("eval", "--model", bundle, "--bundle-file", "model.onnx", "--data", exits / "data", "--json",
+                 tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["mean_exit_layer"] == pytest.approx(float(eager_layers.float().mean()))
+
+
+def test_an_early_exit_model_is_not_quantized_yet(exits, tmp_path):
+    result = run("quantize", "--from", exits / "early-exit", "--data", exits / "data", "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "Traceback" not in result.output and "INT8" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "out").exists()
 
 
-def test_bench_reports_where_texts_left_in_both_runtimes(exits, pte_bundle, tmp_path):
+def test_bench_reports_where_texts_left_in_every_runtime(exits, bundle, tmp_path):
     record = load_artifact(exits / "early-exit").manifest["early_exit"]["test"]
-    result = run("bench", "--model", exits / "early-exit", "--model", pte_bundle, "--data",
+    result = run("bench", "--model", exits / "early-exit", "--model", bundle, "--data",
                  exits / "data", "--out", tmp_path / "report", "--latency-texts", "5", "--no-tfidf")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert len(report["rows"]) == 2 and report["native"] == []  # the native runner runs `forward` only
+    assert [row["runtime"] for row in report["rows"]] == ["eager", "executorch", "onnxruntime"]
+    assert report["native"] == []  # the native runner runs `forward` only
     for row in report["rows"]:
         assert row["mean_exit_layer"] == pytest.approx(record["mean_layers"])
         assert row["exit_shares"] == pytest.approx(record["exit_shares"])

@@ -40,6 +40,7 @@ def node_module(name: str) -> Path:
 
 PLAIN = {"TextCNN": "textcnn", "TinyBERT": "tinybert"}  # model switcher name → bundle directory
 CASCADE = "Cascade"
+EARLY_EXIT = "Early exit"
 PAGE_FILES = ("index.html", "app.js", "classifier.js", "tokenizers.js", "bert-unicode.js", "style.css")
 
 
@@ -106,17 +107,29 @@ class PageRun(NamedTuple):
     cascade: object  # the Python CascadePredictor, with the served threshold
     answers: object  # its Answers for the texts
     confidences: np.ndarray  # its fast model's confidence of each text
+    early_exit: object  # Python's answers of the early-exit bundle's .onnx for the texts (with exit layers)
+
+
+def early_and_late_leavers(predictor, texts: list[str], each: int = 3) -> list[str]:
+    """``each`` texts that leave the early-exit model before its last layer and ``each`` that run every layer."""
+    layers = predictor.answer(texts).exit_layers
+    depth = predictor.model.depth
+    early, late = np.flatnonzero(layers < depth), np.flatnonzero(layers == depth)
+    assert len(early) and len(late), layers
+    return [texts[row] for row in sorted([*early[:each], *late[:each]])]
 
 
 @pytest.fixture(scope="module")
-def page(students, web_server, tmp_path_factory):
-    """The page, in one headless Chromium run, on the tiny TextCNN and TinyBERT exported with ``--target web`` and on
-    their cascade (``mobclf cascade``), for the same texts. The served cascade's threshold is moved between the fast
+def page(students, exits, web_server, tmp_path_factory):
+    """The page, in one headless Chromium run, on the tiny TextCNN and TinyBERT exported with ``--target web``, on
+    their cascade (``mobclf cascade``) and on the early-exit TinyBERT (``--target web``), for the same texts: headlines
+    of which some leave that model early and some do not. The served cascade's threshold is moved between the fast
     model's confidences of those texts, so that some escalate and some do not. Returns the texts, browser-check's
-    JSON, and what Python's cascade makes of them (``PageRun``)."""
+    JSON, and what Python's cascade and early-exit model make of them (``PageRun``)."""
     from conftest import run
 
     from mobclf.artifacts import load_artifact
+    from mobclf.bench.variants import open_model
     from mobclf.cascade import open_cascade
     from mobclf.data.dataset import load_dataset
 
@@ -132,7 +145,11 @@ def page(students, web_server, tmp_path_factory):
     result = run("cascade", "--fast", site / "bundles" / "textcnn", "--accurate", site / "bundles" / "tinybert",
                  "--data", students / "data", "--out", work / "cascade", "--keep", "0.98")
     assert result.exit_code == 0, result.output
-    headlines = load_dataset(students / "data").texts("test")[:6]
+    result = run("export", "--from", exits / "early-exit", "--target", "web", "--out", site / "bundles" / "early-exit",
+                 "--parity-texts", "20")
+    assert result.exit_code == 0, result.output
+    early_exit = open_model(site / "bundles" / "early-exit")
+    headlines = early_and_late_leavers(early_exit, list(load_dataset(students / "data").texts("test")))
     texts = ["", "iPhone15发布，售价5999元起😀", *headlines]  # the screenshots show the last one
 
     cascade = open_cascade(load_artifact(work / "cascade", kind="cascade"), "onnxruntime")
@@ -146,7 +163,7 @@ def page(students, web_server, tmp_path_factory):
     rule["runtimes"]["onnxruntime"]["threshold"] = threshold
     (served / "cascade.json").write_text(json.dumps(rule), encoding="utf-8")
 
-    paths = {**PLAIN, CASCADE: "cascade"}
+    paths = {**PLAIN, CASCADE: "cascade", EARLY_EXIT: "early-exit"}
     (site / "bundles.json").write_text(json.dumps(
         {"bundles": [{"name": name, "path": f"bundles/{path}/"} for name, path in paths.items()],
          "samples": headlines}, ensure_ascii=False), encoding="utf-8")
@@ -162,7 +179,7 @@ def page(students, web_server, tmp_path_factory):
     for screenshot in shown["screenshots"]:
         assert Path(screenshot).stat().st_size > 10_000
         print(f"screenshot: {screenshot}")
-    return PageRun(texts, shown, cascade, cascade.answer(texts), confidences)
+    return PageRun(texts, shown, cascade, cascade.answer(texts), confidences, early_exit.answer(texts))
 
 
 def assert_shows(theirs: dict, labels: list[str], chosen: np.ndarray, probs: np.ndarray, what: str):
@@ -219,3 +236,21 @@ def test_browser_demo_shows_which_model_of_a_cascade_answered(page, web_server):
     info = page.shown["info"][CASCADE]
     assert f"fast {model_line(parts['fast'])}" in info and f"accurate {model_line(parts['accurate'])}" in info
     assert f"below confidence {cascade.threshold:#.3g}" in info and f"({100 * rate:.1f}% of val texts)" in info
+
+
+def test_browser_demo_shows_where_an_early_exit_model_stopped(page, web_server):
+    """The early-exit bundle's one .onnx graph stops in the browser where it stops in Python: each text's exit layer
+    (some leave early, some run every layer), labels and probabilities; the page says where the text left."""
+    site, _ = web_server
+    bundle = read_bundle(site / "bundles" / "early-exit")
+    depth, answers = bundle["early_exit"]["depth"], page.early_exit
+    results = page.shown["results"][EARLY_EXIT]
+    assert {theirs["exit_layer"] < depth for theirs in results} == {True, False}
+    for text, layer, probs, chosen, theirs in zip(page.texts, answers.exit_layers, answers.probs, answers.choices,
+                                                  results):
+        assert theirs["text"] == text and theirs["exit_layer"] == layer, text
+        assert_shows(theirs, bundle["labels"], chosen, probs, f"early exit: {text!r}")
+        assert theirs["answered_by"] is None
+        assert theirs["answer_note"].startswith(f"left after layer {layer} of {depth}" if layer < depth
+                                                else f"ran all {depth} layers")
+    assert f"early exit after any of {depth} layers" in page.shown["info"][EARLY_EXIT]

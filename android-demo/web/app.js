@@ -104,17 +104,24 @@ function labelItem(classifier, index, prob, kind) {
 
 /**
  * For a cascade: which model answered and the fast model's confidence against the threshold, shown and on #result
- * as data-answered-by and data-fast-confidence. A plain bundle hides and clears them.
+ * as data-answered-by and data-fast-confidence; for an early-exit bundle the layer the text left at
+ * (data-exit-layer). A plain bundle hides and clears them.
  */
-function showAnswerer(classifier, { answeredBy, fastAnswer }) {
+function showAnswerer(classifier, { answeredBy, fastAnswer, exitLayer }) {
   const result = $("result");
   const note = $("answered-by");
-  note.hidden = !answeredBy;
-  if (!answeredBy) {
-    delete result.dataset.answeredBy;
-    delete result.dataset.fastConfidence;
-    return;
+  note.hidden = !answeredBy && !exitLayer;
+  delete result.dataset.answeredBy;
+  delete result.dataset.fastConfidence;
+  delete result.dataset.exitLayer;
+  if (exitLayer) {
+    const { depth, threshold } = classifier.bundle.early_exit;
+    note.textContent = exitLayer < depth
+      ? `left after layer ${exitLayer} of ${depth}: its exit's confidence reached ${threshold.toPrecision(3)}`
+      : `ran all ${depth} layers: no earlier exit reached confidence ${threshold.toPrecision(3)}`;
+    result.dataset.exitLayer = String(exitLayer);
   }
+  if (!answeredBy) return;
   const { fast, accurate, rule } = classifier;
   const sure = confidence(fastAnswer.probs, fast.thresholds, decisionOf(fast.bundle));
   const [shown, threshold] = [sure.toPrecision(3), rule.threshold.toPrecision(3)];
@@ -183,8 +190,10 @@ function describe(classifier, name) {
   }
   const bundle = classifier.bundle;
   const rule = bundle.output.decision === "argmax" ? "argmax" : "per-label thresholds";
+  const exits = bundle.early_exit ? `, early exit after any of ${bundle.early_exit.depth} layers at confidence `
+    + `${bundle.early_exit.threshold.toPrecision(3)}` : "";
   return `${name}: ${describeModel(classifier)}, ${bundle.labels.length} labels, ${bundle.tokenizer.type} `
-    + `tokenizer, ${rule}`;
+    + `tokenizer, ${rule}${exits}`;
 }
 
 /**

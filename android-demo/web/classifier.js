@@ -1,5 +1,7 @@
 // A mobclf device bundle in the browser: bundle.json + tokenizer/ + model.onnx, run with onnxruntime-web.
 // No DOM here: `ort` is passed in, so the same code runs under Node with onnxruntime-web or onnxruntime-node.
+// An early-exit bundle (bundle.json's `early_exit`) needs nothing more: its graph stops at the first exit sure
+// enough and also returns `exit_layer`, which `classify` passes on.
 
 import { loadTokenizer } from "./tokenizers.js";
 
@@ -88,7 +90,10 @@ export class BundleClassifier {
     return { ids, inputIds, mask, length };
   }
 
-  /** Classify one text: probabilities per label, the predicted label indices, and timings in ms. */
+  /**
+   * Classify one text: probabilities per label, the predicted label indices, timings in ms, and for an early-exit
+   * bundle the layer the text left at (`exitLayer`, 1-based).
+   */
   async classify(text) {
     const started = performance.now();
     const { ids, inputIds, mask, length } = this.inputs(text);
@@ -105,6 +110,7 @@ export class BundleClassifier {
     return {
       ids, probs, ...decide(probs, this.thresholds, decision),
       tokenizeMs: tokenized - started, inferenceMs: finished - tokenized,
+      ...(this.bundle.early_exit ? { exitLayer: Number(output.exit_layer.data[0]) } : {}),
     };
   }
 }

@@ -45,6 +45,9 @@ LOGS = {
     "torch.utils._pytree": [r".* is an Enum subclass and is now natively supported by torch.compile"],
     # onnxruntime's hint to run its shape pre-processing; mobclf decides per scheme whether to (TOOLCHAIN.md).
     "root": [r"Please consider (to run )?pre-processing before quantization"],
+    # onnx_ir keeping the exit number each branch of an early-exit graph returns (a constant output, as intended).
+    "onnx_ir.passes.common.initializer_deduplication": [r"Skipped deduplication of initializer '\w+' as it is a "
+                                                         r"graph input or output"],
 }
 
 # Lines native code writes straight to file descriptor 2: ExecuTorch's threadpool reading CPU files that only ARM

@@ -4,7 +4,8 @@
 // Opens the demo page in headless Debian Chromium (playwright-core, phone viewport 390x844), and for each model
 // in CASES.json ({"models": ["name in the model switcher", ...], "texts": ["headline", ...]}) selects it, types
 // each text, presses Classify and reads the labels the page shows (and, for a cascade, which of its models
-// answered: "answered_by" is "fast" or "accurate", null for a plain bundle). Prints JSON
+// answered: "answered_by" is "fast" or "accurate", null for a plain bundle; for an early-exit bundle the layer the
+// text left at, "exit_layer"). Prints JSON
 // {"results": {model: [{"text", "labels", "probs", "below", "answered_by", ...}]}, "info": {model: "model line"},
 // "screenshots": [...], "console": [...]} and saves OUT_DIR/<model>.png. Used by tests/test_web_demo.py; also
 // handy by hand against `python3 -m http.server`.
@@ -73,6 +74,7 @@ try {
           timing: document.getElementById("timing").textContent,
           answered_by: result.answeredBy ?? null,
           fast_confidence: result.fastConfidence === undefined ? null : Number(result.fastConfidence),
+          exit_layer: result.exitLayer === undefined ? null : Number(result.exitLayer),
           answer_note: note.hidden ? null : note.textContent,
         };
       }));

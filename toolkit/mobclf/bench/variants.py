@@ -124,16 +124,24 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         if variant.arch == "early_exit_bert":  # a method per layer, chained (export/early_exit.py)
             from mobclf.export.early_exit import EarlyExitPteRunner
 
-            rule = json.loads(artifact.file(artifact.manifest["bundle"]).read_text(encoding="utf-8"))["early_exit"]
-            return EarlyExitPteRunner(artifact.file(variant.file), variant.min_length, rule, variant.thresholds,
-                                      variant.single_label), tokenizer
+            return EarlyExitPteRunner(artifact.file(variant.file), variant.min_length, _exit_rule(artifact),
+                                      variant.thresholds, variant.single_label), tokenizer
         return PteRunner(artifact.file(variant.file), variant.min_length), tokenizer
     if variant.runtime == "onnxruntime":
+        from mobclf.export.early_exit import EarlyExitOnnxRunner
         from mobclf.export.onnx import OnnxRunner
 
+        if variant.arch == "early_exit_bert":  # one graph that stops by itself
+            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, _exit_rule(artifact)["depth"],
+                                       threads=threads), tokenizer
         return OnnxRunner(artifact.file(variant.file), variant.min_length, threads=threads), tokenizer
     raise UserError(f"unknown runtime {variant.runtime!r}")
 
+
+
+def _exit_rule(bundle: Artifact) -> dict:
+    """An early-exit bundle's ``early_exit`` (bundle.json)."""
+    return json.loads(bundle.file(bundle.manifest["bundle"]).read_text(encoding="utf-8"))["early_exit"]
 
 
 def choose_variant(artifact: Artifact, file: str | None = None) -> Variant:
@@ -215,8 +223,8 @@ class Answers:
 
 @dataclass
 class EarlyExitPredictor(Predictor):
-    """An early-exit model, eager (``EarlyExitBert``) or its ``.pte`` (``EarlyExitPteRunner``): its answers also say
-    at which layer each text left."""
+    """An early-exit model, eager (``EarlyExitBert``), its ``.pte`` or its ``.onnx`` (``export/early_exit.py``): its
+    answers also say at which layer each text left."""
 
     model: object = None  # its answer(input_ids, attention_mask) gives the logits and the exit layers
 

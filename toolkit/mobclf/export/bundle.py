@@ -30,9 +30,10 @@ from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact,
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
-from mobclf.export.early_exit import EarlyExitPteRunner, exit_rule, to_early_exit_pte
+from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, exit_rule, to_early_exit_onnx,
+                                      to_early_exit_pte)
 from mobclf.export.executorch import PteRunner, to_pte
-from mobclf.export.exportable import EARLY_EXIT_EXPORTS, ExportableClassifier, min_length
+from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
 from mobclf.export.parity import Tolerance, certify, compare, enforce, parity_sample
 from mobclf.stages import ExportConfig
@@ -89,7 +90,7 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
         path.write_bytes(lowered.pte)
         described = {"precision": "fp32", "delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}
     else:
-        export_onnx(model, max_length, path)
+        (to_early_exit_onnx if isinstance(model, EarlyExitBert) else export_onnx)(model, max_length, path)
         described = {"precision": "fp32"}
     return {"file": path.name, "runtime": runtime, **described}
 
@@ -107,8 +108,6 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
     dataset = _dataset_of(artifact, data)
     dataset.check_labels_of(artifact)
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
-    if isinstance(model, EarlyExitBert) and target != "android":
-        raise UserError(f"{EARLY_EXIT_EXPORTS} (not --target {target})", path=source)
     texts = parity_sample(dataset.texts("val"), config.parity.texts, config.seed)
     thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
     eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
@@ -123,8 +122,8 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
                 files["onnx-ort"] = {**described, "file": "model.ort", "format": "ort (ONNX Runtime Mobile)"}
         for described in files.values():
             if isinstance(model, EarlyExitBert):
-                parity.update(_early_exit_parity(model, bundle.dir / described["file"], tokenizer, texts,
-                                                 eager_probs, thresholds, single_label, tolerance))
+                parity.update(_early_exit_parity(model, bundle.dir / described["file"], described["runtime"],
+                                                 tokenizer, texts, eager_probs, thresholds, single_label, tolerance))
                 continue
             runner = RUNNERS[described["runtime"]](bundle.dir / described["file"], min_length(model))
             parity[described["file"]] = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label,
@@ -147,14 +146,32 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
     return load_artifact(out)
 
 
-def _early_exit_parity(model: EarlyExitBert, pte: Path, tokenizer, texts: list[str], eager_probs: np.ndarray,
-                       thresholds: np.ndarray, single_label: bool, tolerance: Tolerance) -> dict:
-    """The certificate of an early-exit ``.pte``: as the app chains its methods (texts leaving early), and each exit
-    on its own (every method run), against the eager model's."""
+def _early_exit_parity(model: EarlyExitBert, path: Path, runtime: str, tokenizer, texts: list[str],
+                       eager_probs: np.ndarray, thresholds: np.ndarray, single_label: bool,
+                       tolerance: Tolerance) -> dict:
+    """The certificate of an early-exit file: its answers as the app gets them (texts leaving early) against the
+    eager model's, with the share of texts that leave at the same layer (``exit_layer_agreement``); for a ``.pte``
+    also each exit on its own (every method run; the ``.onnx`` graph only answers from the exit it stops at)."""
     rule = exit_rule(model)
-    runner = EarlyExitPteRunner(pte, min_length(model), rule, thresholds.tolist(), single_label)
-    certificates = {pte.name: certify(eager_probs, runner, tokenizer, texts, thresholds, single_label, tolerance,
-                                      f"parity: {pte.name}")}
+    runner = EarlyExitPteRunner(path, min_length(model), rule, thresholds.tolist(), single_label) \
+        if runtime == "executorch" else EarlyExitOnnxRunner(path, min_length(model), model.depth)
+    chained = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label, tolerance,
+                      f"parity: {path.name}")
+    encoded = TokenizedTexts(tokenizer, texts)
+
+    def exit_layers(answer, description: str) -> torch.Tensor:
+        def as_column(input_ids, attention_mask):  # [B, 1]: predict_logits wants one row per text
+            return answer(input_ids, attention_mask)[1][:, None].float()
+
+        with torch.no_grad():
+            return predict_logits(as_column, encoded, description=description)
+
+    agreement = exit_layers(model.answer, "parity: eager exit layers") == \
+        exit_layers(runner.answer, f"parity: {path.name} exit layers")
+    certificates = {path.name: {**chained, "exit_layer_agreement": float(agreement.float().mean())}}
+    if runtime != "executorch":
+        return certificates
+
     def eager_exits(input_ids, attention_mask):  # [B, depth × labels]: one row per text, as predict_logits wants
         with torch.no_grad():
             return model.exit_logits(*model.features(input_ids, attention_mask)).transpose(0, 1).flatten(1)
@@ -162,13 +179,12 @@ def _early_exit_parity(model: EarlyExitBert, pte: Path, tokenizer, texts: list[s
     def runtime_exits(input_ids, attention_mask):
         return runner.all_exits(input_ids, attention_mask).transpose(0, 1).flatten(1)
 
-    encoded = TokenizedTexts(tokenizer, texts)
     eager = predict_logits(eager_exits, encoded, description="parity: eager, every exit")
-    ours = predict_logits(runtime_exits, encoded, description=f"parity: {pte.name}, every exit")
+    ours = predict_logits(runtime_exits, encoded, description=f"parity: {path.name}, every exit")
     eager, ours = (torch.sigmoid(logits).reshape(len(texts), model.depth, -1).numpy() for logits in (eager, ours))
     for number, name in enumerate(rule["methods"]):
-        certificates[f"{pte.name}#{name}"] = compare(ours[:, number], eager[:, number], thresholds, single_label,
-                                                     tolerance)
+        certificates[f"{path.name}#{name}"] = compare(ours[:, number], eager[:, number], thresholds, single_label,
+                                                      tolerance)
     return certificates
 
 

@@ -1,4 +1,6 @@
-"""An early-exit model (``models/early_exit.py``) as one ``.pte`` with a method per layer, which the app chains:
+"""An early-exit model (``models/early_exit.py``) on a device, where a text that leaves must run no further layers.
+
+``.pte`` (ExecuTorch): one program with a method per layer, which the app chains:
 
     exit_1(input_ids, attention_mask) → (states [1, L, H], logits [1, labels])
     exit_k(states, attention_mask)    → (states, logits)                        k = 2 .. depth - 1
@@ -8,6 +10,10 @@ One static graph cannot stop at a layer that depends on the text, so the program
 app runs ``exit_1``, and when the confidence of its logits (the cascade's rule: ``cascade.confidence``) reaches the
 threshold it answers with them; otherwise it passes the states on to ``exit_2``, and so on. No layer runs twice.
 bundle.json's ``early_exit`` names the methods, the threshold and the confidence kind.
+
+``.onnx``: one graph that decides by itself, ``(input_ids, attention_mask) → (logits, exit_layer)`` for one text:
+after each layer an If node (``torch.cond`` when exported) answers with that exit's logits when its confidence
+reaches the threshold, and otherwise runs the rest, so the app calls it as it calls any classifier.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import torch
 from torch import nn
 
 from mobclf.export.executorch import Lowered, export_program, lower, program_rows, with_xnnpack_layer_norms
-from mobclf.export.exportable import min_length
+from mobclf.export.exportable import min_length, sequence_dim
+from mobclf.export.onnx import OnnxRunner, write_onnx
 from mobclf.models.bert import additive_mask
 from mobclf.models.early_exit import EarlyExitBert, confidence_kind, exit_confidence
 from mobclf.quiet import native_stderr
@@ -30,12 +37,14 @@ def method_names(model: EarlyExitBert) -> list[str]:
 
 
 def exit_rule(model: EarlyExitBert) -> dict:
-    """bundle.json's ``early_exit``: what the app needs to chain the methods."""
-    return {"methods": method_names(model), "threshold": model.config["threshold"],
+    """bundle.json's ``early_exit``: what the app needs to chain the ``.pte``'s methods, or to read the ``.onnx``."""
+    return {"depth": model.depth, "methods": method_names(model), "threshold": model.config["threshold"],
             "confidence": confidence_kind(model.config["single_label"]),
             "leave_when": "confidence >= threshold",
             "states": "each method but the last returns the layer's states [1, L, hidden] (float32) and its exit's "
-                      "logits; the next method takes those states and the same attention_mask"}
+                      "logits; the next method takes those states and the same attention_mask",
+            "onnx": "one graph with the rule inside: input_ids and attention_mask [1, L] → logits [1, labels] and "
+                    "exit_layer [1] (int64, 1-based)"}
 
 
 class ExitSegment(nn.Module):
@@ -64,6 +73,53 @@ def to_early_exit_pte(model: EarlyExitBert, max_length: int) -> Lowered:
                                             torch.ones(1, shortest, dtype=torch.long))
         programs[name] = export_program(ExitSegment(exportable, number), shortest, max_length, example)
     return lower(programs)
+
+
+class EarlyExitGraph(nn.Module):
+    """The whole rule in one graph for ONNX, one text at a time: layer ``number``, its exit, and a ``torch.cond``
+    whose true branch answers with that exit's logits and whose false branch is the graph from the next layer on.
+    The confidence is ``exit_confidence``'s, in float64 as in Python, so both decide alike."""
+
+    def __init__(self, model: EarlyExitBert):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+        self.model.base.bert.set_attn_implementation("eager")
+
+    def _from_layer(self, number: int, states: torch.Tensor, attention_mask: torch.Tensor):
+        model = self.model
+        states = model.base.bert.encoder.layer[number - 1](states, additive_mask(attention_mask, states.dtype))
+        logits = model.exit_head(number, states, attention_mask)
+        if number == model.depth:
+            return logits, torch.full((1,), number, dtype=torch.long)
+        sure = exit_confidence(logits, model.label_thresholds, model.config["single_label"])[0] >= \
+            model.config["threshold"]
+        return torch.cond(sure, lambda states, mask, logits: (logits.clone(), torch.full((1,), number)),
+                          lambda states, mask, logits: self._from_layer(number + 1, states, mask),
+                          (states, attention_mask, logits))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        return self._from_layer(1, self.model.base.bert.embeddings(input_ids=input_ids), attention_mask)
+
+
+def to_early_exit_onnx(model: EarlyExitBert, max_length: int, path: Path) -> Path:
+    """Write the early-exit graph (fp32) to ``path``: batch 1, sequence length ``min_length``..``max_length``."""
+    shortest = min_length(model)
+    example = (torch.ones(1, shortest, dtype=torch.long), torch.ones(1, shortest, dtype=torch.long))
+    seq = sequence_dim(shortest, max_length)
+    return write_onnx(EarlyExitGraph(model).eval(), example, ({1: seq}, {1: seq}), ["logits", "exit_layer"], path)
+
+
+class EarlyExitOnnxRunner(OnnxRunner):
+    """The early-exit graph in onnxruntime, one text at a time (its conditions are one text's)."""
+
+    def __init__(self, path: Path, min_length: int, depth: int, threads: int | None = None):
+        super().__init__(path, min_length, threads)
+        self.depth = depth
+
+    def answer(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, labels]`` of a padded batch and the layer each row left at ``[B]``."""
+        logits, exit_layers = self.outputs(input_ids, attention_mask, ("logits", "exit_layer"))
+        return logits, exit_layers
 
 
 class EarlyExitPteRunner:

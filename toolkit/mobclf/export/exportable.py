@@ -17,9 +17,10 @@ from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.textcnn import TextCNN
 
 
-EARLY_EXIT_EXPORTS = ("an early-exit model exports as an fp32 .pte with a method per layer (mobclf export --target "
-                      "android); its forward stops at a layer that depends on the text, which one .onnx graph or an "
-                      "INT8 program cannot yet")
+EARLY_EXIT_EXPORTS = ("an early-exit model exports in fp32 only, by mobclf export: a .pte with a method per layer "
+                      "(--target android) or an .onnx graph that stops at the exit (--target onnx or web); INT8 "
+                      "would need each layer calibrated on the states of the layers before it, which mobclf does "
+                      "not do yet")
 
 
 class ExportableClassifier(nn.Module):
