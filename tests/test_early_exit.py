@@ -179,21 +179,51 @@ def test_the_onnx_graph_stops_at_the_exit_by_itself(exits, bundle, tmp_path):
     assert metrics["mean_exit_layer"] == pytest.approx(float(eager_layers.float().mean()))
 
 
-def test_an_early_exit_model_is_not_quantized_yet(exits, tmp_path):
+def test_an_early_exit_model_quantizes_for_onnx_and_refuses_executorch_in_one_line(exits, tmp_path):
     result = run("quantize", "--from", exits / "early-exit", "--data", exits / "data", "--out", tmp_path / "out")
-    assert result.exit_code != 0 and "Traceback" not in result.output and "INT8" in result.output
+    assert result.exit_code != 0 and "Traceback" not in result.output and "INT8 in ExecuTorch" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "out").exists()
 
 
-def test_bench_reports_where_texts_left_in_every_runtime(exits, bundle, tmp_path):
+@pytest.fixture(scope="module")
+def int8_onnx(exits):
+    """The early-exit model quantized for onnxruntime (dynamic INT8, inside the If branches too), as a web bundle."""
+    result = run("quantize", "--from", exits / "early-exit", "--data", exits / "data", "--out",
+                 exits / "early-exit-int8-onnx", "--runtime", "onnx")
+    assert result.exit_code == 0, result.output
+    result = run("export", "--from", exits / "early-exit-int8-onnx", "--target", "web", "--out",
+                 exits / "early-exit-int8-web")  # the val texts quantize certified it on
+    assert result.exit_code == 0, result.output
+    return exits / "early-exit-int8-onnx", exits / "early-exit-int8-web"
+
+
+def test_the_int8_onnx_graph_quantizes_the_layers_inside_its_branches(exits, int8_onnx):
+    import onnx
+
+    quantized, web = int8_onnx
+    manifest = load_artifact(quantized).manifest
+    assert manifest["quantization"]["scheme"] == "dynamic"
+    graph = onnx.load(str(quantized / "model.onnx")).graph
+    assert "MatMulInteger" in {node.op_type for node in graph.node}  # layer 1
+    first_if = next(node for node in graph.node if node.op_type == "If")
+    layer_2 = next(attribute.g for attribute in first_if.attribute if attribute.name == "else_branch")
+    assert "MatMulInteger" in {node.op_type for node in layer_2.node}
+    certificate = json.loads((web / "bundle.json").read_text())["parity"]["files"]["model.onnx"]
+    assert certificate["passed"] and certificate["exit_layer_agreement"] >= 0.9
+    assert json.loads((web / "bundle.json").read_text())["model"]["files"]["onnx"]["precision"] == "int8"
+
+
+def test_bench_reports_where_texts_left_in_every_runtime(exits, bundle, int8_onnx, tmp_path):
     record = load_artifact(exits / "early-exit").manifest["early_exit"]["test"]
-    result = run("bench", "--model", exits / "early-exit", "--model", bundle, "--data",
+    result = run("bench", "--model", exits / "early-exit", "--model", bundle, "--model", int8_onnx[0], "--data",
                  exits / "data", "--out", tmp_path / "report", "--latency-texts", "5", "--no-tfidf")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert [row["runtime"] for row in report["rows"]] == ["eager", "executorch", "onnxruntime"]
+    assert [row["runtime"] for row in report["rows"]] == ["eager", "executorch", "onnxruntime", "onnxruntime"]
     assert report["native"] == []  # the native runner runs `forward` only
+    int8 = report["rows"].pop()
+    assert 1 <= int8["mean_exit_layer"] <= 3 and int8["micro_f1"] >= record["micro_f1"] - 0.05
     for row in report["rows"]:
         assert row["mean_exit_layer"] == pytest.approx(record["mean_layers"])
         assert row["exit_shares"] == pytest.approx(record["exit_shares"])

@@ -132,7 +132,9 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         from mobclf.export.onnx import OnnxRunner
 
         if variant.arch == "early_exit_bert":  # one graph that stops by itself
-            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, _exit_rule(artifact)["depth"],
+            depth = _exit_rule(artifact)["depth"] if artifact.kind == "export" else \
+                build_model(artifact.manifest["architecture"]).depth  # an INT8 one (mobclf quantize)
+            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, depth,
                                        threads=threads), tokenizer
         return OnnxRunner(artifact.file(variant.file), variant.min_length, threads=threads), tokenizer
     raise UserError(f"unknown runtime {variant.runtime!r}")

@@ -7,7 +7,8 @@
   the quantizer is told to skip.
 - **ONNX** (``onnxruntime.quantization``): ``dynamic`` (``quantize_dynamic``: int8 weights of MatMul/Gemm and of the
   embedding Gather, in 7 bits so that x86 CPUs without VNNI do not saturate) or ``static`` QDQ calibrated on the
-  same texts.
+  same texts. An early-exit model's graph (``export/early_exit.py``), whose layers sit in the branches of If nodes,
+  is quantized dynamically, branches included (onnxruntime calibrates no branches).
 
 The artifact holds the quantized file (``model.pte`` or ``model.onnx``), the fp32 weights and tokenizer it came
 from, the scheme and the calibration set (indices into the dataset's train split), and val (and test) metrics of the
@@ -42,6 +43,7 @@ from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, program_rows, to_pte
 from mobclf.export.exportable import EARLY_EXIT_EXPORTS, ExportableClassifier, min_length
+from mobclf.export.early_exit import to_early_exit_onnx
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
@@ -124,6 +126,10 @@ def first_scheme(config: QuantizeConfig, model: nn.Module) -> str:
     if config.runtime == "executorch" and config.scheme == "static" and isinstance(model, RecurrentStudent):
         console.log("a recurrent student: dynamic INT8 (int8 linears, fp32 recurrence)")
         return "dynamic"
+    if config.scheme == "static" and isinstance(model, EarlyExitBert):
+        console.log("an early-exit graph: dynamic INT8 (its layers sit in If branches, which static calibration "
+                    "does not reach)")
+        return "dynamic"
     return config.scheme
 
 
@@ -139,6 +145,8 @@ def escalation(config: QuantizeConfig, model: nn.Module, train_texts: int) -> li
     if config.scheme == "static" and config.calibration_size < train_texts:
         changes.append(lambda attempt: replace(attempt, calibration_size=attempt.calibration_size * 4))
     if config.runtime == "onnx":
+        if isinstance(model, EarlyExitBert):  # dynamic only, with nothing to calibrate
+            return []
         return [*changes, lambda attempt: replace(attempt, scheme="dynamic" if config.scheme == "static" else
                                                   "static")]
     changes.append(lambda attempt: replace(attempt, fp32_layers=(output_layer(model),)))
@@ -240,7 +248,8 @@ def _quantize_onnx(model: nn.Module, max_length: int, attempt: Attempt, calibrat
 
     path = directory / "model.onnx"
     with tempfile.TemporaryDirectory() as scratch:
-        fp32 = export_onnx(model, max_length, Path(scratch) / "fp32.onnx")
+        fp32 = (to_early_exit_onnx if isinstance(model, EarlyExitBert) else export_onnx)(
+            model, max_length, Path(scratch) / "fp32.onnx")
         if attempt.scheme == "dynamic":
             graph = onnx.load(str(fp32))  # shape entries naming initializers break quantize_dynamic (TOOLCHAIN.md)
             initializers = {tensor.name for tensor in graph.graph.initializer}
@@ -250,7 +259,8 @@ def _quantize_onnx(model: nn.Module, max_length: int, attempt: Attempt, calibrat
             onnx.save(graph, str(fp32))
             # 7-bit weights: x86 CPUs without VNNI sum u8×s8 pairs in int16, which 8-bit weights overflow; with 7
             # the integer sums are exact on every CPU (onnxruntime's documented remedy)
-            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, reduce_range=True)
+            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, reduce_range=True,
+                             extra_options={"EnableSubgraph": True})  # an early-exit graph's If branches too
         else:
             class Reader(CalibrationDataReader):
                 def __init__(self):
@@ -299,7 +309,7 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     dataset = load_dataset(data)
     dataset.check_labels_of(parent)
     model = load_classifier(parent)
-    if isinstance(model, EarlyExitBert):
+    if isinstance(model, EarlyExitBert) and config.runtime != "onnx":
         raise UserError(EARLY_EXIT_EXPORTS, path=source)
     if config.runtime == "executorch" and config.scheme == "dynamic" and convolutional(model):
         raise UserError(f"dynamic quantization covers linear layers and a {parent.manifest['architecture']['name']} "

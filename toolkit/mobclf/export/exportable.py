@@ -17,10 +17,10 @@ from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.textcnn import TextCNN
 
 
-EARLY_EXIT_EXPORTS = ("an early-exit model exports in fp32 only, by mobclf export: a .pte with a method per layer "
-                      "(--target android) or an .onnx graph that stops at the exit (--target onnx or web); INT8 "
-                      "would need each layer calibrated on the states of the layers before it, which mobclf does "
-                      "not do yet")
+EARLY_EXIT_EXPORTS = ("an early-exit model exports by mobclf export, as a .pte with a method per layer (--target "
+                      "android) or an .onnx graph that stops at the exit (--target onnx or web), and quantizes for "
+                      "ONNX only (mobclf quantize --runtime onnx): INT8 in ExecuTorch would need each layer's method "
+                      "calibrated on the states of the methods before it, which mobclf does not do yet")
 
 
 class ExportableClassifier(nn.Module):
