@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run
+from device_texts import device_texts, write_jsonl
 
 from mobclf.artifacts import load_artifact
 from mobclf.cascade import confidence
@@ -151,6 +152,22 @@ def test_the_pte_chains_a_method_per_layer_and_answers_as_the_eager_model(exits,
     assert metrics["mean_exit_layer"] == pytest.approx(float(eager_layers.float().mean()))
     assert metrics["micro_f1"] == pytest.approx(load_artifact(exits / "early-exit").manifest["early_exit"]["test"][
         "micro_f1"])
+
+
+def test_java_leaves_at_the_layer_python_leaves_at(exits, bundle, device_cli, tmp_path):
+    """The phone's rule (DeviceBundle.leavesAt, as PteClassifier chains the .pte's methods) on every exit's logits
+    of the device texts (6,000 real headlines and articles and the tricky ones): the same exit layer as Python."""
+    artifact = load_artifact(exits / "early-exit")
+    model = load_classifier(artifact)
+    batch = load_tokenizer(artifact.file("tokenizer")).encode_batch(device_texts())
+    with torch.no_grad():
+        every_exit = model.exit_logits(*model.features(batch["input_ids"], batch["attention_mask"]))
+        python = model.answer(batch["input_ids"], batch["attention_mask"])[1].tolist()
+    assert len(set(python)) == 3  # texts leave at every layer
+    exits_file = tmp_path / "exits.jsonl"
+    write_jsonl(exits_file, [{"exits": row} for row in every_exit.transpose(0, 1).tolist()])
+    java = [json.loads(line)["exit_layer"] for line in device_cli("exit", bundle, exits_file)]
+    assert java == python
 
 
 def test_the_onnx_graph_stops_at_the_exit_by_itself(exits, bundle, tmp_path):

@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, program_rows, to_pte
 from mobclf.export.exportable import EARLY_EXIT_EXPORTS, ExportableClassifier, min_length
-from mobclf.export.early_exit import to_early_exit_onnx
+from mobclf.export.early_exit import EarlyExitOnnxRunner, early_exit_certificate, to_early_exit_onnx
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
@@ -318,7 +319,7 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     with write_artifact(out, kind="quantized", force=force) as artifact:
         chosen, path, lowering, parity, tried = _first_that_agrees(model, tokenizer, dataset, parent, config,
                                                                    artifact.dir)
-        runner = _runner(config.runtime, path, min_length(model))
+        runner = _runner(config.runtime, path, model)
         metrics = _runtime_metrics(runner, model, tokenizer, dataset, parent)
         save_weights(model, artifact.dir)
         tokenizer.save(artifact.dir / "tokenizer")
@@ -342,9 +343,11 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     return load_artifact(out)
 
 
-def _runner(runtime: str, path: Path, shortest: int):
-    """The quantized file in the runtime it was made for."""
-    return PteRunner(path, shortest) if runtime == "executorch" else OnnxRunner(path, shortest)
+def _runner(runtime: str, path: Path, model: nn.Module):
+    """The quantized file of ``model`` in the runtime it was made for."""
+    if isinstance(model, EarlyExitBert):
+        return EarlyExitOnnxRunner(path, min_length(model), model.depth)
+    return PteRunner(path, min_length(model)) if runtime == "executorch" else OnnxRunner(path, min_length(model))
 
 
 def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Artifact, config: QuantizeConfig,
@@ -355,7 +358,7 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
     kept with ``config.parity.accept_failure``; otherwise nothing is written and one line says what each gave."""
     texts = parity_sample(dataset.texts("val"), config.parity.texts)
     eager = predict_probs(model, tokenizer, texts, description="parity: fp32")
-    thresholds, shortest = np.asarray(parent.manifest["thresholds"]), min_length(model)
+    thresholds = np.asarray(parent.manifest["thresholds"])
     first = Attempt(first_scheme(config, model), config.calibration_size, config.embedding)
     changes = escalation(config, model, len(dataset.texts("train"))) if config.escalate else []
     tried, best = [], None
@@ -375,9 +378,11 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
                                                     config, attempt.qat_epochs) if attempt.qat_epochs else None
                 path, lowering = _quantize_executorch(model, tokenizer.max_length, attempt, calibration,
                                                       Path(scratch), train)
-            runner = _runner(config.runtime, path, shortest)
-            result = certify(eager, runner, tokenizer, texts, thresholds, not dataset.multi_label,
-                             config.parity.tolerance, f"parity: attempt {number}")
+            runner = _runner(config.runtime, path, model)
+            check = partial(early_exit_certificate, model) if isinstance(model, EarlyExitBert) else \
+                partial(certify, eager)
+            result = check(runner, tokenizer, texts, thresholds, not dataset.multi_label, config.parity.tolerance,
+                           f"parity: attempt {number}")
             tried.append({"attempt": attempt.describe(), **asdict(attempt), **result,
                           "size_bytes": path.stat().st_size, "seconds": round(time.perf_counter() - started, 1)})
             console.log(f"attempt {number}: label-set agreement {result['label_set_agreement']:.4f}, max |Δprob| "

@@ -30,8 +30,8 @@ from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact,
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
-from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, exit_rule, to_early_exit_onnx,
-                                      to_early_exit_pte)
+from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, early_exit_certificate, every_exit_rows,
+                                      exit_rule, to_early_exit_onnx, to_early_exit_pte)
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
@@ -123,7 +123,7 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
         for described in files.values():
             if isinstance(model, EarlyExitBert):
                 parity.update(_early_exit_parity(model, bundle.dir / described["file"], described["runtime"],
-                                                 tokenizer, texts, eager_probs, thresholds, single_label, tolerance))
+                                                 tokenizer, texts, thresholds, single_label, tolerance))
                 continue
             runner = RUNNERS[described["runtime"]](bundle.dir / described["file"], min_length(model))
             parity[described["file"]] = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label,
@@ -147,39 +147,23 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
 
 
 def _early_exit_parity(model: EarlyExitBert, path: Path, runtime: str, tokenizer, texts: list[str],
-                       eager_probs: np.ndarray, thresholds: np.ndarray, single_label: bool,
-                       tolerance: Tolerance) -> dict:
-    """The certificate of an early-exit file: its answers as the app gets them (texts leaving early) against the
-    eager model's, with the share of texts that leave at the same layer (``exit_layer_agreement``); for a ``.pte``
-    also each exit on its own (every method run; the ``.onnx`` graph only answers from the exit it stops at)."""
+                       thresholds: np.ndarray, single_label: bool, tolerance: Tolerance) -> dict:
+    """The certificate of an early-exit file, as the app runs it (texts leaving early:
+    ``early_exit_certificate``); for a ``.pte`` also each exit on its own (every method run; the ``.onnx`` graph
+    only answers from the exit it stops at)."""
     rule = exit_rule(model)
     runner = EarlyExitPteRunner(path, min_length(model), rule, thresholds.tolist(), single_label) \
         if runtime == "executorch" else EarlyExitOnnxRunner(path, min_length(model), model.depth)
-    chained = certify(eager_probs, runner, tokenizer, texts, thresholds, single_label, tolerance,
-                      f"parity: {path.name}")
-    encoded = TokenizedTexts(tokenizer, texts)
-
-    def exit_layers(answer, description: str) -> torch.Tensor:
-        def as_column(input_ids, attention_mask):  # [B, 1]: predict_logits wants one row per text
-            return answer(input_ids, attention_mask)[1][:, None].float()
-
-        with torch.no_grad():
-            return predict_logits(as_column, encoded, description=description)
-
-    agreement = exit_layers(model.answer, "parity: eager exit layers") == \
-        exit_layers(runner.answer, f"parity: {path.name} exit layers")
-    certificates = {path.name: {**chained, "exit_layer_agreement": float(agreement.float().mean())}}
+    certificates = {path.name: early_exit_certificate(model, runner, tokenizer, texts, thresholds, single_label,
+                                                      tolerance, f"parity: {path.name}")}
     if runtime != "executorch":
         return certificates
-
-    def eager_exits(input_ids, attention_mask):  # [B, depth × labels]: one row per text, as predict_logits wants
-        with torch.no_grad():
-            return model.exit_logits(*model.features(input_ids, attention_mask)).transpose(0, 1).flatten(1)
 
     def runtime_exits(input_ids, attention_mask):
         return runner.all_exits(input_ids, attention_mask).transpose(0, 1).flatten(1)
 
-    eager = predict_logits(eager_exits, encoded, description="parity: eager, every exit")
+    encoded = TokenizedTexts(tokenizer, texts)
+    eager = predict_logits(every_exit_rows(model), encoded, description="parity: eager, every exit")
     ours = predict_logits(runtime_exits, encoded, description=f"parity: {path.name}, every exit")
     eager, ours = (torch.sigmoid(logits).reshape(len(texts), model.depth, -1).numpy() for logits in (eager, ours))
     for number, name in enumerate(rule["methods"]):

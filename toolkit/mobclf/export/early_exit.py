@@ -21,15 +21,19 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from mobclf.export.executorch import Lowered, export_program, lower, program_rows, with_xnnpack_layer_norms
 from mobclf.export.exportable import min_length, sequence_dim
 from mobclf.export.onnx import OnnxRunner, write_onnx
+from mobclf.export.parity import compare
 from mobclf.models.bert import additive_mask
 from mobclf.models.early_exit import EarlyExitBert, confidence_kind, exit_confidence
 from mobclf.quiet import native_stderr
+from mobclf.stages import Tolerance
+from mobclf.train.batching import TokenizedTexts, predict_logits
 
 
 def method_names(model: EarlyExitBert) -> list[str]:
@@ -120,6 +124,46 @@ class EarlyExitOnnxRunner(OnnxRunner):
         """Logits ``[B, labels]`` of a padded batch and the layer each row left at ``[B]``."""
         logits, exit_layers = self.outputs(input_ids, attention_mask, ("logits", "exit_layer"))
         return logits, exit_layers
+
+
+def every_exit_rows(model: EarlyExitBert):
+    """``(input_ids, attention_mask) → [B, depth × labels]``: every exit's logits of the eager model, one row per
+    text (as ``predict_logits`` wants)."""
+    def rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.exit_logits(*model.features(input_ids, attention_mask)).transpose(0, 1).flatten(1)
+    return rows
+
+
+def early_exit_certificate(model: EarlyExitBert, runner, tokenizer, texts: list[str], thresholds: np.ndarray,
+                           single_label: bool, tolerance: Tolerance, description: str) -> dict:
+    """The parity certificate of an early-exit file (its ``runner`` has ``answer``): label agreement with the eager
+    model's answers, and the largest |Δprob| against the eager model's exit that the file answered from. A text that
+    leaves one exit earlier or later (an INT8 confidence just across the threshold) answers from another classifier,
+    which is not a numerical difference; how many do is ``exit_layer_agreement``."""
+    encoded = TokenizedTexts(tokenizer, texts)
+
+    def with_layers(answer):
+        def rows(input_ids, attention_mask):  # the logits and the exit layer as one more column
+            logits, layers = answer(input_ids, attention_mask)
+            return torch.cat([logits.float(), layers[:, None].float()], dim=1)
+        return rows
+
+    with torch.no_grad():
+        ours = predict_logits(with_layers(runner.answer), encoded, description=description)
+        eager = predict_logits(with_layers(model.answer), encoded, description="parity: eager")
+    exits = predict_logits(every_exit_rows(model), encoded, description="parity: eager, every exit")
+    layers = ours[:, -1].long()
+    same_exit = exits.reshape(len(texts), model.depth, -1)[torch.arange(len(texts)), layers - 1]
+    probs = torch.sigmoid(ours[:, :-1]).numpy()
+    answers = compare(probs, torch.sigmoid(eager[:, :-1]).numpy(), thresholds, single_label, tolerance)
+    numbers = compare(probs, torch.sigmoid(same_exit).numpy(), thresholds, single_label, tolerance)
+    result = {**answers, "max_abs_prob_difference": numbers["max_abs_prob_difference"],
+              "max_abs_prob_difference_from_answers": answers["max_abs_prob_difference"],
+              "exit_layer_agreement": float((layers == eager[:, -1].long()).float().mean())}
+    result["passed"] = (result["label_set_agreement"] >= tolerance.min_agreement
+                        and result["max_abs_prob_difference"] <= tolerance.max_prob_diff)
+    return result
 
 
 class EarlyExitPteRunner:

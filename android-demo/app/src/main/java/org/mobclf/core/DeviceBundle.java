@@ -27,6 +27,8 @@ public final class DeviceBundle {
     private final boolean argmax;
     private final int minLength;
     private final int padId;
+    private final List<String> exitMethods;
+    private final double exitThreshold;
 
     private DeviceBundle(File directory) throws IOException {
         this.directory = directory;
@@ -63,6 +65,10 @@ public final class DeviceBundle {
             }
             tokenizer = Tokenizer.load(new File(directory, description.getJSONObject("tokenizer")
                     .getString("directory")));
+            JSONObject earlyExit = description.optJSONObject("early_exit");
+            exitMethods = earlyExit == null ? Collections.<String>emptyList()
+                    : readLabels(earlyExit.getJSONArray("methods"));
+            exitThreshold = earlyExit == null ? Double.NaN : earlyExit.getDouble("threshold");
         } catch (JSONException err) {
             throw new IOException(descriptionFile + ": " + err.getMessage() + "; re-export the bundle");
         }
@@ -79,6 +85,22 @@ public final class DeviceBundle {
             labels.add(values.getString(i));
         }
         return Collections.unmodifiableList(labels);
+    }
+
+    /**
+     * An early-exit bundle's program methods, one per layer ({@code exit_1 .. exit_D}, bundle.json's
+     * {@code early_exit}); empty for a plain classifier, whose program has {@code forward} only.
+     */
+    public List<String> exitMethods() {
+        return exitMethods;
+    }
+
+    /**
+     * Whether a text leaves an early-exit model at an exit that gave {@code logits}: its confidence
+     * ({@link #confidence}) reaches the calibrated threshold, the rule of {@code toolkit/mobclf/models/early_exit.py}.
+     */
+    public boolean leavesAt(float[] logits) {
+        return confidence(probabilities(logits)) >= exitThreshold;
     }
 
     public File directory() {

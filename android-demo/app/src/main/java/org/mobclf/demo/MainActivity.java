@@ -485,6 +485,14 @@ public class MainActivity extends Activity {
         if (cascade != null) {
             appendAnswerer(out, outcome != fast, fast);
         }
+        int depth = classifier.bundle().exitMethods().size();
+        if (outcome.exitLayer > 0) {
+            appendHeading(out, "Answered by");
+            out.append(outcome.exitLayer < depth
+                    ? String.format(Locale.US, "the exit after layer %d of %d (confident enough there)",
+                            outcome.exitLayer, depth)
+                    : String.format(Locale.US, "the last layer (%d): no earlier exit was confident enough", depth));
+        }
         List<LabelScore> predicted = outcome.classification.predicted();
         appendHeading(out, predicted.size() == 1 ? "Predicted label" : "Predicted labels");
         boolean byThreshold = outcome.classification.byThreshold();

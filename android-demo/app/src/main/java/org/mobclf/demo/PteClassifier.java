@@ -1,6 +1,7 @@
 package org.mobclf.demo;
 
 import java.io.File;
+import java.util.List;
 
 import org.mobclf.core.Classification;
 import org.mobclf.core.DeviceBundle;
@@ -12,7 +13,10 @@ import org.pytorch.executorch.Tensor;
  * A bundle's {@code model.pte} in the ExecuTorch runtime, with the bundle's tokenizer in front and its
  * post-processing (sigmoid/softmax, thresholds) behind. The program takes {@code input_ids} and
  * {@code attention_mask}, int64 {@code [1, L]} with L = max(number of ids, the bundle's min_length), and returns
- * logits {@code [1, labels]}. Not thread-safe: use one instance from one thread at a time.
+ * logits {@code [1, labels]}. An early-exit bundle's program has a method per layer instead ({@code exit_1} takes
+ * the ids and mask and returns the layer's states and its exit's logits, {@code exit_k} takes the states before it
+ * and the mask): they run in turn until an exit is sure enough ({@link DeviceBundle#leavesAt}), so a text that leaves
+ * runs no further layers. Not thread-safe: use one instance from one thread at a time.
  */
 public final class PteClassifier {
 
@@ -25,15 +29,29 @@ public final class PteClassifier {
         public final int inputLength;
         public final double tokenizeMs;
         public final double forwardMs;
+        /** The layer an early-exit model answered from (1-based); 0 for a plain classifier. */
+        public final int exitLayer;
 
         Result(float[] logits, Classification classification, int tokens, int inputLength, double tokenizeMs,
-               double forwardMs) {
+               double forwardMs, int exitLayer) {
             this.logits = logits;
             this.classification = classification;
             this.tokens = tokens;
             this.inputLength = inputLength;
             this.tokenizeMs = tokenizeMs;
             this.forwardMs = forwardMs;
+            this.exitLayer = exitLayer;
+        }
+    }
+
+    /** The logits the program answered with and the layer it answered from (0: a plain classifier). */
+    private static final class Answer {
+        final float[] logits;
+        final int exitLayer;
+
+        Answer(float[] logits, int exitLayer) {
+            this.logits = logits;
+            this.exitLayer = exitLayer;
         }
     }
 
@@ -65,6 +83,10 @@ public final class PteClassifier {
 
     /** Logits of one encoded text; {@code inputIds} and {@code attentionMask} have the same length L. */
     public float[] forward(long[] inputIds, long[] attentionMask) {
+        return answer(inputIds, attentionMask).logits;
+    }
+
+    private Answer answer(long[] inputIds, long[] attentionMask) {
         if (module == null) {
             throw new IllegalStateException("classifier closed");
         }
@@ -72,12 +94,30 @@ public final class PteClassifier {
             throw new IllegalArgumentException("input_ids and attention_mask must have the same non-zero length");
         }
         long[] shape = new long[] {1, inputIds.length};
-        EValue[] outputs = module.forward(EValue.from(Tensor.fromBlob(inputIds, shape)),
-                EValue.from(Tensor.fromBlob(attentionMask, shape)));
-        if (outputs == null || outputs.length == 0) {
-            throw new IllegalStateException(bundle.modelFile() + ": forward returned nothing");
+        EValue ids = EValue.from(Tensor.fromBlob(inputIds, shape));
+        EValue mask = EValue.from(Tensor.fromBlob(attentionMask, shape));
+        List<String> methods = bundle.exitMethods();
+        if (methods.isEmpty()) {
+            return new Answer(logitsOf(module.forward(ids, mask), 0, "forward"), 0);
         }
-        float[] logits = outputs[0].toTensor().getDataAsFloatArray();
+        EValue inputs = ids;
+        for (int layer = 1; ; layer++) {
+            String method = methods.get(layer - 1);
+            EValue[] outputs = module.execute(method, inputs, mask);
+            boolean last = layer == methods.size();
+            float[] logits = logitsOf(outputs, last ? 0 : 1, method);
+            if (last || bundle.leavesAt(logits)) {
+                return new Answer(logits, layer);
+            }
+            inputs = outputs[0];  // the layer's states, for the next method
+        }
+    }
+
+    private float[] logitsOf(EValue[] outputs, int index, String method) {
+        if (outputs == null || outputs.length <= index) {
+            throw new IllegalStateException(bundle.modelFile() + ": " + method + " returned no logits");
+        }
+        float[] logits = outputs[index].toTensor().getDataAsFloatArray();
         if (logits.length != bundle.labels().size()) {
             throw new IllegalStateException(bundle.modelFile() + ": " + logits.length + " logits for "
                     + bundle.labels().size() + " labels; the model and bundle.json do not match");
@@ -90,14 +130,14 @@ public final class PteClassifier {
         long start = System.nanoTime();
         long[][] encoded = bundle.encode(text);
         long tokenized = System.nanoTime();
-        float[] logits = forward(encoded[0], encoded[1]);
+        Answer answer = answer(encoded[0], encoded[1]);
         long done = System.nanoTime();
         int tokens = 0;
         for (long m : encoded[1]) {
             tokens += m != 0 ? 1 : 0;
         }
-        return new Result(logits, bundle.classify(logits), tokens, encoded[0].length, (tokenized - start) / 1e6,
-                (done - tokenized) / 1e6);
+        return new Result(answer.logits, bundle.classify(answer.logits), tokens, encoded[0].length,
+                (tokenized - start) / 1e6, (done - tokenized) / 1e6, answer.exitLayer);
     }
 
     /** Free the native program. */

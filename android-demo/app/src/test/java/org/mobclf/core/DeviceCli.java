@@ -25,6 +25,8 @@ import org.json.JSONObject;
  * classify BUNDLE_DIR    LOGITS.jsonl  one JSON array of predicted labels per {"logits": [...]} line
  * escalate CASCADE_DIR   LOGITS.jsonl  per line of the fast model's {"logits": [...]}, whether the cascade sends
  *                                      the text to its accurate model ({"escalate": true|false, "confidence": c})
+ * exit     BUNDLE_DIR    EXITS.jsonl   per line of an early-exit model's {"exits": [[logits of exit 1], ...]}, the
+ *                                      layer the text leaves at ({"exit_layer": k}, 1-based)
  * time     TOKENIZER_DIR TEXTS.jsonl   {"ms": [...]}: each text's encode time, warm (after 3 s and 20 rounds),
  *                                      the median of 9 encodes
  * </pre>
@@ -38,7 +40,7 @@ public final class DeviceCli {
 
     public static void main(String[] args) throws IOException, JSONException {
         if (args.length != 3) {
-            System.err.println("usage: DeviceCli tokenize|encode|classify|escalate|time DIR INPUT.jsonl");
+            System.err.println("usage: DeviceCli tokenize|encode|classify|escalate|exit|time DIR INPUT.jsonl");
             System.exit(2);
         }
         if (args[0].equals("time")) {
@@ -74,6 +76,13 @@ public final class DeviceCli {
                 decision.put("escalate", cascade.escalates(logits));
                 decision.put("confidence", bundle.confidence(bundle.probabilities(logits)));
                 out.write(decision.toString() + "\n");
+            } else if (command.equals("exit")) {
+                JSONArray exits = item.getJSONArray("exits");
+                int layer = 1;
+                while (layer < exits.length() && !bundle.leavesAt(toFloats(exits.getJSONArray(layer - 1)))) {
+                    layer++;
+                }
+                out.write(new JSONObject().put("exit_layer", layer).toString() + "\n");
             } else {
                 float[] logits = toFloats(item.getJSONArray("logits"));
                 JSONArray predicted = new JSONArray();
