@@ -41,6 +41,8 @@ def test_bench_reports_teacher_students_exported_files_and_tfidf(students):
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"] and row["throughput_per_s"] > 0
         assert 0 <= row["agreement_with_teacher"] <= 1
     assert rows["teacher"]["agreement_with_teacher"] == 1.0
+    for name in ("teacher", "textcnn", "bench-bundle/model.pte", "bench-bundle/model.onnx"):  # the mean too
+        assert rows[name]["latency_ms_mean"] > 0
     # the exported fp32 files classify exactly like the student they came from
     student = load_artifact(students / "tinybert").manifest["metrics"]["test"]["micro_f1"]
     assert abs(rows["bench-bundle/model.pte"]["micro_f1"] - student) < 1e-6
