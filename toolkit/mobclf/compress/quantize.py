@@ -357,7 +357,8 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
     directory, lowering, its certificate, every attempt's record)``. When none passes, the one that agreed best is
     kept with ``config.parity.accept_failure``; otherwise nothing is written and one line says what each gave."""
     texts = parity_sample(dataset.texts("val"), config.parity.texts)
-    eager = predict_probs(model, tokenizer, texts, description="parity: fp32")
+    check = partial(early_exit_certificate, model) if isinstance(model, EarlyExitBert) else \
+        partial(certify, predict_probs(model, tokenizer, texts, description="parity: fp32"))
     thresholds = np.asarray(parent.manifest["thresholds"])
     first = Attempt(first_scheme(config, model), config.calibration_size, config.embedding)
     changes = escalation(config, model, len(dataset.texts("train"))) if config.escalate else []
@@ -379,8 +380,6 @@ def _first_that_agrees(model: nn.Module, tokenizer, dataset: Dataset, parent: Ar
                 path, lowering = _quantize_executorch(model, tokenizer.max_length, attempt, calibration,
                                                       Path(scratch), train)
             runner = _runner(config.runtime, path, model)
-            check = partial(early_exit_certificate, model) if isinstance(model, EarlyExitBert) else \
-                partial(certify, eager)
             result = check(runner, tokenizer, texts, thresholds, not dataset.multi_label, config.parity.tolerance,
                            f"parity: attempt {number}")
             tried.append({"attempt": attempt.describe(), **asdict(attempt), **result,
