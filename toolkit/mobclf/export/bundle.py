@@ -110,7 +110,8 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
     model, tokenizer = load_classifier(artifact), load_tokenizer(artifact.file("tokenizer"))
     texts = parity_sample(dataset.texts("val"), config.parity.texts, config.seed)
     thresholds, single_label = np.asarray(artifact.manifest["thresholds"]), not dataset.multi_label
-    eager_probs = predict_probs(model, tokenizer, texts, description="parity: eager")
+    early_exit = isinstance(model, EarlyExitBert)  # its certificate computes the eager answers itself
+    eager_probs = None if early_exit else predict_probs(model, tokenizer, texts, description="parity: eager")
 
     with write_artifact(out, kind="export", force=force) as bundle:
         files, parity = {}, {}
@@ -121,7 +122,7 @@ def run(config: ExportConfig, *, source: Path, out: Path, data: Path | None = No
                 to_ort(bundle.dir / described["file"], bundle.dir / "model.ort")
                 files["onnx-ort"] = {**described, "file": "model.ort", "format": "ort (ONNX Runtime Mobile)"}
         for described in files.values():
-            if isinstance(model, EarlyExitBert):
+            if early_exit:
                 parity.update(_early_exit_parity(model, bundle.dir / described["file"], described["runtime"],
                                                  tokenizer, texts, thresholds, single_label, tolerance))
                 continue
