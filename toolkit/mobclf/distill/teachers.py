@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import expit, softmax
 
 from mobclf.artifacts import Artifact
 from mobclf.console import console
@@ -67,11 +68,10 @@ def _bert_teacher(outputs: TeacherOutputs, artifact: Artifact, single_label: boo
 def _scaled(probabilities: np.ndarray, temperature: float, single_label: bool) -> np.ndarray:
     """Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"): the probabilities whose
     logits are the given ones' divided by ``temperature`` (softmax over labels, or sigmoid per label)."""
-    logits = np.log(np.clip(probabilities, EPSILON, 1 - EPSILON))
+    probabilities = np.clip(probabilities, EPSILON, 1 - EPSILON)
     if single_label:
-        scaled = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
-        return scaled / scaled.sum(axis=1, keepdims=True)
-    return 1 / (1 + np.exp(-(logits - np.log1p(-np.exp(logits))) / temperature))
+        return softmax(np.log(probabilities) / temperature, axis=1)
+    return expit((np.log(probabilities) - np.log1p(-probabilities)) / temperature)  # no overflow at small T
 
 
 def _temperature(probabilities: np.ndarray, targets: np.ndarray, single_label: bool) -> float:
