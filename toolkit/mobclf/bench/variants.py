@@ -132,18 +132,21 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         from mobclf.export.onnx import OnnxRunner
 
         if variant.arch == "early_exit_bert":  # one graph that stops by itself
-            depth = _exit_rule(artifact)["depth"] if artifact.kind == "export" else \
-                build_model(artifact.manifest["architecture"]).depth  # an INT8 one (mobclf quantize)
-            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, depth,
+            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, _exit_rule(artifact)["depth"],
                                        threads=threads), tokenizer
         return OnnxRunner(artifact.file(variant.file), variant.min_length, threads=threads), tokenizer
     raise UserError(f"unknown runtime {variant.runtime!r}")
 
 
 
-def _exit_rule(bundle: Artifact) -> dict:
-    """An early-exit bundle's ``early_exit`` (bundle.json)."""
-    return json.loads(bundle.file(bundle.manifest["bundle"]).read_text(encoding="utf-8"))["early_exit"]
+def _exit_rule(artifact: Artifact) -> dict:
+    """An early-exit model's rule: a bundle's ``early_exit`` (bundle.json), or the one an INT8 artifact's model
+    (mobclf quantize) gets in a bundle."""
+    if artifact.kind == "export":
+        return json.loads(artifact.file(artifact.manifest["bundle"]).read_text(encoding="utf-8"))["early_exit"]
+    from mobclf.export.early_exit import exit_rule
+
+    return exit_rule(build_model(artifact.manifest["architecture"]))
 
 
 def choose_variant(artifact: Artifact, file: str | None = None) -> Variant:

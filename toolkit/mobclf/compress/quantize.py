@@ -7,8 +7,11 @@
   the quantizer is told to skip.
 - **ONNX** (``onnxruntime.quantization``): ``dynamic`` (``quantize_dynamic``: int8 weights of MatMul/Gemm and of the
   embedding Gather, in 7 bits so that x86 CPUs without VNNI do not saturate) or ``static`` QDQ calibrated on the
-  same texts. An early-exit model's graph (``export/early_exit.py``), whose layers sit in the branches of If nodes,
-  is quantized dynamically, branches included (onnxruntime calibrates no branches).
+  same texts.
+- An **early-exit** model (``export/early_exit.py``): for ExecuTorch each layer's method is quantized on what reaches
+  it in the INT8 file (the texts, then the quantized states of the methods before it); for ONNX its one graph, whose
+  layers sit in the branches of If nodes, is quantized dynamically, branches included (onnxruntime calibrates no
+  branches).
 
 The artifact holds the quantized file (``model.pte`` or ``model.onnx``), the fp32 weights and tokenizer it came
 from, the scheme and the calibration set (indices into the dataset's train split), and val (and test) metrics of the
@@ -43,8 +46,9 @@ from mobclf.distill.losses import soft_target_kd
 from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, program_rows, to_pte
-from mobclf.export.exportable import EARLY_EXIT_EXPORTS, ExportableClassifier, min_length
-from mobclf.export.early_exit import EarlyExitOnnxRunner, early_exit_certificate, to_early_exit_onnx
+from mobclf.export.exportable import ExportableClassifier, min_length
+from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, ExportableEarlyExit,
+                                      early_exit_certificate, exit_rule, to_early_exit_onnx, to_early_exit_pte)
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
@@ -127,7 +131,7 @@ def first_scheme(config: QuantizeConfig, model: nn.Module) -> str:
     if config.runtime == "executorch" and config.scheme == "static" and isinstance(model, RecurrentStudent):
         console.log("a recurrent student: dynamic INT8 (int8 linears, fp32 recurrence)")
         return "dynamic"
-    if config.scheme == "static" and isinstance(model, EarlyExitBert):
+    if config.runtime == "onnx" and config.scheme == "static" and isinstance(model, EarlyExitBert):
         console.log("an early-exit graph: dynamic INT8 (its layers sit in If branches, which static calibration "
                     "does not reach)")
         return "dynamic"
@@ -150,10 +154,11 @@ def escalation(config: QuantizeConfig, model: nn.Module, train_texts: int) -> li
             return []
         return [*changes, lambda attempt: replace(attempt, scheme="dynamic" if config.scheme == "static" else
                                                   "static")]
-    changes.append(lambda attempt: replace(attempt, fp32_layers=(output_layer(model),)))
+    if not isinstance(model, EarlyExitBert):  # which has an output layer per exit
+        changes.append(lambda attempt: replace(attempt, fp32_layers=(output_layer(model),)))
     if config.scheme == "static" and not convolutional(model):  # XNNPACK quantizes no conv dynamically
         changes.append(lambda attempt: replace(attempt, scheme="dynamic"))
-    if config.qat_epochs and not isinstance(model, RecurrentStudent):
+    if config.qat_epochs and not isinstance(model, (RecurrentStudent, EarlyExitBert)):  # QAT trains one graph
         changes.append(lambda attempt: replace(attempt, scheme="static", qat_epochs=config.qat_epochs))
     if config.embedding == "int8":
         changes.append(lambda attempt: replace(attempt, embedding="fp32"))
@@ -230,11 +235,13 @@ class _InferenceBehaviour(nn.Module):
 
 def _quantize_executorch(model: nn.Module, max_length: int, attempt: Attempt, calibration: list, directory: Path,
                          train=None) -> tuple[Path, dict]:
-    exportable = ExportableClassifier(model)
+    early_exit = isinstance(model, EarlyExitBert)
+    exportable = ExportableEarlyExit(model) if early_exit else ExportableClassifier(model)
     if attempt.embedding == "int8":
         int8_embeddings(exportable)
-    lowered = to_pte(exportable, max_length, xnnpack_quantizer(attempt),
-                     calibration if attempt.scheme == "static" else calibration[:1], train)
+    calibration = calibration if attempt.scheme == "static" else calibration[:1]
+    lowered = to_early_exit_pte(exportable, max_length, xnnpack_quantizer(attempt), calibration) if early_exit else \
+        to_pte(exportable, max_length, xnnpack_quantizer(attempt), calibration, train)
     path = directory / "model.pte"
     path.write_bytes(lowered.pte)
     return path, {"delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}
@@ -310,8 +317,6 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
     dataset = load_dataset(data)
     dataset.check_labels_of(parent)
     model = load_classifier(parent)
-    if isinstance(model, EarlyExitBert) and config.runtime != "onnx":
-        raise UserError(EARLY_EXIT_EXPORTS, path=source)
     if config.runtime == "executorch" and config.scheme == "dynamic" and convolutional(model):
         raise UserError(f"dynamic quantization covers linear layers and a {parent.manifest['architecture']['name']} "
                         "is mostly convolutions; use --scheme static for it")
@@ -345,6 +350,9 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
 
 def _runner(runtime: str, path: Path, model: nn.Module):
     """The quantized file of ``model`` in the runtime it was made for."""
+    if isinstance(model, EarlyExitBert) and runtime == "executorch":
+        return EarlyExitPteRunner(path, min_length(model), exit_rule(model), model.config["thresholds"],
+                                  model.config["single_label"])
     if isinstance(model, EarlyExitBert):
         return EarlyExitOnnxRunner(path, min_length(model), model.depth)
     return PteRunner(path, min_length(model)) if runtime == "executorch" else OnnxRunner(path, min_length(model))

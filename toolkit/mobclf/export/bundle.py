@@ -30,8 +30,9 @@ from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact,
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
-from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, early_exit_certificate, every_exit_rows,
-                                      exit_rule, to_early_exit_onnx, to_early_exit_pte)
+from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, ExportableEarlyExit,
+                                      early_exit_certificate, every_exit_rows, exit_rule, to_early_exit_onnx,
+                                      to_early_exit_pte)
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
@@ -85,7 +86,7 @@ def _model_file(artifact: Artifact, model: nn.Module, runtime: str, max_length: 
         if runtime == "executorch":
             described |= {"delegated_ops": quantization["delegated_ops"], "portable_ops": quantization["portable_ops"]}
     elif runtime == "executorch":
-        lowered = (to_early_exit_pte(model, max_length) if isinstance(model, EarlyExitBert)
+        lowered = (to_early_exit_pte(ExportableEarlyExit(model), max_length) if isinstance(model, EarlyExitBert)
                    else to_pte(ExportableClassifier(model), max_length))
         path.write_bytes(lowered.pte)
         described = {"precision": "fp32", "delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}

@@ -9,7 +9,8 @@
 One static graph cannot stop at a layer that depends on the text, so the program is cut where a text may leave: the
 app runs ``exit_1``, and when the confidence of its logits (the cascade's rule: ``cascade.confidence``) reaches the
 threshold it answers with them; otherwise it passes the states on to ``exit_2``, and so on. No layer runs twice.
-bundle.json's ``early_exit`` names the methods, the threshold and the confidence kind.
+bundle.json's ``early_exit`` names the methods, the threshold and the confidence kind. INT8 (``mobclf quantize``):
+each method is quantized with PT2E on what reaches it in the INT8 file (``to_early_exit_pte``).
 
 ``.onnx``: one graph that decides by itself, ``(input_ids, attention_mask) → (logits, exit_layer)`` for one text:
 after each layer an If node (``torch.cond`` when exported) answers with that exit's logits when its confidence
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobclf.export.executorch import Lowered, export_program, lower, program_rows, with_xnnpack_layer_norms
-from mobclf.export.exportable import min_length, sequence_dim
+from mobclf.export.executorch import (Lowered, export_program, lower, program_rows, pt2e_quantize,
+                                     with_xnnpack_layer_norms)
+from mobclf.export.exportable import min_length, pad_to, sequence_dim
 from mobclf.export.onnx import OnnxRunner, write_onnx
 from mobclf.export.parity import compare
 from mobclf.models.bert import additive_mask
@@ -66,16 +68,36 @@ class ExitSegment(nn.Module):
         return logits if self.number == model.depth else (states, logits)
 
 
-def to_early_exit_pte(model: EarlyExitBert, max_length: int) -> Lowered:
-    """Every layer with its exit, exported as its own method (fp32, XNNPACK) of one ``.pte``."""
-    exportable = with_xnnpack_layer_norms(copy.deepcopy(model).eval())
-    exportable.base.bert.set_attn_implementation("eager")  # as ExportableClassifier does for BERTs
+class ExportableEarlyExit(nn.Module):
+    """An early-exit model in the form torch.export and PT2E take (as ``ExportableClassifier`` makes a classifier):
+    a copy with LayerNorms XNNPACK delegates and eager attention, exported method by method (``ExitSegment``)."""
+
+    def __init__(self, model: EarlyExitBert):
+        super().__init__()
+        self.model = with_xnnpack_layer_norms(copy.deepcopy(model).eval())
+        self.model.base.bert.set_attn_implementation("eager")
+
+
+def to_early_exit_pte(exportable: ExportableEarlyExit, max_length: int, quantizer=None,
+                      calibration: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> Lowered:
+    """Every layer with its exit, exported as its own method (XNNPACK) of one ``.pte``; fp32, or INT8 with PT2E and
+    ``quantizer``: each method calibrated on what reaches it in the INT8 file, the ``calibration`` texts (batch 1)
+    for ``exit_1``, the states the methods before it, quantized, give for the others."""
+    model = exportable.model
     shortest, hidden = min_length(model), model.base.bert.config.hidden_size
+    inputs = [pad_to(input_ids, attention_mask, shortest) for input_ids, attention_mask in calibration]
     programs = {}
     for number, name in enumerate(method_names(model), start=1):
         example = None if number == 1 else (torch.zeros(1, shortest, hidden),
                                             torch.ones(1, shortest, dtype=torch.long))
-        programs[name] = export_program(ExitSegment(exportable, number), shortest, max_length, example)
+        program = export_program(ExitSegment(model, number), shortest, max_length, example)
+        if quantizer is not None:
+            quantized = pt2e_quantize(program, quantizer, inputs)
+            if number < model.depth:
+                with torch.no_grad():
+                    inputs = [(quantized(*segment_inputs)[0], segment_inputs[1]) for segment_inputs in inputs]
+            program = export_program(quantized, shortest, max_length, example)
+        programs[name] = program
     return lower(programs)
 
 

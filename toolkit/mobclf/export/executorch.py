@@ -138,19 +138,28 @@ def to_pte(exportable: ExportableClassifier, max_length: int, quantizer=None,
     """The straight line: ``exportable``'s LayerNorms swapped (in place) → export → [PT2E: prepare with
     ``quantizer``, run the ``calibration`` batches (batch 1), [``train(prepared)``: quantization-aware training, on a
     graph prepared for it], convert, export again] → XNNPACK lowering → ``.pte``."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
-
     shortest = min_length(exportable.model)
     program = export_program(with_xnnpack_layer_norms(exportable), shortest, max_length)
     if quantizer is not None:
-        prepared = (prepare_pt2e if train is None else prepare_qat_pt2e)(program.module(), quantizer)
-        with torch.no_grad():
-            for input_ids, attention_mask in calibration:
-                prepared(*pad_to(input_ids, attention_mask, shortest))
-        if train is not None:
-            train(prepared)
-        program = export_program(convert_pt2e(prepared), shortest, max_length)
+        quantized = pt2e_quantize(program, quantizer, [pad_to(*batch, shortest) for batch in calibration], train)
+        program = export_program(quantized, shortest, max_length)
     return lower({"forward": program})
+
+
+def pt2e_quantize(program: torch.export.ExportedProgram, quantizer, calibration: list[tuple[torch.Tensor, ...]],
+                  train=None) -> torch.fx.GraphModule:
+    """PT2E: ``program`` prepared with ``quantizer``, run on each input tuple of ``calibration`` (batch 1), [trained
+    by ``train(prepared)``: quantization-aware training, on a graph prepared for it], converted. The graph returned
+    computes as the INT8 file will (quantize / dequantize pairs in fp32) and is exported again to be lowered."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+
+    prepared = (prepare_pt2e if train is None else prepare_qat_pt2e)(program.module(), quantizer)
+    with torch.no_grad():
+        for inputs in calibration:
+            prepared(*inputs)
+    if train is not None:
+        train(prepared)
+    return convert_pt2e(prepared)
 
 
 class PteRunner:

@@ -17,12 +17,6 @@ from mobclf.models.early_exit import EarlyExitBert
 from mobclf.models.textcnn import TextCNN
 
 
-EARLY_EXIT_EXPORTS = ("an early-exit model exports by mobclf export, as a .pte with a method per layer (--target "
-                      "android) or an .onnx graph that stops at the exit (--target onnx or web), and quantizes for "
-                      "ONNX only (mobclf quantize --runtime onnx): INT8 in ExecuTorch would need each layer's method "
-                      "calibrated on the states of the methods before it, which mobclf does not do yet")
-
-
 class ExportableClassifier(nn.Module):
     """``(input_ids, attention_mask) → logits`` in a form torch.export and PT2E take: BERTs get a ready additive
     4D mask (transformers 5 builds one with integer arithmetic that PT2E breaks) and eager attention."""
@@ -30,7 +24,8 @@ class ExportableClassifier(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         if isinstance(model, EarlyExitBert):
-            raise UserError(EARLY_EXIT_EXPORTS)
+            raise UserError("an early-exit model is no single forward graph: mobclf export and mobclf quantize "
+                            "write it as a .pte with a method per layer or an .onnx graph that stops at the exit")
         self.model = copy.deepcopy(model).eval()
         if isinstance(self.model, BertClassifier):
             self.model.bert.set_attn_implementation("eager")
