@@ -276,7 +276,10 @@ def test_bench_reports_where_texts_left_in_every_runtime(exits, bundle, int8_pte
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [row["runtime"] for row in report["rows"]] == ["eager", "executorch", "onnxruntime", "executorch",
                                                           "onnxruntime"]
-    assert report["native"] == []  # the native runner runs `forward` only
+    native = report["native"]  # the C++ runner chains the methods of both .pte files as the app does
+    assert [row["precision"] for row in native] == ["fp32", "int8"]
+    assert all(row["exit_layers_equal_python"] and row["logits_equal_python"] for row in native)
+    assert all(1 <= row["mean_exit_layer"] <= 3 and row["profile"] is None for row in native)
     for int8 in (report["rows"].pop(), report["rows"].pop()):
         assert 1 <= int8["mean_exit_layer"] <= 3 and int8["micro_f1"] >= record["micro_f1"] - 0.05
     for row in report["rows"]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mobclf.artifacts import load_artifact
-from mobclf.bench.variants import Variant, open_predictor
+from mobclf.bench.variants import Variant, exit_rule_of, open_predictor
 from mobclf.text import load_tokenizer
 from mobclf.train.classifier import predict_probs
 
@@ -129,19 +129,28 @@ def measure_native(variant: Variant, texts: list[str], cold_starts: int, jvm: bo
     loading, first inference, steady p50/p95 over ``texts`` (model only) after a warm-up, and the runner's peak RSS;
     whether its logits equal the Python runtime's on every one of ``texts``; with ``jvm``, the app's Java tokenizer
     timed on the same texts (warm), and tokenize + model per text (end to end); and where the time goes, per
-    operator (``operator_profile``, a separate traced run)."""
+    operator (``operator_profile``, a separate traced run). An early-exit program runs its methods chained by its
+    rule, in both runtimes: its row adds the mean exit layer and whether every text left where Python's did (no
+    operator profile: its calls differ per text)."""
+    from mobclf.export.early_exit import EarlyExitPteRunner
     from mobclf.export.executorch import PteRunner, program_rows
     from mobclf.native.jvm import jvm_encode_ms
-    from mobclf.native.runner import build_runner, cold_start_ms, operator_profile, run_pte
+    from mobclf.native.runner import ExitRule, build_runner, cold_start_ms, operator_profile, run_pte
 
     artifact = load_artifact(Path(variant.artifact))
     encoded = load_tokenizer(artifact.file("tokenizer")).encode_batch(texts)
     rows = program_rows(encoded["input_ids"], encoded["attention_mask"], variant.min_length)
     pte, runner = artifact.file(variant.file), build_runner()
-    native = run_pte(runner, pte, rows, threads=1, warmup=WARMUP)
-    python = PteRunner(pte, variant.min_length)
-    python_logits = np.concatenate([python(ids, mask).numpy() for ids, mask in rows])
-    starts = cold_start_ms(runner, pte, rows[0], cold_starts)
+    exits = ExitRule(exit_rule_of(artifact), variant.thresholds) if variant.arch == "early_exit_bert" else None
+    native = run_pte(runner, pte, rows, threads=1, warmup=WARMUP, exits=exits)
+    if exits is None:
+        python_logits = np.concatenate([PteRunner(pte, variant.min_length)(ids, mask).numpy() for ids, mask in rows])
+    else:
+        python = EarlyExitPteRunner(pte, variant.min_length, exits.rule, variant.thresholds, variant.single_label)
+        answers = [python.answer(ids, mask) for ids, mask in rows]
+        python_logits = np.concatenate([logits.numpy() for logits, _ in answers])
+        python_layers = np.concatenate([layers.numpy() for _, layers in answers])
+    starts = cold_start_ms(runner, pte, rows[0], cold_starts, exits)
     tokenize = np.asarray(jvm_encode_ms(artifact.file("tokenizer"), texts)) if jvm else None
     end_to_end = None if tokenize is None else tokenize + np.asarray(native.ms)
     return {"name": variant.name, "arch": variant.arch, "precision": variant.precision,
@@ -149,10 +158,13 @@ def measure_native(variant: Variant, texts: list[str], cold_starts: int, jvm: bo
             "cold_start_ms": {"median": round(float(np.median(starts)), 2), "min": round(min(starts), 2),
                               "max": round(max(starts), 2), "repeats": cold_starts},
             "load_ms": round(native.load_ms, 3), "first_inference_ms": round(native.first_inference_ms, 3),
-            "latency_ms": percentiles_ms(native.ms), "peak_rss_mb": round(native.peak_rss_mb, 1),
+            "latency_ms": percentiles_ms(native.ms), "latency_ms_mean": round(float(np.mean(native.ms)), 4),
+            "peak_rss_mb": round(native.peak_rss_mb, 1),
             "logits_equal_python": bool(np.array_equal(native.logits, python_logits)),
             "max_abs_logit_difference": float(np.abs(native.logits - python_logits).max()),
             "tokenize_jvm_ms": None if tokenize is None else percentiles_ms(tokenize),
             "end_to_end_ms": None if end_to_end is None else percentiles_ms(end_to_end),
             "tokenize_share": None if tokenize is None else round(float(tokenize.sum() / end_to_end.sum()), 3),
-            "profile": operator_profile(runner, pte, rows)}
+            **({"profile": operator_profile(runner, pte, rows)} if exits is None else
+               {"profile": None, "mean_exit_layer": float(native.exit_layers.mean()),
+                "exit_layers_equal_python": bool(np.array_equal(native.exit_layers, python_layers))})}

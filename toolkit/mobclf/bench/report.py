@@ -116,9 +116,6 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
     if config.tfidf and training is not None:
         rows += _tfidf_rows(training, examples, timing_texts, throughput_texts, predictions)
     programs = [variant for variant in variants if variant.runtime == "executorch"]
-    if any(variant.arch == "early_exit_bert" for variant in programs):
-        console.log("[yellow]early-exit .pte files get no native rows: the native runner runs one method, forward")
-        programs = [variant for variant in programs if variant.arch != "early_exit_bert"]
     native = _native_rows(programs, timing_texts, config.cold_starts) if config.native and programs else []
     baseline = teachers[0].name if teachers else None
     for row in rows:
@@ -335,6 +332,10 @@ NATIVE_COLUMNS = [
     table.Column("load (ms)", lambda row, _: f"{row['load_ms']:.2f}"),
     table.Column("first inference (ms)", lambda row, _: f"{row['first_inference_ms']:.2f}"),
     table.Column("model p50 / p95 (ms)", lambda row, _: "{p50:.3f} / {p95:.3f}".format(**row["latency_ms"])),
+    table.Column("model mean (ms)", lambda row, _: "—" if row.get("latency_ms_mean") is None else
+                 f"{row['latency_ms_mean']:.3f}"),
+    table.Column("mean exit layer (= Python's)", lambda row, _: "—" if row.get("mean_exit_layer") is None else
+                 f"{row['mean_exit_layer']:.2f} ({'yes' if row['exit_layers_equal_python'] else 'no'})"),
     table.Column("Java tokenizer p50 (ms)", lambda row, _: "—" if row.get("tokenize_jvm_ms") is None else
                  f"{row['tokenize_jvm_ms']['p50']:.4f}"),
     table.Column("end to end p50 / p95 (ms)", lambda row, _: "—" if row.get("end_to_end_ms") is None else
@@ -443,7 +444,9 @@ def _native_note(report: dict) -> str:
             "median of 9 encodes; end to end: tokenizer + model, text by text; tokenizer share: its part of the "
             "end-to-end time; × faster than teacher: the teacher's latency p50 in the table above (in Python, "
             "tokenization included) over the end-to-end p50. Peak RSS: the runner process (VmHWM): the runtime and "
-            "the model, nothing else. Logits: compared with the Python runtime's on every one of those texts.")
+            "the model, nothing else. Logits: compared with the Python runtime's on every one of those texts. An "
+            "early-exit program runs its methods chained by its rule, as the app does; its exit layers are compared "
+            "with the Python runtime's too.")
 
 
 def _profiles(report: dict) -> list[tuple[str, list[dict], str]]:

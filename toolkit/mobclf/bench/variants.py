@@ -124,7 +124,7 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         if variant.arch == "early_exit_bert":  # a method per layer, chained (export/early_exit.py)
             from mobclf.export.early_exit import EarlyExitPteRunner
 
-            return EarlyExitPteRunner(artifact.file(variant.file), variant.min_length, _exit_rule(artifact),
+            return EarlyExitPteRunner(artifact.file(variant.file), variant.min_length, exit_rule_of(artifact),
                                       variant.thresholds, variant.single_label), tokenizer
         return PteRunner(artifact.file(variant.file), variant.min_length), tokenizer
     if variant.runtime == "onnxruntime":
@@ -132,14 +132,14 @@ def open_predictor(variant: Variant, threads: int | None, artifact: Artifact | N
         from mobclf.export.onnx import OnnxRunner
 
         if variant.arch == "early_exit_bert":  # one graph that stops by itself
-            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, _exit_rule(artifact)["depth"],
+            return EarlyExitOnnxRunner(artifact.file(variant.file), variant.min_length, exit_rule_of(artifact)["depth"],
                                        threads=threads), tokenizer
         return OnnxRunner(artifact.file(variant.file), variant.min_length, threads=threads), tokenizer
     raise UserError(f"unknown runtime {variant.runtime!r}")
 
 
 
-def _exit_rule(artifact: Artifact) -> dict:
+def exit_rule_of(artifact: Artifact) -> dict:
     """An early-exit model's rule: a bundle's ``early_exit`` (bundle.json), or the one an INT8 artifact's model
     (mobclf quantize) gets in a bundle."""
     if artifact.kind == "export":

@@ -10,6 +10,10 @@ the Python runtime's on every text it runs (``bench`` reports both).
     run.logits, run.ms, run.peak_rss_mb                      # ms: each text's model call
     cold_start_ms(runner, Path("bundle/model.pte"), rows[0], repeats=20)
 
+An early-exit ``.pte`` (``export/early_exit.py``) runs with its rule (``exits``: bundle.json's ``early_exit`` and
+the label thresholds): the runner chains its methods as the app does, and ``run.exit_layers`` says where each text
+left.
+
 Targets: ``host`` (this machine's g++ and wheel) and ``aarch64`` (Debian's ``aarch64-linux-gnu-g++`` against the
 aarch64 wheel's SDK, unpacked into this environment, run under ``qemu-aarch64`` as a Cortex-A76, a common phone
 core), all installed by ``android-demo/tools/install-native-tools.sh``. Not qemu's default CPU ("max"): XNNPACK
@@ -123,6 +127,19 @@ class NativeRun:
     ms: list[float]  # each text once, after the warm-up
     logits: np.ndarray  # [texts, labels] float32
     peak_rss_mb: float  # the runner process's VmHWM
+    exit_layers: np.ndarray | None = None  # [texts], 1-based: the exit each text left at (an early-exit program)
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """An early-exit program's rule as the runner takes it: bundle.json's ``early_exit`` and the label thresholds."""
+
+    rule: dict
+    thresholds: list[float]
+
+    def write(self, path: Path) -> None:
+        path.write_text(f"{self.rule['confidence']} {self.rule['threshold']!r}\n{' '.join(self.rule['methods'])}\n"
+                        + " ".join(repr(float(value)) for value in self.thresholds) + "\n", encoding="ascii")
 
 
 def _write_inputs(rows: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> None:
@@ -132,12 +149,16 @@ def _write_inputs(rows: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> 
                          + " ".join(map(str, mask.flatten().tolist())) + "\n")
 
 
-def _run(runner: Runner, pte: Path, rows: list[tuple[torch.Tensor, torch.Tensor]],
-         options: list[str]) -> tuple[subprocess.CompletedProcess, float]:
-    """The runner on ``rows`` (written to a temporary inputs file); its completed process and wall time in ms."""
+def _run(runner: Runner, pte: Path, rows: list[tuple[torch.Tensor, torch.Tensor]], options: list[str],
+         exits: ExitRule | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """The runner on ``rows`` (written to a temporary inputs file), chaining an early-exit program's methods by
+    ``exits``; its completed process and wall time in ms."""
     with tempfile.TemporaryDirectory(prefix="mobclf-native-") as folder:
         inputs = Path(folder) / "inputs.tsv"
         _write_inputs(rows, inputs)
+        if exits is not None:
+            exits.write(Path(folder) / "exits.txt")
+            options = [*options, "--exits", str(Path(folder) / "exits.txt")]
         start = time.perf_counter()
         done = subprocess.run(runner.command(str(pte), str(inputs), *options), capture_output=True, text=True)
         wall = (time.perf_counter() - start) * 1000
@@ -148,21 +169,24 @@ def _run(runner: Runner, pte: Path, rows: list[tuple[torch.Tensor, torch.Tensor]
 
 
 def run_pte(runner: Runner, pte: Path, rows: list[tuple[torch.Tensor, torch.Tensor]], *, threads: int = 1,
-            warmup: int = 0, etdump: Path | None = None) -> NativeRun:
+            warmup: int = 0, etdump: Path | None = None, exits: ExitRule | None = None) -> NativeRun:
     """Every row through ``pte`` in one runner process at ``threads`` threads, after ``warmup`` warm-up runs; with
-    ``etdump``, the per-operator trace written there (for ``executorch.devtools.Inspector``)."""
+    ``etdump``, the per-operator trace written there (for ``executorch.devtools.Inspector``); with ``exits``, an
+    early-exit program's methods chained by its rule."""
     options = ["--threads", str(threads), "--warmup", str(warmup)] + (["--etdump", str(etdump)] if etdump else [])
-    done, _ = _run(runner, pte, rows, options)
+    done, _ = _run(runner, pte, rows, options, exits)
     report = json.loads(done.stdout)
     return NativeRun(report["load_ms"], report["first_inference_ms"], [text["ms"] for text in report["texts"]],
                      np.asarray([text["logits"] for text in report["texts"]], dtype=np.float32),
-                     report["peak_rss_kb"] / 1024)
+                     report["peak_rss_kb"] / 1024,
+                     None if exits is None else np.asarray([text["exit_layer"] for text in report["texts"]]))
 
 
-def cold_start_ms(runner: Runner, pte: Path, row: tuple[torch.Tensor, torch.Tensor], repeats: int) -> list[float]:
+def cold_start_ms(runner: Runner, pte: Path, row: tuple[torch.Tensor, torch.Tensor], repeats: int,
+                  exits: ExitRule | None = None) -> list[float]:
     """Whole-process cold start, ``repeats`` times: from starting the runner to its exit after the first logits of
     ``row`` (process start, dynamic linking, loading the program, one inference; an app pays all of it once)."""
-    return [_run(runner, pte, [row], ["--threads", "1"])[1] for _ in range(repeats)]
+    return [_run(runner, pte, [row], ["--threads", "1"], exits)[1] for _ in range(repeats)]
 
 
 def operator_profile(runner: Runner, pte: Path, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
