@@ -4,9 +4,9 @@
 #   android-demo/build_apk.sh BUNDLE_DIR... [--out APK]
 #   android-demo/build_apk.sh textcnn=runs/bundle-a tinybert=runs/bundle-b --out demo.apk
 #
-# A bundle is a directory written by `mobclf export --target android` (bundle.json, model.pte, tokenizer/, ...);
-# its name in the app is the directory's basename, or NAME in NAME=DIR. Bundles already in
-# app/src/main/assets/bundles/ are packaged too. Default output: android-demo/build/mobclf-demo-debug.apk.
+# A bundle is a directory written by `mobclf export --target android` (bundle.json, model.pte, tokenizer/, ...), or
+# a cascade written by `mobclf cascade` of such bundles (cascade.json, fast/, accurate/); its name in the app is the
+# directory's basename, or NAME in NAME=DIR. Bundles already in app/src/main/assets/bundles/ are packaged too. Default output: android-demo/build/mobclf-demo-debug.apk.
 #
 # Steps: aapt2 compile + link (resources and manifest, against the Debian framework-res), javac -source/-target 8
 # (the app and org.mobclf.core against android.jar API 23 and the real ExecuTorch Java API), dx to classes.dex,
@@ -26,7 +26,7 @@ INSTALL_HINT="run android-demo/tools/install-android-tools.sh"
 
 die() { echo "build_apk.sh: $*" >&2; exit 1; }
 
-usage="usage: build_apk.sh BUNDLE_DIR... [--out APK]   (BUNDLE_DIR or NAME=BUNDLE_DIR)"
+usage="usage: build_apk.sh BUNDLE_DIR... [--out APK]   (BUNDLE_DIR or NAME=BUNDLE_DIR; a bundle or a cascade)"
 out="$HERE/build/mobclf-demo-debug.apk"
 names=()
 dirs=()
@@ -40,8 +40,14 @@ while [ $# -gt 0 ]; do
             if [[ "$1" == *=* ]]; then name="${1%%=*}"; dir="${1#*=}"; else dir="$1"; name="$(basename "$1")"; fi
             [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "bundle name '$name' may only use letters, digits, . _ -"
             [ -d "$dir" ] || die "bundle $dir: not a directory"
-            [ -f "$dir/bundle.json" ] || die "bundle $dir: no bundle.json (export one with \`mobclf export --target android --out DIR\`)"
-            [ -f "$dir/model.pte" ] || die "bundle $dir: no model.pte (export with --target android or --target all)"
+            if [ -f "$dir/cascade.json" ]; then  # its two bundles, each with its own program
+                for part in fast accurate; do
+                    [ -f "$dir/$part/model.pte" ] || die "cascade $dir: no $part/model.pte (make it of bundles exported with --target android or all)"
+                done
+            else
+                [ -f "$dir/bundle.json" ] || die "bundle $dir: no bundle.json (export one with \`mobclf export --target android --out DIR\`, or make a cascade with \`mobclf cascade\`)"
+                [ -f "$dir/model.pte" ] || die "bundle $dir: no model.pte (export with --target android or --target all)"
+            fi
             for seen in "${names[@]+"${names[@]}"}"; do
                 [ "$seen" != "$name" ] || die "two bundles named '$name'; name them with NAME=DIR"
             done

@@ -35,7 +35,7 @@ def build_apk(*args, env=None):
 
 @pytest.fixture(scope="module")
 def android_bundles(students):
-    """Android bundles (.pte only) of the two tiny students: {name: directory}."""
+    """Android bundles (.pte only) of the two tiny students and a cascade of them: {name: directory}."""
     bundles = {}
     for name in ("textcnn", "tinybert"):
         out = students / "android-apk" / name
@@ -44,6 +44,10 @@ def android_bundles(students):
         assert result.exit_code == 0, result.output
         assert (out / "model.pte").is_file() and (out / "bundle.json").is_file()
         bundles[name] = out
+    result = run("cascade", "--fast", bundles["textcnn"], "--accurate", bundles["tinybert"], "--data",
+                 students / "data", "--out", students / "android-apk" / "cascade", "--keep", "0.98")
+    assert result.exit_code == 0, result.output
+    bundles["cascade"] = students / "android-apk" / "cascade"
     return bundles
 
 
@@ -52,7 +56,7 @@ def test_build_apk_packages_both_bundles_into_a_signed_debug_apk(android_bundles
     apk = tmp_path / "demo.apk"
     result = build_apk(*(f"{name}={directory}" for name, directory in android_bundles.items()), "--out", apk)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert apk.is_file() and f"wrote {apk}" in result.stdout and "textcnn tinybert" in result.stdout
+    assert apk.is_file() and f"wrote {apk}" in result.stdout and "cascade textcnn tinybert" in result.stdout
 
     verify = subprocess.run(["apksigner", "verify", "--verbose", str(apk)], capture_output=True, text=True)
     assert verify.returncode == 0 and "Verified using v2 scheme (APK Signature Scheme v2): true" in verify.stdout, \
@@ -71,13 +75,16 @@ def test_build_apk_packages_both_bundles_into_a_signed_debug_apk(android_bundles
         for class_name in ("org/mobclf/demo/MainActivity", "org/mobclf/demo/PteClassifier",
                            "org/mobclf/core/DeviceBundle", "org/pytorch/executorch/Module"):
             assert f"L{class_name};".encode() in dex, class_name
+        files = ("bundle.json", "model.pte", "labels.txt", "tokenizer/tokenizer.json")
         for name, directory in android_bundles.items():
-            for file in ("bundle.json", "model.pte", "labels.txt", "tokenizer/tokenizer.json"):
+            packaged = [f"{part}/{file}" for part in ("fast", "accurate") for file in files] + ["cascade.json"] \
+                if name == "cascade" else list(files)
+            for file in packaged:
                 entry = f"assets/bundles/{name}/{file}"
                 assert entry in names, entry
                 assert archive.read(entry) == (directory / file).read_bytes(), entry
-            # the program is stored, not deflated (as Gradle's noCompress 'pte')
-            assert archive.getinfo(f"assets/bundles/{name}/model.pte").compress_type == zipfile.ZIP_STORED
+                if entry.endswith(".pte"):  # stored, not deflated (as Gradle's noCompress 'pte')
+                    assert archive.getinfo(entry).compress_type == zipfile.ZIP_STORED
 
 
 def test_bad_bundle_directories_are_refused_with_one_clear_line(tmp_path):
@@ -87,7 +94,12 @@ def test_bad_bundle_directories_are_refused_with_one_clear_line(tmp_path):
     no_model.mkdir()
     (no_model / "bundle.json").write_text("{}", encoding="utf-8")
     (no_model / "model.onnx").write_bytes(b"")
-    cases = {no_description: "no bundle.json", no_model: "no model.pte", tmp_path / "missing": "not a directory"}
+    half_cascade = tmp_path / "cascade"
+    (half_cascade / "fast").mkdir(parents=True)
+    (half_cascade / "cascade.json").write_text("{}", encoding="utf-8")
+    (half_cascade / "fast" / "model.pte").write_bytes(b"")
+    cases = {no_description: "no bundle.json", no_model: "no model.pte", tmp_path / "missing": "not a directory",
+             half_cascade: "no accurate/model.pte"}
     for directory, message in cases.items():
         result = build_apk(directory, "--out", tmp_path / "never.apk")
         assert result.returncode != 0 and not (tmp_path / "never.apk").exists()
