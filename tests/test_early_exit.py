@@ -271,7 +271,7 @@ def test_bench_reports_where_texts_left_in_every_runtime(exits, bundle, int8_pte
     record = load_artifact(exits / "early-exit").manifest["early_exit"]["test"]
     result = run("bench", "--model", exits / "early-exit", "--model", bundle, "--model", int8_pte[0], "--model",
                  int8_onnx[0], "--data", exits / "data", "--out", tmp_path / "report", "--latency-texts", "5",
-                 "--no-tfidf")
+                 "--cold-starts", "1", "--no-tfidf")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [row["runtime"] for row in report["rows"]] == ["eager", "executorch", "onnxruntime", "executorch",
