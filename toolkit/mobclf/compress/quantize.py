@@ -239,9 +239,9 @@ def _quantize_executorch(model: nn.Module, max_length: int, attempt: Attempt, ca
     exportable = ExportableEarlyExit(model) if early_exit else ExportableClassifier(model)
     if attempt.embedding == "int8":
         int8_embeddings(exportable)
-    calibration = calibration if attempt.scheme == "static" else calibration[:1]
-    lowered = to_early_exit_pte(exportable, max_length, xnnpack_quantizer(attempt), calibration) if early_exit else \
-        to_pte(exportable, max_length, xnnpack_quantizer(attempt), calibration, train)
+    quantizer, calibration = xnnpack_quantizer(attempt), calibration if attempt.scheme == "static" else calibration[:1]
+    lowered = to_early_exit_pte(exportable, max_length, quantizer, calibration) if early_exit else \
+        to_pte(exportable, max_length, quantizer, calibration, train)
     path = directory / "model.pte"
     path.write_bytes(lowered.pte)
     return path, {"delegated_ops": lowered.delegated, "portable_ops": lowered.not_delegated}
