@@ -47,8 +47,8 @@ from mobclf.distill.teacher_cache import agreement_with_teacher
 from mobclf.errors import UserError
 from mobclf.export.executorch import PteRunner, XnnpackLayerNorm, program_rows, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
-from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, ExportableEarlyExit,
-                                      early_exit_certificate, exit_rule, to_early_exit_onnx, to_early_exit_pte)
+from mobclf.export.early_exit import (ExportableEarlyExit, early_exit_certificate, early_exit_runner,
+                                      to_early_exit_onnx, to_early_exit_pte)
 from mobclf.export.onnx import OnnxRunner, export_onnx
 from mobclf.export.parity import certify, enforce, parity_sample
 from mobclf.stages import FitConfig, QuantizeConfig
@@ -350,11 +350,8 @@ def run(config: QuantizeConfig, *, source: Path, data: Path, out: Path, force: b
 
 def _runner(runtime: str, path: Path, model: nn.Module):
     """The quantized file of ``model`` in the runtime it was made for."""
-    if isinstance(model, EarlyExitBert) and runtime == "executorch":
-        return EarlyExitPteRunner(path, min_length(model), exit_rule(model), model.config["thresholds"],
-                                  model.config["single_label"])
     if isinstance(model, EarlyExitBert):
-        return EarlyExitOnnxRunner(path, min_length(model), model.depth)
+        return early_exit_runner(model, path, runtime)
     return PteRunner(path, min_length(model)) if runtime == "executorch" else OnnxRunner(path, min_length(model))
 
 

@@ -30,9 +30,8 @@ from mobclf.artifacts import Artifact, check_output_dir, lineage, load_artifact,
 from mobclf.console import console
 from mobclf.data.dataset import Dataset, load_dataset
 from mobclf.errors import UserError
-from mobclf.export.early_exit import (EarlyExitOnnxRunner, EarlyExitPteRunner, ExportableEarlyExit,
-                                      early_exit_certificate, every_exit_rows, exit_rule, to_early_exit_onnx,
-                                      to_early_exit_pte)
+from mobclf.export.early_exit import (ExportableEarlyExit, early_exit_certificate, early_exit_runner, every_exit_rows,
+                                      exit_rule, to_early_exit_onnx, to_early_exit_pte)
 from mobclf.export.executorch import PteRunner, to_pte
 from mobclf.export.exportable import ExportableClassifier, min_length
 from mobclf.export.onnx import OnnxRunner, export_onnx, to_ort
@@ -153,9 +152,7 @@ def _early_exit_parity(model: EarlyExitBert, path: Path, runtime: str, tokenizer
     """The certificate of an early-exit file, as the app runs it (texts leaving early:
     ``early_exit_certificate``); for a ``.pte`` also each exit on its own (every method run; the ``.onnx`` graph
     only answers from the exit it stops at)."""
-    rule = exit_rule(model)
-    runner = EarlyExitPteRunner(path, min_length(model), rule, thresholds.tolist(), single_label) \
-        if runtime == "executorch" else EarlyExitOnnxRunner(path, min_length(model), model.depth)
+    runner = early_exit_runner(model, path, runtime)
     certificates = {path.name: early_exit_certificate(model, runner, tokenizer, texts, thresholds, single_label,
                                                       tolerance, f"parity: {path.name}")}
     if runtime != "executorch":
@@ -168,7 +165,7 @@ def _early_exit_parity(model: EarlyExitBert, path: Path, runtime: str, tokenizer
     eager = predict_logits(every_exit_rows(model), encoded, description="parity: eager, every exit")
     ours = predict_logits(runtime_exits, encoded, description=f"parity: {path.name}, every exit")
     eager, ours = (torch.sigmoid(logits).reshape(len(texts), model.depth, -1).numpy() for logits in (eager, ours))
-    for number, name in enumerate(rule["methods"]):
+    for number, name in enumerate(exit_rule(model)["methods"]):
         certificates[f"{path.name}#{name}"] = compare(ours[:, number], eager[:, number], thresholds, single_label,
                                                       tolerance)
     return certificates

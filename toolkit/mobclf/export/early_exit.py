@@ -148,6 +148,14 @@ class EarlyExitOnnxRunner(OnnxRunner):
         return logits, exit_layers
 
 
+def early_exit_runner(model: EarlyExitBert, path: Path, runtime: str):
+    """``model``'s file at ``path`` in its ``runtime`` ("executorch" or "onnx"), run as the app runs it."""
+    if runtime == "executorch":
+        return EarlyExitPteRunner(path, min_length(model), exit_rule(model), model.config["thresholds"],
+                                  model.config["single_label"])
+    return EarlyExitOnnxRunner(path, min_length(model), model.depth)
+
+
 def every_exit_rows(model: EarlyExitBert):
     """``(input_ids, attention_mask) → [B, depth × labels]``: every exit's logits of the eager model, one row per
     text (as ``predict_logits`` wants)."""
