@@ -48,18 +48,33 @@ def test_calibration_escalates_the_fewest_texts_that_keep_the_accurate_models_f1
     fast = gold.copy()
     fast[[0, 1, 2]] = one_hot([1, 2, 0])  # the fast model is wrong on its three least confident texts
     confidences = np.array([0.01, 0.02, 0.03, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
-    full = calibrate(confidences, fast, accurate, gold, keep=1.0)
+    full = calibrate(confidences, fast, accurate, gold, keep=1.0, assurance=0)
     assert (full.escalation_rate, full.micro_f1, full.fast_micro_f1, full.accurate_micro_f1) == (0.3, 1.0, 0.7, 1.0)
     assert escalated(confidences, full.threshold).tolist() == [True] * 3 + [False] * 7
     assert (0.3, 1.0) in full.curve and full.curve[0] == (0.0, 0.7) and full.curve[-1] == (1.0, 1.0)
     # keeping 80% of the accurate model's F1 needs one escalation: 8 of 10 right
-    assert calibrate(confidences, fast, accurate, gold, keep=0.8).escalation_rate == 0.1
-    assert calibrate(confidences, fast, accurate, gold, keep=0.7).escalation_rate == 0.0
+    assert calibrate(confidences, fast, accurate, gold, keep=0.8, assurance=0).escalation_rate == 0.1
+    assert calibrate(confidences, fast, accurate, gold, keep=0.7, assurance=0).escalation_rate == 0.0
     # texts of equal confidence go together: no threshold splits them
     tied = confidences.copy()
     tied[2] = tied[3]
-    with_tie = calibrate(tied, fast, accurate, gold, keep=1.0)
+    with_tie = calibrate(tied, fast, accurate, gold, keep=1.0, assurance=0)
     assert with_tie.escalation_rate == 0.4 and escalated(tied, with_tie.threshold).sum() == 4
+
+
+def test_calibration_with_assurance_keeps_the_f1_in_most_resamples_of_val():
+    gold = one_hot([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    fast, accurate = gold.copy(), gold.copy()
+    fast[[0, 1, 2]] = one_hot([1, 2, 0])
+    confidences = np.array([0.01, 0.02, 0.03, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    # 8 of 10 right keeps 80% on val, but a resample draws 3 or more of the 2 wrong texts in about 32% of draws
+    # (binomial, 10 draws at 0.2); with 1 wrong, in about 7%
+    one = calibrate(confidences, fast, accurate, gold, keep=0.8, assurance=0)
+    assert one.escalation_rate == 0.1 and 0.6 < one.assured < 0.76
+    two = calibrate(confidences, fast, accurate, gold, keep=0.8, assurance=0.9)
+    assert two.escalation_rate == 0.2 and two.micro_f1 == 0.9 and two.assured >= 0.9
+    # every resample: only the accurate model's answers everywhere keep 80% in all of them
+    assert calibrate(confidences, fast, accurate, gold, keep=0.8, assurance=1).escalation_rate == 0.3
 
 
 @pytest.fixture(scope="module")

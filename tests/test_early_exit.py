@@ -37,17 +37,22 @@ def test_calibration_runs_the_fewest_layers_that_keep_the_last_exits_f1():
     # exit 1 gets texts 0 and 3 right, exit 2 texts 0, 1 and 3
     choices = np.stack([one_hot([0, 0, 1, 1]), one_hot([0, 1, 1, 1]), gold])
     confidences = np.array([[0.9, 0.1, 0.3, 0.8], [0.5, 0.7, 0.2, 0.6]])
-    full = calibrate(confidences, choices, gold, keep=1.0)
+    full = calibrate(confidences, choices, gold, keep=1.0, assurance=0)
     # keeping every text right: texts 0 and 3 leave at exit 1 (confidence ≥ 0.75 there), text 1 at exit 2, text 2 never
     assert (full["micro_f1"], full["student_micro_f1"], full["mean_layers"]) == (1.0, 1.0, (1 + 2 + 3 + 1) / 4)
     assert leave_at(confidences, full["threshold"]).tolist() == [0, 1, 2, 0]
     assert full["curve"][-1] == (3.0, 1.0) and (1.75, 1.0) in full["curve"]
     # keep 0.75: three of four right will do, so text 2 may leave at exit 1, wrongly
-    three = calibrate(confidences, choices, gold, keep=0.75)
+    three = calibrate(confidences, choices, gold, keep=0.75, assurance=0)
     assert (three["micro_f1"], three["mean_layers"]) == (0.75, 1.25)
     assert leave_at(confidences, three["threshold"]).tolist() == [0, 1, 0, 0]
     # keep 0.5: all leave at exit 1, where two of four are right
-    assert calibrate(confidences, choices, gold, keep=0.5)["mean_layers"] == 1.0
+    assert calibrate(confidences, choices, gold, keep=0.5, assurance=0)["mean_layers"] == 1.0
+    # three of four keep 75% on val, but only in the resamples that draw text 2 at most once (74%): with 90%
+    # assurance no text may leave wrongly
+    assured = calibrate(confidences, choices, gold, keep=0.75, assurance=0.9)
+    assert (assured["micro_f1"], assured["mean_layers"], assured["assured"]) == (1.0, 1.75, 1.0)
+    assert 0.65 < three["assured"] < 0.82
 
 
 def encoded_texts(artifact, data, split="test"):

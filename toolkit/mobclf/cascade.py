@@ -13,8 +13,10 @@ it would ignore every label but the top one, where an article's second label may
 **Calibration** (on val): with the texts sorted by confidence, escalating the k least confident for k = 0..N gives
 the cascade's micro-F1 at every escalation rate (the curve stored and plotted in the bundle). The rule escalates a
 text when its confidence is below the threshold; the threshold is the one of the fewest escalations whose micro-F1
-keeps ``keep`` (default 99.5%) of the accurate model's. A cascade is calibrated separately for each runtime both
-bundles ship (ExecuTorch, ONNX), on the probabilities that runtime gives.
+keeps ``keep`` (default 99.5%) of the accurate model's, on val and in ``assurance`` (default 90%) of bootstrap
+resamples of val (:class:`Margin`): the first threshold that keeps it on val alone is the one val's noise favours
+most, and keeps less on new texts. A cascade is calibrated separately for each runtime both bundles ship
+(ExecuTorch, ONNX), on the probabilities that runtime gives.
 
 The bundle holds both bundles unchanged (``fast/``, ``accurate/``: each with its own tokenizer, thresholds and
 parity certificate) and ``cascade.json``, the rule: for each runtime the two model files, the confidence kind and
@@ -44,6 +46,7 @@ from mobclf.train.metrics import classification_metrics, f1_from_counts
 RULE_FILE = "cascade.json"
 PLOT_FILE = "calibration.png"
 CURVE_POINTS = 200  # points of the stored calibration curve (the chosen one always among them)
+RESAMPLES = 500  # bootstrap resamples of val that test a threshold's margin
 
 
 def confidence(probs: np.ndarray, thresholds: np.ndarray, single_label: bool) -> np.ndarray:
@@ -66,6 +69,7 @@ class Calibration:
     micro_f1: float
     fast_micro_f1: float
     accurate_micro_f1: float
+    assured: float  # the share of val resamples in which the threshold keeps ``keep``
     curve: list[tuple[float, float]]  # (escalation rate, micro-F1) at CURVE_POINTS points and the chosen one
 
 
@@ -75,10 +79,27 @@ def per_text_counts(choices: np.ndarray, gold: np.ndarray) -> np.ndarray:
     return np.stack([(choices & gold).sum(1), (choices & ~gold).sum(1), (~choices & gold).sum(1)], axis=1)
 
 
+class Margin:
+    """The paired bootstrap (Efron & Tibshirani 1993, "An Introduction to the Bootstrap", ch. 6): ``RESAMPLES``
+    draws of the N val texts with replacement, each scoring a candidate rule and the reference model on the same
+    texts. ``assured(totals)`` is the share of draws in which the rule keeps ``keep`` of the reference's micro-F1,
+    from the rule's true/false positive and false negative counts in every draw (``weights @ per-text counts``)."""
+
+    def __init__(self, reference_counts: np.ndarray, keep: float, seed: int = 0):
+        n = len(reference_counts)
+        self.weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / max(n, 1)), size=RESAMPLES) \
+            .astype(np.float64)  # [RESAMPLES, N]: how often each text is drawn
+        self.target = keep * f1_from_counts(*(self.weights @ reference_counts).T)
+
+    def assured(self, totals: np.ndarray) -> float:
+        return float(np.mean(f1_from_counts(*totals.T) >= self.target - 1e-12))
+
+
 def calibrate(confidences: np.ndarray, fast: np.ndarray, accurate: np.ndarray, gold: np.ndarray,
-              keep: float) -> Calibration:
-    """The threshold of fewest escalations whose micro-F1 is at least ``keep`` × the accurate model's, from the
-    fast model's ``confidences`` [N] and both models' multi-hot choices and the ``gold`` labels [N, L]."""
+              keep: float, assurance: float) -> Calibration:
+    """The threshold of fewest escalations whose micro-F1 is at least ``keep`` × the accurate model's on val and in
+    ``assurance`` of its resamples, from the fast model's ``confidences`` [N] and both models' multi-hot choices and
+    the ``gold`` labels [N, L]."""
     order = np.argsort(confidences, kind="stable")
     sorted_confidences = np.asarray(confidences, dtype=np.float64)[order]
     fast_counts = per_text_counts(fast[order], gold[order])
@@ -92,12 +113,17 @@ def calibrate(confidences: np.ndarray, fast: np.ndarray, accurate: np.ndarray, g
     n = len(order)
     # a threshold can only fall between two different confidences: k is a tie boundary (or 0 or n)
     possible = np.concatenate([[True], sorted_confidences[1:] != sorted_confidences[:-1], [True]])
-    target = keep * f1[n]
-    k = int(np.flatnonzero(possible & (f1 >= target - 1e-12))[0])
+    margin = Margin(accurate_counts, keep)
+    totals = margin.weights @ fast_counts  # in every resample, with none escalated
+    for k in range(n + 1):
+        if k:  # one more escalated: the k-th least confident text now counts the accurate model's answer
+            totals += margin.weights[:, k - 1, None] * (accurate_counts[k - 1] - fast_counts[k - 1])
+        if possible[k] and f1[k] >= keep * f1[n] - 1e-12 and (assured := margin.assured(totals)) >= assurance:
+            break
     # escalating k texts: the threshold is the (k+1)-th confidence, or just above the largest for all of them
     threshold = float(sorted_confidences[k]) if k < n else math.nextafter(float(sorted_confidences[-1]), math.inf)
     shown = np.unique(np.concatenate([np.linspace(0, n, min(CURVE_POINTS, n + 1)).round().astype(int), [k]]))
-    return Calibration(threshold, k / max(n, 1), float(f1[k]), float(f1[0]), float(f1[n]),
+    return Calibration(threshold, k / max(n, 1), float(f1[k]), float(f1[0]), float(f1[n]), assured,
                        [(float(i / max(n, 1)), float(f1[i])) for i in shown])
 
 
@@ -229,12 +255,12 @@ def run(config: CascadeConfig, *, fast: Path, accurate: Path, data: Path, out: P
             accurate_probs = accurate_model.probs(texts, description=f"{split}: accurate {accurate_file}")
             scored[split] = (confidence(fast_probs, fast_model.thresholds, fast_model.single_label),
                              fast_model.decide(fast_probs), accurate_model.decide(accurate_probs), gold)
-        calibration = calibrate(*scored["val"], config.keep)
+        calibration = calibrate(*scored["val"], config.keep, config.assurance)
         calibrations[runtime] = calibration
         rule[runtime] = {"fast": f"fast/{fast_file}", "accurate": f"accurate/{accurate_file}",
                          "threshold": calibration.threshold,
                          "val": {"micro_f1": calibration.micro_f1, "escalation_rate": calibration.escalation_rate,
-                                 "fast_micro_f1": calibration.fast_micro_f1,
+                                 "assured": calibration.assured, "fast_micro_f1": calibration.fast_micro_f1,
                                  "accurate_micro_f1": calibration.accurate_micro_f1},
                          "curve": calibration.curve}
         if "test" in scored:
@@ -252,7 +278,8 @@ def run(config: CascadeConfig, *, fast: Path, accurate: Path, data: Path, out: P
                         f"; test {tested['micro_f1']:.4f} with {tested['escalation_rate']:.1%} escalated"
                         if tested else ""))
     description = {"confidence": confidence_kind(not dataset.multi_label),
-                   "escalate_when": "confidence < threshold", "keep": config.keep, "runtimes": rule}
+                   "escalate_when": "confidence < threshold", "keep": config.keep,
+                   "assurance": config.assurance, "runtimes": rule}
     with write_artifact(out, kind="cascade", force=force) as bundle:
         _copy_bundle(fast_bundle, bundle.dir / "fast")
         _copy_bundle(accurate_bundle, bundle.dir / "accurate")

@@ -551,6 +551,11 @@ EXPORT = Stage(("export",), ExportConfig, "mobclf.export.bundle:run", produces="
                help="Write a device bundle (model files, tokenizer, labels, thresholds, bundle.json) with a parity "
                     "certificate.")
 
+ASSURANCE = 0.9
+ASSURANCE_HELP = ("Share of bootstrap resamples of val in which the threshold must keep --keep too: a margin for new "
+                  "texts (0: on val alone).")
+
+
 @dataclass(frozen=True)
 class CascadeConfig(StageConfig):
     """A cascade of two export bundles (``cascade.py``): the fast model answers, the accurate one when the fast
@@ -558,6 +563,7 @@ class CascadeConfig(StageConfig):
 
     keep: float = setting(0.995, "Share of the accurate model's val micro-F1 the cascade keeps: the threshold is the "
                           "one of the fewest escalations that keeps it.", min=0, max=1, min_open=True)
+    assurance: float = setting(ASSURANCE, ASSURANCE_HELP, min=0, max=1)
 
 
 CASCADE = Stage(("cascade",), CascadeConfig, "mobclf.cascade:run", produces="cascade",
@@ -575,6 +581,7 @@ class EarlyExitConfig(StageConfig):
 
     keep: float = setting(0.995, "Share of the student's own val micro-F1 the early exits keep: the threshold is the "
                           "one of the fewest layers run on average that keeps it.", min=0, max=1, min_open=True)
+    assurance: float = setting(ASSURANCE, ASSURANCE_HELP, min=0, max=1)
     losses: dict[str, float] = setting({"soft_kd": 1.0, "hard_bce": 1.0}, "Repeatable NAME=WEIGHT: soft_kd (towards "
                                        "the last layer's predictions), hard_bce (the gold labels).", flag="loss",
                                        min=0, metavar="NAME=WEIGHT")

@@ -8,8 +8,9 @@ exits' mean val micro-F1. Unlabelled texts (``--unlabeled``) add KD targets, as 
 
 **Calibration** (on val): a text leaves at the first exit whose confidence reaches the threshold (the cascade's
 confidence: ``cascade.py``). Every candidate threshold gives a micro-F1 and a mean number of layers run; the
-threshold is the one of the fewest layers whose micro-F1 keeps ``keep`` of the student's own. The curve (mean layers,
-micro-F1) is stored in the manifest with the share of texts that left at each exit, on val and test.
+threshold is the one of the fewest layers whose micro-F1 keeps ``keep`` of the student's own, on val and in
+``assurance`` of bootstrap resamples of val (``cascade.Margin``). The curve (mean layers, micro-F1) is stored in the
+manifest with the share of texts that left at each exit, on val and test.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from mobclf.artifacts import Artifact, load_artifact
-from mobclf.cascade import CURVE_POINTS, confidence, per_text_counts
+from mobclf.cascade import CURVE_POINTS, Margin, confidence, per_text_counts
 from mobclf.console import console
 from mobclf.data.dataset import load_dataset, read_texts
 from mobclf.distill.losses import Batch, gold_label_bce, soft_target_kd
@@ -69,9 +70,10 @@ def leave_at(confidences: np.ndarray, threshold: float) -> np.ndarray:
     return sure.argmax(axis=0)
 
 
-def calibrate(confidences: np.ndarray, choices: np.ndarray, gold: np.ndarray, keep: float) -> dict:
-    """The threshold of fewest mean layers whose micro-F1 is at least ``keep`` × the last exit's, from the early exits'
-    ``confidences`` ``[depth - 1, N]`` and every exit's ``choices`` ``[depth, N, labels]``."""
+def calibrate(confidences: np.ndarray, choices: np.ndarray, gold: np.ndarray, keep: float, assurance: float) -> dict:
+    """The threshold of fewest mean layers whose micro-F1 is at least ``keep`` × the last exit's on val and in
+    ``assurance`` of its resamples, from the early exits' ``confidences`` ``[depth - 1, N]`` and every exit's
+    ``choices`` ``[depth, N, labels]``."""
     depth, n = choices.shape[0], choices.shape[1]
     counts = np.stack([per_text_counts(chosen, gold) for chosen in choices])  # [depth, N, 3]
     values = np.unique(confidences)
@@ -85,13 +87,16 @@ def calibrate(confidences: np.ndarray, choices: np.ndarray, gold: np.ndarray, ke
         exits = leave_at(confidences, threshold)
         tp, fp, fn = counts[exits, np.arange(n)].sum(axis=0)
         layers[i], f1[i] = exits.mean() + 1, f1_from_counts(tp, fp, fn)
-    target = keep * f1[-1]
-    allowed = np.flatnonzero(f1 >= target - 1e-12)
-    best = allowed[np.lexsort((-f1[allowed], layers[allowed]))[0]]  # fewest layers, then the best F1
+    margin = Margin(counts[-1], keep)
+    allowed = np.flatnonzero(f1 >= keep * f1[-1] - 1e-12)
+    for best in allowed[np.lexsort((-f1[allowed], layers[allowed]))]:  # fewest layers, then the best F1
+        assured = margin.assured(margin.weights @ counts[leave_at(confidences, candidates[best]), np.arange(n)])
+        if assured >= assurance:  # the last candidate, all layers for every text, keeps it in every resample
+            break
     shown = np.unique(np.concatenate([np.linspace(0, len(candidates) - 1, min(CURVE_POINTS, len(candidates)))
                                       .round().astype(int), [best]]))
     return {"threshold": float(candidates[best]), "micro_f1": float(f1[best]), "mean_layers": float(layers[best]),
-            "student_micro_f1": float(f1[-1]), "depth": depth,
+            "student_micro_f1": float(f1[-1]), "assured": assured, "depth": depth,
             "curve": [(float(layers[i]), float(f1[i])) for i in shown]}
 
 
@@ -157,7 +162,7 @@ def run(config: EarlyExitConfig, *, source: Path, data: Path, out: Path, unlabel
                  score_name="exits' mean val micro-F1")
     model.eval()
 
-    record = {"keep": config.keep, "confidence": confidence_kind(single_label),
+    record = {"keep": config.keep, "assurance": config.assurance, "confidence": confidence_kind(single_label),
               "leave_when": "confidence >= threshold"}
     for split in [split for split in ("val", "test") if dataset.texts(split)]:
         states, logits = (val_states, val_logits) if split == "val" else (
@@ -167,9 +172,10 @@ def run(config: EarlyExitConfig, *, source: Path, data: Path, out: Path, unlabel
         choices = exit_choices(exit_probs, thresholds, single_label)
         confidences = np.stack([confidence(probs, thresholds, single_label) for probs in exit_probs[:-1]])
         if split == "val":
-            calibration = calibrate(confidences, choices, val_gold, config.keep)
+            calibration = calibrate(confidences, choices, val_gold, config.keep, config.assurance)
             model.config["threshold"] = calibration["threshold"]
-            record.update(threshold=calibration["threshold"], curve=calibration.pop("curve"))
+            record.update(threshold=calibration["threshold"], assured=calibration["assured"],
+                          curve=calibration.pop("curve"))
         exits = leave_at(confidences, model.config["threshold"])
         record[split] = {"mean_layers": float(exits.mean() + 1), "exit_shares": exit_shares(exits, model.depth),
                          "exit_micro_f1": [split_metrics(probs, dataset, split, thresholds)["micro_f1"]
