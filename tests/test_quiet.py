@@ -80,8 +80,8 @@ def test_a_bench_of_a_pte_at_one_and_two_threads_prints_no_toolchain_noise(tiny)
     done = command("export", "--from", "student", "--target", "android", "--out", "phone", "--parity-texts", "16",
                    cwd=tiny)
     assert done.returncode == 0, done.stderr
-    done = command("bench", "--model", "phone", "--data", "data", "--latency-texts", "4", "--out", "report",
-                   cwd=tiny)
+    done = command("bench", "--model", "phone", "--data", "data", "--latency-texts", "4", "--cold-starts", "1",
+                   "--out", "report", cwd=tiny)
     assert done.returncode == 0, done.stderr
     assert_no_noise(done.stderr)
     assert "phone/model.pte: executorch" in done.stderr

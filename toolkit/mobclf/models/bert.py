@@ -14,18 +14,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
-from transformers.utils import logging as hf_logging
 
 from mobclf.errors import UserError
 from mobclf.models.rnn import BiRecurrence, last_states
 from mobclf.models.textcnn import ConvFeatures, MaskedMaxPool
 from mobclf.models.token_student import real_tokens
 from mobclf.stages import HEADS
-hf_logging.disable_progress_bar()  # transformers' tqdm bars for loading/saving weights; mobclf reports progress itself
+
+if TYPE_CHECKING:
+    from transformers import BertConfig, BertModel
+
+
+def hugging_face():
+    """``transformers``, imported where a BERT is built rather than with mobclf (it takes seconds, and a ``.pte`` or
+    ``.onnx`` run never needs it), with its tqdm bars for loading and saving weights off: mobclf reports progress
+    itself."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
 
 
 @dataclass
@@ -49,7 +60,8 @@ class BertClassifier(nn.Module):
     def __init__(self, config: dict, encoder: BertModel | None = None):
         super().__init__()
         self.config = config
-        self.bert = encoder or BertModel(BertConfig(**config["bert"]), add_pooling_layer=False)
+        hf = hugging_face()
+        self.bert = encoder or hf.BertModel(hf.BertConfig(**config["bert"]), add_pooling_layer=False)
         hidden, labels, dropout = self.bert.config.hidden_size, config["num_labels"], config.get("dropout", 0.1)
         head = config["head"]
         if head == "cls_linear":
@@ -83,13 +95,14 @@ class BertClassifier(nn.Module):
         if not (Path(checkpoint) / "config.json").is_file():
             raise UserError("not a Hugging Face checkpoint directory (no config.json); give a local model dir",
                             path=checkpoint)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # its load report lists the MLM head's weights, which a classifier drops
+        hf = hugging_face()
+        verbosity = hf.logging.get_verbosity()
+        hf.logging.set_verbosity_error()  # its load report lists the MLM head's weights, which a classifier drops
         try:
-            encoder, info = BertModel.from_pretrained(str(checkpoint), local_files_only=True, add_pooling_layer=False,
-                                                      output_loading_info=True)
+            encoder, info = hf.BertModel.from_pretrained(str(checkpoint), local_files_only=True,
+                                                         add_pooling_layer=False, output_loading_info=True)
         finally:
-            hf_logging.set_verbosity(verbosity)
+            hf.logging.set_verbosity(verbosity)
         if info["missing_keys"] or info["mismatched_keys"]:
             wrong = sorted(info["missing_keys"]) + sorted(str(key) for key in info["mismatched_keys"])
             raise UserError(f"the checkpoint lacks or mis-shapes encoder weights ({', '.join(wrong[:3])} ...); "
@@ -215,6 +228,7 @@ def bert_config(vocab_size: int, layers: int, hidden: int, heads: int, intermedi
     """A plain-dict BertConfig for a model trained from scratch."""
     if hidden % heads:
         raise UserError(f"--hidden {hidden} must be a multiple of --heads {heads}")
-    return _plain_config(BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                                    num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
-                                    max_position_embeddings=max(max_length, 64), pad_token_id=0))
+    config = hugging_face().BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                                       num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
+                                       max_position_embeddings=max(max_length, 64), pad_token_id=0)
+    return _plain_config(config)

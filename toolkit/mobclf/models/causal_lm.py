@@ -17,14 +17,16 @@ neither ``peft`` nor the checkpoint it came from.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import Qwen2Config, Qwen2Model
-from transformers.utils import logging as hf_logging
 
 from mobclf.errors import UserError
-from mobclf.models.bert import EncoderOutput
+from mobclf.models.bert import EncoderOutput, hugging_face
+
+if TYPE_CHECKING:
+    from transformers import Qwen2Config, Qwen2Model
 
 # PretrainedConfig bookkeeping that says nothing about the model (and would tie an artifact to one transformers)
 _NOT_GEOMETRY = ("architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype", "model_type")
@@ -37,29 +39,30 @@ class CausalLmClassifier(nn.Module):
     def __init__(self, config: dict, decoder: Qwen2Model | None = None):
         super().__init__()
         self.config = config
-        self.decoder = decoder or Qwen2Model(Qwen2Config(**config["qwen2"]))
+        hf = hugging_face()
+        self.decoder = decoder or hf.Qwen2Model(hf.Qwen2Config(**config["qwen2"]))
         self.head = nn.Sequential(nn.Dropout(config.get("dropout", 0.1)),
                                   nn.Linear(self.decoder.config.hidden_size, config["num_labels"]))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path, config: dict) -> "CausalLmClassifier":
         """Start from a local HF Qwen2 checkpoint directory (never the hub), in fp32; the head is new."""
-        checkpoint = Path(checkpoint)
+        checkpoint, hf = Path(checkpoint), hugging_face()
         try:
-            model_type = Qwen2Config.get_config_dict(str(checkpoint), local_files_only=True)[0].get("model_type")
+            model_type = hf.Qwen2Config.get_config_dict(str(checkpoint), local_files_only=True)[0].get("model_type")
         except (OSError, ValueError) as err:
             raise UserError(f"not a Hugging Face checkpoint directory ({str(err).splitlines()[0][:100]}); give a "
                             "local model dir", path=checkpoint) from None
         if model_type != "qwen2":
             raise UserError(f"is a {model_type!r} checkpoint; the LLM teacher takes Qwen2 (model_type qwen2)",
                             path=checkpoint / "config.json")
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # its load report lists the language-model head, which a classifier drops
+        verbosity = hf.logging.get_verbosity()
+        hf.logging.set_verbosity_error()  # its load report lists the language-model head, which a classifier drops
         try:
-            decoder, info = Qwen2Model.from_pretrained(str(checkpoint), local_files_only=True, dtype=torch.float32,
-                                                       output_loading_info=True)
+            decoder, info = hf.Qwen2Model.from_pretrained(str(checkpoint), local_files_only=True, dtype=torch.float32,
+                                                          output_loading_info=True)
         finally:
-            hf_logging.set_verbosity(verbosity)
+            hf.logging.set_verbosity(verbosity)
         if info["missing_keys"] or info["mismatched_keys"]:
             wrong = sorted(info["missing_keys"]) + sorted(str(key) for key in info["mismatched_keys"])
             raise UserError(f"the checkpoint lacks or mis-shapes decoder weights ({', '.join(wrong[:3])} ...)",

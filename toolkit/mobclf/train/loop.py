@@ -16,7 +16,6 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from transformers import get_cosine_schedule_with_warmup
 
 from mobclf.console import console, progress
 from mobclf.errors import UserError
@@ -80,6 +79,8 @@ def fit(module: nn.Module, n_examples: int, batch_loss: Callable[[torch.Tensor],
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(n_examples / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
+    from transformers import get_cosine_schedule_with_warmup  # here: importing transformers takes seconds
+
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     result = FitResult(best_score=math.inf if minimize else -math.inf, best_epoch=0)
     best_state, stale, first_epoch, skip, running = None, 0, 1, 0, 0.0
