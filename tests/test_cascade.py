@@ -137,12 +137,14 @@ def test_a_cascade_bundle_holds_both_bundles_and_a_rule_that_reproduces_its_scor
 
 def test_bench_gives_a_cascade_a_row_per_runtime_from_its_parts(bundles, cascade_dir, tmp_path):
     """The cascade's parts are measured as any bundle file; its row applies the rule to their answers (the same
-    scores cascade.json recorded on test) and adds the accurate part's time to the fast part's on escalated texts."""
+    scores cascade.json recorded on test) and adds the accurate part's time to the fast part's on escalated texts,
+    in Python and in the native runner."""
     out = tmp_path / "report"
     result = run("bench", "--model", cascade_dir, "--data", bundles / "data", "--out", out, "--latency-texts", "12",
-                 "--no-native", "--no-tfidf")
+                 "--cold-starts", "1", "--no-tfidf")
     assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads((out / "report.json").read_text("utf-8"))["rows"]}
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    rows = {row["name"]: row for row in report["rows"]}
     rules = json.loads((cascade_dir / "cascade.json").read_text("utf-8"))["runtimes"]
     assert list(rows) == ["cascade/fast/model.pte", "cascade/fast/model.onnx", "cascade/accurate/model.pte",
                           "cascade/accurate/model.onnx", "cascade (executorch)", "cascade (onnxruntime)"]
@@ -155,6 +157,17 @@ def test_bench_gives_a_cascade_a_row_per_runtime_from_its_parts(bundles, cascade
         assert row["size_bytes"] == fast["size_bytes"] + accurate["size_bytes"]
         assert fast["latency_ms_p50"] <= row["latency_ms_p95"] and row["latency_ms_mean"] > 0
     assert "% escalated, mean" in (out / "report.md").read_text("utf-8")
+    # natively: the parts' runner times on the 12 timed texts, the accurate one's where the rule sends the text
+    native = {row["name"]: row for row in report["native"]}
+    assert list(native) == ["cascade/fast/model.pte", "cascade/accurate/model.pte", "cascade (executorch)"]
+    row, fast, accurate = native["cascade (executorch)"], native["cascade/fast/model.pte"], native[
+        "cascade/accurate/model.pte"]
+    python = open_cascade(load_artifact(cascade_dir), "executorch")
+    assert row["escalation_rate"] == python.answer(load_dataset(bundles / "data").texts("test")[:12]).escalated.mean()
+    assert fast["latency_ms_mean"] - 1e-3 <= row["latency_ms_mean"] <= fast["latency_ms_mean"] + accurate[
+        "latency_ms_mean"] + 1e-3
+    assert row["logits_equal_python"] and row["size_bytes"] == fast["size_bytes"] + accurate["size_bytes"]
+    assert "cascade (executorch) (" in (out / "report.md").read_text("utf-8").split("## Native")[1]
 
 
 def test_what_cannot_make_a_cascade_is_one_line(bundles, tmp_path):

@@ -165,6 +165,9 @@ def measure_native(variant: Variant, texts: list[str], cold_starts: int, jvm: bo
             "tokenize_jvm_ms": None if tokenize is None else percentiles_ms(tokenize),
             "end_to_end_ms": None if end_to_end is None else percentiles_ms(end_to_end),
             "tokenize_share": None if tokenize is None else round(float(tokenize.sum() / end_to_end.sum()), 3),
+            # per text, for a cascade's native row (``report._native_cascade_row``); not kept in report.json
+            "per_text": {"ms": list(native.ms), "tokenize_ms": None if tokenize is None else tokenize.tolist(),
+                         "logits": native.logits},
             **({"profile": operator_profile(runner, pte, rows)} if exits is None else
                {"profile": None, "mean_exit_layer": float(native.exit_layers.mean()),
                 "exit_layers_equal_python": bool(np.array_equal(native.exit_layers, python_layers))})}

@@ -117,6 +117,10 @@ def run(config: BenchConfig, *, model: list[Path], out: Path, data: Path | None 
         rows += _tfidf_rows(training, examples, timing_texts, throughput_texts, predictions)
     programs = [variant for variant in variants if variant.runtime == "executorch"]
     native = _native_rows(programs, timing_texts, config.cold_starts) if config.native and programs else []
+    native += [_native_cascade_row(cascade, variants, native) for cascade in cascades
+               if "executorch" in cascade_rules(cascade) and native]
+    for row in native:
+        row.pop("per_text", None)
     baseline = teachers[0].name if teachers else None
     for row in rows:
         row["agreement_with_teacher"] = (agreement(predictions[row["name"]], predictions[baseline])
@@ -244,6 +248,33 @@ def _cascade_row(cascade: Artifact, runtime: str, variants: list[Variant], examp
         timings=[], per_label_f1=[label["f1"] for label in metrics["per_label"]])
 
 
+def _native_cascade_row(cascade: Artifact, variants: list[Variant], native: list[dict]) -> dict:
+    """A cascade's ``.pte`` files in the native runner, as the app runs them: on each timed text the fast part's
+    time, plus the accurate part's when the fast part's native logits escalate it (and each part's Java tokenizer,
+    end to end); the runner times each part on every text, so the sum is what the app's two calls take."""
+    rule = cascade_rules(cascade)["executorch"]
+    parts = {variant.name: variant for variant in variants}
+    rows = {row["name"]: row for row in native}
+    fast, accurate = (rows[f"{cascade.path.name}/{rule[role]}"] for role in ("fast", "accurate"))
+    variant = parts[fast["name"]]
+    probs = torch.sigmoid(torch.from_numpy(fast["per_text"]["logits"])).numpy()
+    sent = escalated(confidence(probs, np.asarray(variant.thresholds), variant.single_label), rule["threshold"])
+    ms = np.asarray(fast["per_text"]["ms"]) + sent * np.asarray(accurate["per_text"]["ms"])
+    tokenized = [part["per_text"]["tokenize_ms"] for part in (fast, accurate)]
+    end_to_end = None if None in tokenized else (ms + np.asarray(tokenized[0]) + sent * np.asarray(tokenized[1]))
+    return {"name": f"{cascade.path.name} (executorch)", "arch": f"{fast['arch']}→{accurate['arch']}",
+            "precision": f"{fast['precision']}+{accurate['precision']}",
+            "size_bytes": fast["size_bytes"] + accurate["size_bytes"], "texts": fast["texts"], "threads": 1,
+            "cold_start_ms": None, "load_ms": None, "first_inference_ms": None, "peak_rss_mb": None,
+            "latency_ms": percentiles_ms(ms), "latency_ms_mean": round(float(ms.mean()), 4),
+            "escalation_rate": float(sent.mean()),
+            "logits_equal_python": fast["logits_equal_python"] and accurate["logits_equal_python"],
+            "max_abs_logit_difference": max(fast["max_abs_logit_difference"], accurate["max_abs_logit_difference"]),
+            "tokenize_jvm_ms": None, "end_to_end_ms": None if end_to_end is None else percentiles_ms(end_to_end),
+            "tokenize_share": None if end_to_end is None else round(1 - float(ms.sum() / end_to_end.sum()), 3),
+            "profile": None, "others_cpu_share": max(fast["others_cpu_share"], accurate["others_cpu_share"])}
+
+
 def _tfidf_rows(dataset: Dataset, examples: Labelled, timing_texts: list[str], throughput_texts: list[str],
                 predictions: dict) -> list[dict]:
     """The TF-IDF baselines (``tune_tfidf_baselines``: logistic regression, linear SVM, complement naive Bayes, each
@@ -326,11 +357,13 @@ BENCH_COLUMNS = [table.NAME, table.RUNTIME, table.WEIGHTS, table.MICRO_F1, table
                  table.AGREEMENT, table.SIZE_MB, table.PARAMS, table.LATENCY, table.FASTER_THAN_TEACHER,
                  table.THROUGHPUT, table.MEMORY_ADDED]
 NATIVE_COLUMNS = [
-    table.Column("model", lambda row, _: row["name"], numeric=False), table.WEIGHTS, table.SIZE_MB,
-    table.Column("cold start median [min–max] (ms)", lambda row, _: "{median:.1f} [{min:.1f}–{max:.1f}]".format(
-        **row["cold_start_ms"])),
-    table.Column("load (ms)", lambda row, _: f"{row['load_ms']:.2f}"),
-    table.Column("first inference (ms)", lambda row, _: f"{row['first_inference_ms']:.2f}"),
+    table.Column("model", lambda row, _: row["name"] + ("" if row.get("escalation_rate") is None else
+                                                       f" ({100 * row['escalation_rate']:.1f}% escalated)"),
+                 numeric=False), table.WEIGHTS, table.SIZE_MB,
+    table.Column("cold start median [min–max] (ms)", lambda row, _: "—" if row["cold_start_ms"] is None else
+                 "{median:.1f} [{min:.1f}–{max:.1f}]".format(**row["cold_start_ms"])),
+    table.Column("load (ms)", table.number("load_ms", "{:.2f}")),
+    table.Column("first inference (ms)", table.number("first_inference_ms", "{:.2f}")),
     table.Column("model p50 / p95 (ms)", lambda row, _: "{p50:.3f} / {p95:.3f}".format(**row["latency_ms"])),
     table.Column("model mean (ms)", lambda row, _: "—" if row.get("latency_ms_mean") is None else
                  f"{row['latency_ms_mean']:.3f}"),
@@ -446,7 +479,8 @@ def _native_note(report: dict) -> str:
             "tokenization included) over the end-to-end p50. Peak RSS: the runner process (VmHWM): the runtime and "
             "the model, nothing else. Logits: compared with the Python runtime's on every one of those texts. An "
             "early-exit program runs its methods chained by its rule, as the app does; its exit layers are compared "
-            "with the Python runtime's too.")
+            "with the Python runtime's too. A cascade's row: on each text the fast file's time, plus the accurate "
+            "file's when the fast file's native logits escalate the text (each part's tokenizer end to end).")
 
 
 def _profiles(report: dict) -> list[tuple[str, list[dict], str]]:

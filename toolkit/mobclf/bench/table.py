@@ -35,7 +35,7 @@ class Column:
     numeric: bool = True
 
 
-def _number(key: str, pattern: str = "{:.4f}") -> Callable[[dict, dict | None], str]:
+def number(key: str, pattern: str = "{:.4f}") -> Callable[[dict, dict | None], str]:
     return lambda row, baseline: "—" if row.get(key) is None else pattern.format(row[key])
 
 
@@ -47,14 +47,14 @@ NAME = Column("model", lambda row, baseline: row["name"] + (" ⚠ parity FAILED"
     if row.get("mean_exit_layer") is not None else ""), numeric=False)
 RUNTIME = Column("runtime", lambda row, baseline: row["runtime"], numeric=False)
 WEIGHTS = Column("weights", lambda row, baseline: row["precision"], numeric=False)  # fp32, int8: not a metric
-ACCURACY = Column("accuracy", _number("accuracy"))
-MICRO_F1 = Column("micro-F1", _number("micro_f1"))
-MACRO_F1 = Column("macro-F1", _number("macro_f1"))
+ACCURACY = Column("accuracy", number("accuracy"))
+MICRO_F1 = Column("micro-F1", number("micro_f1"))
+MACRO_F1 = Column("macro-F1", number("macro_f1"))
 SHARE_OF_TEACHER = Column("% of teacher micro-F1", lambda row, baseline: "—" if not baseline else
                           f"{100 * row['micro_f1'] / baseline['micro_f1']:.1f}%")
-AGREEMENT = Column("agreement with teacher", _number("agreement_with_teacher"))
+AGREEMENT = Column("agreement with teacher", number("agreement_with_teacher"))
 SIZE_MB = Column("size (MB)", lambda row, baseline: f"{row['size_bytes'] / 1e6:.2f}")
-PARAMS = Column("params", _number("params", "{:,}"))
+PARAMS = Column("params", number("params", "{:,}"))
 LATENCY = Column("latency p50 / p95 (ms)", lambda row, baseline: "—" if row.get("latency_ms_p50") is None else
                  f"{row['latency_ms_p50']:.2f} / {row['latency_ms_p95']:.2f}")
 
@@ -68,10 +68,10 @@ def times_faster(latency_ms: float | None, baseline: dict | None) -> str:
 
 FASTER_THAN_TEACHER = Column("× faster than teacher (p50)", lambda row, baseline: times_faster(
     row.get("latency_ms_p50"), baseline))
-THROUGHPUT = Column("throughput (/s)", _number("throughput_per_s", "{:.0f}"))
-PEAK_RSS = Column("peak RSS (MB)", _number("peak_rss_mb", "{:.0f}"))
-MEMORY_ADDED = Column("memory added (MB)", _number("peak_rss_over_baseline_mb", "{:.0f}"))
-WALL_TIME = Column("wall time (s)", _number("wall_time_s", "{}"))
+THROUGHPUT = Column("throughput (/s)", number("throughput_per_s", "{:.0f}"))
+PEAK_RSS = Column("peak RSS (MB)", number("peak_rss_mb", "{:.0f}"))
+MEMORY_ADDED = Column("memory added (MB)", number("peak_rss_over_baseline_mb", "{:.0f}"))
+WALL_TIME = Column("wall time (s)", number("wall_time_s", "{}"))
 
 
 def cells(columns: list[Column], rows: list[dict], baseline: dict | None) -> list[list[str]]:
