@@ -15,10 +15,10 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForMaskedLM
 
 from mobclf.artifacts import Artifact, lineage, load_artifact, sha256_file, write_artifact
 from mobclf.console import console
@@ -26,7 +26,7 @@ from mobclf.data.dataset import Dataset, Texts, iter_texts, load_dataset, open_t
 from mobclf.data.readers import text_digest
 from mobclf.errors import UserError
 from mobclf.models import count_parameters
-from mobclf.models.bert import bert_config
+from mobclf.models.bert import bert_config, hugging_face
 from mobclf.text import Tokenizer, build_tokenizer, load_tokenizer
 from mobclf.text.base import VOCAB_FILE
 from mobclf.train import distributed
@@ -35,6 +35,9 @@ from mobclf.stages import PretrainConfig
 from mobclf.train.loop import fit
 from mobclf.train.state import open_state
 from mobclf.train.masking import IGNORE, mask_tokens, replacement_ids, word_ids
+
+if TYPE_CHECKING:
+    from transformers import BertForMaskedLM
 
 CHECKPOINT = "checkpoint"
 CORPUS_FILE = "corpus.arrow"  # the distinct texts, in the run's state folder while it trains
@@ -109,12 +112,13 @@ def run(config: PretrainConfig, *, out: Path, corpus: list[Path] = (), data: Pat
     distributed.barrier()
 
     torch.manual_seed(fit_config.seed)
+    hf = hugging_face()
     if init_artifact is not None:
         architecture = init_artifact.manifest["architecture"]["config"]
-        model = BertForMaskedLM.from_pretrained(str(init_checkpoint), local_files_only=True)
+        model = hf.BertForMaskedLM.from_pretrained(str(init_checkpoint), local_files_only=True)
     else:
         architecture = bert_config(len(text_tokenizer.vocab), layers, hidden, heads, intermediate, max_length)
-        model = BertForMaskedLM(BertConfig(**architecture))
+        model = hf.BertForMaskedLM(hf.BertConfig(**architecture))
     model.to(run_device)
     console.log(f"pretrain: {count_parameters(model):,} parameters, vocab {len(text_tokenizer.vocab):,}, "
                 f"{len(train_rows):,} train / {n_val:,} val texts, on {run_device}")
